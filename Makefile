@@ -1,0 +1,56 @@
+# One source of truth for local runs and CI: .ci/run calls `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP_RUN   := $(VENV)/.stamp-run
+STAMP_DEV   := $(VENV)/.stamp-dev
+STAMP_BENCH := $(VENV)/.stamp-bench
+
+.PHONY: demo test lint type unit cov bench bench-quick bench-compare clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(STAMP_RUN)
+
+$(STAMP_BENCH): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@ $(STAMP_DEV) $(STAMP_RUN)
+
+demo: $(STAMP_RUN)
+	$(PY) -m orso_pg.demo
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check orso_pg tests bench
+	$(VENV)/bin/ruff format --check orso_pg tests bench
+
+type: $(STAMP_DEV)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP_DEV)
+	$(PY) -m pytest -m "not db" -q
+
+cov: $(STAMP_DEV)
+	$(PY) -m coverage run -m pytest -q
+	$(PY) -m coverage report --fail-under=90
+
+test: lint type cov
+
+bench: $(STAMP_BENCH)
+	$(PY) -m bench
+
+bench-quick: $(STAMP_BENCH)
+	$(PY) -m bench --quick
+
+bench-compare: $(STAMP_BENCH)
+	$(PY) -m bench.compare
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .hypothesis

@@ -1,0 +1,36 @@
+"""The workloads of ``make bench``, in the order they run.
+
+Owns the list and its order: bulk writes first (each reloads the table), then the per-call
+writes, then the read-only workloads that share one loaded table, then arrays and the migration
+(which declares the next version of the trades model, so it runs last). Each module owns its
+workloads' variants.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Workload
+from bench.workloads.arrays import Arrays
+from bench.workloads.bulk import BatchDelete, BulkInsert, BulkUpsert, RowUpdate, SetUpdate
+from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
+from bench.workloads.migrate import Migrate
+from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
+
+WORKLOADS: tuple[type[Workload], ...] = (
+    BulkInsert,
+    BulkUpsert,
+    SetUpdate,
+    RowUpdate,
+    BatchDelete,
+    RowUpdates,
+    RowDeletes,
+    Lookups,
+    PooledLookups,
+    FindByIds,
+    RangeRead,
+    Aggregates,
+    Pages,
+    Arrays,
+    Migrate,
+)
+
+__all__ = ["WORKLOADS"]

@@ -1,0 +1,101 @@
+"""orso_pg: a synchronous PostgreSQL ORM on psycopg 3 and attrs."""
+
+from __future__ import annotations
+
+from orso_pg.batch import BatchOptions, UpsertResult
+from orso_pg.database import Database, DatabaseConfig, Transaction
+from orso_pg.errors import (
+    CheckViolationError,
+    CompressionError,
+    ConfigError,
+    ConnectionLostError,
+    ConstraintError,
+    DatabaseError,
+    DataError,
+    DefinitionError,
+    ExclusionViolationError,
+    ForeignKeyViolationError,
+    LockTimeoutError,
+    MigrationError,
+    NotFoundError,
+    NotNullViolationError,
+    OrsoError,
+    PoolError,
+    PoolTimeoutError,
+    QueryCanceledError,
+    QueryError,
+    SerializationError,
+    UniqueViolationError,
+    ValidationError,
+)
+from orso_pg.filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
+from orso_pg.migrations import (
+    MigrationAction,
+    MigrationEntry,
+    MigrationPlan,
+    MigrationResult,
+    Migrations,
+    MigrationStep,
+    migration,
+)
+from orso_pg.model import Orso
+from orso_pg.pagination import Cursor, KeysetPage, PaginatedResult, Pagination
+from orso_pg.query import JoinType, QueryBuilder
+from orso_pg.schema import Column, Index, TableMeta, column, table, table_of
+
+# Everything public is re-exported here, so that `from orso_pg import X` is the one import
+# path users and type checkers need; the modules behind it are an implementation detail.
+__all__ = [
+    "Aggregate",
+    "BatchOptions",
+    "CheckViolationError",
+    "Column",
+    "CompressionError",
+    "ConfigError",
+    "ConnectionLostError",
+    "ConstraintError",
+    "Cursor",
+    "DataError",
+    "Database",
+    "DatabaseConfig",
+    "DatabaseError",
+    "DefinitionError",
+    "ExclusionViolationError",
+    "Filter",
+    "ForeignKeyViolationError",
+    "Index",
+    "JoinType",
+    "KeysetPage",
+    "LockTimeoutError",
+    "MigrationAction",
+    "MigrationEntry",
+    "MigrationError",
+    "MigrationPlan",
+    "MigrationResult",
+    "MigrationStep",
+    "Migrations",
+    "NotFoundError",
+    "NotNullViolationError",
+    "Orso",
+    "OrsoError",
+    "PaginatedResult",
+    "Pagination",
+    "PoolError",
+    "PoolTimeoutError",
+    "QueryBuilder",
+    "QueryCanceledError",
+    "QueryError",
+    "SearchFilter",
+    "SerializationError",
+    "Sort",
+    "SortOrder",
+    "TableMeta",
+    "Transaction",
+    "UniqueViolationError",
+    "UpsertResult",
+    "ValidationError",
+    "column",
+    "migration",
+    "table",
+    "table_of",
+]

@@ -1,0 +1,948 @@
+"""Lossless compression of numeric numpy arrays into self-describing frames.
+
+This module owns the bytes that compressed array columns store in ``BYTEA``. It is pure: numpy,
+zstandard and the standard library only, no database and no other orso_pg module but
+:mod:`orso_pg.errors`. The design and the measurements behind it are in
+``reference/compression.md`` (section 5, "orso-auto").
+
+Contract
+========
+
+:func:`encode` accepts a numpy array of any shape, memory order and byte order, or a list of
+Python ints (stored as int64) or floats (float64). The dtypes are bool, int8, int16, int32,
+int64, uint8, uint16, uint32, uint64, float16, float32 and float64. It is deterministic (the same
+values, dtype and shape give the same bytes) and never modifies its input.
+
+:func:`decode` returns a new, writable, C-ordered array in native byte order with the dtype and
+shape that were encoded and, by default, the very same bytes: every value comes back bit for
+bit, including -0.0, NaN payloads, infinities, subnormals and integer extremes.
+
+Anything that is not a frame this module wrote, or one that was damaged since, raises
+:class:`~orso_pg.errors.CompressionError` (a ``ValueError``) whose message names the problem:
+empty, truncated or padded input, a foreign blob (cydec, a bare zstd frame, random bytes), a
+newer format version, a checksum mismatch, a field out of range, or a frame declaring more than
+``max_bytes`` of output; never a numpy, zstd or struct exception. A CRC-32 covers every other
+byte of the frame, so every single flipped bit is detected, and other random damage slips
+through with odds of about one in four billion (the CRC guards integrity; it is not an
+authentication). The declared size is checked against ``max_bytes`` before anything is
+allocated, and no buffer is ever larger than twice the declared output (the working integers
+of float32 decimals are 8 bytes wide).
+
+Lossy mode (opt-in)
+-------------------
+
+``encode(values, decimals=N)`` (float32 and float64, ``0 <= N <= 18``) stores
+``q = rint(x * 10**N)`` and decodes ``q / 10**N`` in the array's float type. For every element::
+
+    |x - decoded| <= 0.5 * 10**-N + 2 * ulp(x)
+
+where ulp is in the array's dtype (the two ulps cover the rounding of the product, the quotient
+and the final cast). -0.0 decodes as 0.0. NaN, infinities and values with
+``|x| * 10**N > 2**53`` have no exact rounded form and raise ``CompressionError`` rather than be
+stored as something else.
+
+Pipeline
+========
+
+1. Values become integers as wide as the item: integers as they are, floats as the signed
+   integer with the same bits, bool as int8. Floats that are decimals with at most 12 places (8
+   for float32), such as prices as exchanges send them, become int64 ``q = rint(x * 10**k)``
+   instead, but only when ``q / 10**k`` gives every value back bit for bit.
+2. Delta of order 0, 1 or 2 (wrapping differences), the order that needs the fewest bits on a
+   prefix sample.
+3. Frame of reference: the minimum residual is subtracted, leaving unsigned values.
+4. Common divisor: the values are divided by their gcd (ticks, lots, fixed intervals).
+5. Packing: values below 16 are bit-packed at 1, 2 or 4 bits; wider values keep their
+   significant low bytes, split into byte planes. When zeros are common, a bitmap of the
+   non-zero values followed by those values alone is tried as well.
+6. zstd (level 1 by default). The stream is stored as it is when zstd does not shrink it, and
+   the raw values are stored when packing does not save 1%, so a frame is never larger than the
+   raw bytes plus the header.
+
+Frame, version 1
+================
+
+All integers are little endian.
+
+====== ======= ============================================================================
+offset size    field
+====== ======= ============================================================================
+0      4       magic ``b"OPGA"``
+4      1       format version, ``1``
+5      1       dtype: 1 bool, 2 int8, 3 int16, 4 int32, 5 int64, 6 uint8, 7 uint16,
+               8 uint32, 9 uint64, 10 float16, 11 float32, 12 float64
+6      1       layout: 0 raw values, 1 packed stream as is, 2 packed stream in one zstd frame
+               that declares its content size
+7      1       ndim, 0..32
+8      1       delta order, 0..2 (also the number of seeds)
+9      1       width: bits per packed value, 0 (all residuals equal), 1, 2, 4, or 8..64 by 8
+10     1       decimals: 255 when the working integers are the values themselves (or the
+               bits of floats); 0..18 when floats were stored as ``q`` with
+               ``x = q / 10**decimals``
+11     1       flags: bit 0 set when the stream starts with a zero mask; other bits are 0
+12     8       payload length in bytes (u64)
+20     8       frame of reference: the minimum residual (i64)
+28     8       common divisor (u64, >= 1)
+36     4       CRC-32 (zlib) of every byte of the frame but these four
+40     8*ndim  shape (u64 each)
+..     8*order seeds (i64): the first value, then for order 2 the first difference
+..     ...     payload
+====== ======= ============================================================================
+
+The working integers are signed and as wide as the item (bool: 1 byte), or int64 when
+``decimals`` is not 255; all arithmetic on them wraps. With ``n`` values, the packed stream
+describes the ``m = n - order`` residuals, each stored as ``(residual - reference) / divisor``:
+bit-packed with the first value in the most significant bits (as ``numpy.packbits``) for widths
+1, 2 and 4, or as ``width / 8`` byte planes of ``m`` bytes each, least significant plane first.
+With a zero mask, the stream starts with ``ceil(m / 8)`` bytes of ``m`` bits (packbits order)
+set for the non-zero values, and only those values follow, packed the same way.
+
+A raw frame (layout 0) has order, width and flags 0, decimals 255, reference 0 and divisor 1,
+and holds the values' own little-endian bytes (for a lossy encode, the rounded values). An empty
+array is a raw frame with an empty payload.
+
+Example:
+    >>> import numpy as np
+    >>> from orso_pg import codec
+    >>> minutes = np.arange(1_700_000_000_000, 1_700_060_000_000, 60_000)
+    >>> frame = codec.encode(minutes)
+    >>> len(frame), minutes.nbytes
+    (56, 8000)
+    >>> bool((codec.decode(frame) == minutes).all())
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+import numpy as np
+import zstandard
+
+from orso_pg.errors import CompressionError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "SUPPORTED_DTYPES",
+    "ArrayCodec",
+    "decode",
+    "encode",
+    "get_max_bytes",
+    "set_max_bytes",
+]
+
+if sys.byteorder != "little":  # pragma: no cover - no big-endian machine to test on
+    # Byte planes and bit packing are built on little-endian views of the working integers.
+    raise ImportError("orso_pg.codec needs a little-endian host")
+
+MAGIC: Final = b"OPGA"
+"""The first four bytes of every frame."""
+
+FORMAT_VERSION: Final = 1
+"""The frame version this module writes; it decodes every version up to this one."""
+
+DEFAULT_MAX_BYTES: Final = 256 * 2**20
+"""The default cap on the decoded size of one array (256 MiB), well under PostgreSQL's 1 GB."""
+
+_RAW, _PACKED, _ZSTD = 0, 1, 2
+_ZERO_MASK = 1
+_NO_DECIMALS = 255
+_MAX_DECIMALS = 18
+_MAX_NDIM = 32
+_MAX_LEVEL = 22
+
+# magic, version, dtype, layout, ndim, order, width, decimals, flags, payload, reference, gcd
+_HEAD: Final = struct.Struct("<4s8BQqQ")
+_CRC: Final = struct.Struct("<I")
+_FIXED_SIZE: Final = _HEAD.size + _CRC.size
+
+# Frame dtype codes: the index in this tuple (0 is no dtype).
+_DTYPES: Final = tuple(
+    np.dtype(name)
+    for name in (
+        "V1",
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    )
+)
+_BOOL_CODE: Final = 1
+
+#: Every dtype a frame can hold (in native byte order; big-endian input reads back native).
+SUPPORTED_DTYPES: Final = _DTYPES[1:]
+_CODE_OF: Final = {(dt.kind, dt.itemsize): code for code, dt in enumerate(_DTYPES) if code}
+_SIGNED: Final = {size: np.dtype(f"i{size}") for size in (1, 2, 4, 8)}
+_UNSIGNED: Final = {size: np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
+# Bytes per value of the integer that holds a given number of byte planes.
+_CONTAINER: Final = (0, 1, 2, 4, 4, 8, 8, 8, 8)
+_WIDTHS: Final = frozenset((0, 1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64))
+
+# int -> float conversion is correctly rounded, so these are the exact powers of ten.
+_POW10: Final = tuple(float(10**k) for k in range(_MAX_DECIMALS + 1))
+_POW10_COLUMN: Final = np.array(_POW10)[:, None]
+_FIND_DECIMALS: Final = {4: 8, 8: 12}  # the most places looked for, by float width
+_EXACT_INT: Final = 2.0**53
+
+_ORDER_SAMPLE = 4096  # prefix length on which the delta order is chosen
+_GCD_SAMPLE = 256  # evenly spread values whose gcd proposes the divisor
+_DECIMAL_SAMPLE = 64  # evenly spread values that propose the decimal places
+_SPARSE_SHARE = 32  # try a zero mask when at least 1/32 of the values are zero
+_MASK_TRIAL = 65536  # larger arrays choose between mask and planes on a prefix this long
+_TINY_SHARE = 64  # ... unless the prefix compresses to less than 1/64 of its packed size
+_RAW_SHARE = 100  # packing must save 1/100 of the raw bytes to be kept
+_MASK_BLOCK = 65536  # a decoded zero mask is expanded this many values at a time
+_FEW = 4096  # up to this many values, a transposing copy splits bytes faster than shifts
+
+# Unpacking tables, byte -> its 2- or 4-bit values as one little-endian word.
+_SHIFTS2 = np.array([6, 4, 2, 0], dtype=np.uint8)
+_SHIFTS4 = np.array([4, 0], dtype=np.uint8)
+_BYTES = np.arange(256, dtype=np.uint8)[:, None]
+_UNPACK2: Final = ((_BYTES >> _SHIFTS2) & 3).astype(np.uint8).view("<u4").ravel()
+_UNPACK4: Final = ((_BYTES >> _SHIFTS4) & 15).astype(np.uint8).view("<u2").ravel()
+
+_max_bytes = DEFAULT_MAX_BYTES
+_local = threading.local()
+
+
+def get_max_bytes() -> int:
+    """Return the module-wide cap on the decoded size of one array, in bytes."""
+    return _max_bytes
+
+
+def set_max_bytes(limit: int | None) -> int:
+    """Set the module-wide cap on the decoded size of one array.
+
+    Args:
+        limit: The new cap in bytes, or ``None`` to restore :data:`DEFAULT_MAX_BYTES`.
+
+    Returns:
+        The cap that was in force before the call.
+    """
+    global _max_bytes  # noqa: PLW0603 - one process-wide setting, like numpy's print options
+    previous = _max_bytes
+    _max_bytes = DEFAULT_MAX_BYTES if limit is None else _check_max_bytes(limit)
+    return previous
+
+
+def encode(array: npt.ArrayLike, *, decimals: int | None = None, level: int = 1) -> bytes:
+    """Compress a numeric array into a self-describing frame.
+
+    Args:
+        array: A numpy array of a supported dtype (any shape, memory order or byte order), or a
+            list of Python ints (stored as int64) or floats (float64).
+        decimals: Opt-in lossy mode for floats: round every value to this many decimal places
+            (the module docstring gives the error bound). ``None`` keeps every bit.
+        level: The zstd level, 1 (fast, the default) to 22.
+
+    Returns:
+        The frame; :func:`decode` gives the array back.
+
+    Raises:
+        CompressionError: The input is not a supported array, is larger than the decode cap
+            (:func:`get_max_bytes`), or cannot be rounded to ``decimals`` places.
+    """
+    return _encode(array, _check_decimals(decimals), _check_level(level), _max_bytes)
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_bytes: int | None = None) -> np.ndarray:
+    """Decompress a frame made by :func:`encode`.
+
+    Args:
+        data: The frame.
+        max_bytes: Refuse frames that would decode to more bytes than this; ``None`` uses the
+            module-wide cap (:func:`get_max_bytes`, 256 MiB unless changed).
+
+    Returns:
+        A new, writable, C-ordered array in native byte order, with the encoded dtype and shape.
+
+    Raises:
+        CompressionError: The frame is empty, truncated, padded, foreign, from a newer
+            version, corrupt, or larger than ``max_bytes``.
+    """
+    return _decode(data, _max_bytes if max_bytes is None else _check_max_bytes(max_bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayCodec:
+    """Encode and decode settings that a column holds.
+
+    Attributes:
+        level: The zstd level, 1 to 22.
+        decimals: Round floats to this many decimal places (lossy); ``None`` is lossless.
+        max_bytes: The cap on one decoded array; ``None`` follows :func:`get_max_bytes`.
+    """
+
+    level: int = 1
+    decimals: int | None = None
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_level(self.level)
+        _check_decimals(self.decimals)
+        if self.max_bytes is not None:
+            _check_max_bytes(self.max_bytes)
+
+    def encode(self, array: npt.ArrayLike) -> bytes:
+        """Compress *array* with these settings (see :func:`encode`)."""
+        cap = _max_bytes if self.max_bytes is None else self.max_bytes
+        return _encode(array, self.decimals, self.level, cap)
+
+    def decode(self, data: bytes | bytearray | memoryview) -> np.ndarray:
+        """Decompress a frame under this codec's size cap (see :func:`decode`)."""
+        return _decode(data, _max_bytes if self.max_bytes is None else self.max_bytes)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_level(level: int) -> int:
+    if not _is_int(level) or not 1 <= level <= _MAX_LEVEL:
+        raise CompressionError(f"level must be an int from 1 to 22, got {level!r}")
+    return level
+
+
+def _check_decimals(decimals: int | None) -> int | None:
+    if decimals is not None and (not _is_int(decimals) or not 0 <= decimals <= _MAX_DECIMALS):
+        raise CompressionError(f"decimals must be None or an int from 0 to 18, got {decimals!r}")
+    return decimals
+
+
+def _check_max_bytes(limit: int) -> int:
+    if not _is_int(limit) or limit < 0:
+        raise CompressionError(f"max_bytes must be a non-negative int, got {limit!r}")
+    return limit
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+class _Packing(NamedTuple):
+    """How a packed frame stores its working integers: the header fields and the payload."""
+
+    order: int
+    seeds: tuple[int, ...]
+    reference: int
+    divisor: int
+    width: int
+    flags: int
+    layout: int
+    payload: bytes | memoryview
+
+
+def _encode(array: npt.ArrayLike, decimals: int | None, level: int, max_bytes: int) -> bytes:
+    values = _as_array(array)
+    code = _CODE_OF[values.dtype.kind, values.dtype.itemsize]
+    if values.nbytes > max_bytes:
+        raise CompressionError(
+            f"array of {values.nbytes} bytes exceeds max_bytes={max_bytes}, so it could not be "
+            "decoded; raise the cap with codec.set_max_bytes() or ArrayCodec(max_bytes=...)"
+        )
+    if not values.dtype.isnative:
+        values = values.astype(values.dtype.newbyteorder("="))
+    flat = np.ascontiguousarray(values).reshape(-1)  # copies only strided or Fortran arrays
+    if code == _BOOL_CODE:
+        flat = flat.view(np.uint8) != 0  # views can put any byte in a bool; numpy reads it as 1
+    if flat.size == 0:
+        return _frame(code, values.shape, _NO_DECIMALS, None, flat.data)
+
+    if decimals is not None:
+        if values.dtype.kind != "f" or values.dtype.itemsize < 4:  # noqa: PLR2004
+            raise CompressionError(f"decimals applies to float32 and float64, not {values.dtype}")
+        places, work = decimals, _round_to_decimals(flat, decimals)
+    elif values.dtype.kind == "f" and (found := _find_decimals(flat)) is not None:
+        places, work = found
+    else:
+        places, work = _NO_DECIMALS, flat.view(_SIGNED[flat.itemsize])
+
+    packing = _pack(work, level)
+    if 8 * packing.order + len(packing.payload) >= flat.nbytes * (1 - 1 / _RAW_SHARE):
+        # A raw frame holds what decode must return: in lossy mode, the rounded values.
+        raw = flat if decimals is None else _from_decimals(work, decimals, flat.dtype)
+        return _frame(code, values.shape, _NO_DECIMALS, None, raw.data)
+    return _frame(code, values.shape, places, packing, packing.payload)
+
+
+def _as_array(array: object) -> np.ndarray:
+    """Return *array* as an ndarray of a supported dtype, refusing anything else clearly."""
+    if isinstance(array, np.ma.MaskedArray):
+        raise CompressionError("cannot encode a masked array: its mask would be lost")
+    if isinstance(array, (np.ndarray, np.generic)):
+        values = np.asarray(array)  # a plain ndarray view of subclasses such as np.matrix
+    elif isinstance(array, (list, tuple)):
+        values = _list_to_array(array)
+    else:
+        raise CompressionError(
+            f"cannot encode {type(array).__name__}: expected a numpy array or a list of numbers"
+        )
+    if (values.dtype.kind, values.dtype.itemsize) not in _CODE_OF:
+        raise CompressionError(
+            f"cannot encode dtype {values.dtype}: the codec takes bool, int8..int64, "
+            "uint8..uint64, float16, float32 and float64"
+        )
+    if values.ndim > _MAX_NDIM:
+        raise CompressionError(f"cannot encode {values.ndim} dimensions, at most 32")
+    return values
+
+
+def _list_to_array(items: Sequence[object]) -> np.ndarray:
+    try:
+        values = np.asarray(items)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CompressionError(f"cannot encode this list as a numeric array: {exc}") from exc
+    if values.ndim != 1:
+        raise CompressionError("cannot encode a nested list; pass a numpy array for N dimensions")
+    if values.dtype not in {np.dtype(np.int64), np.dtype(np.float64)} or (
+        # numpy turns ints beyond int64 into floats when some are negative; only a list with a
+        # float in it may become float64 (the scan stops at the first float).
+        values.dtype == np.float64 and len(items) and not any(isinstance(x, float) for x in items)
+    ):
+        raise CompressionError(
+            "a list must hold Python ints within int64, or floats; "
+            f"numpy reads this one as {values.dtype}"
+        )
+    return values
+
+
+def _round_to_decimals(flat: np.ndarray, decimals: int) -> np.ndarray:
+    """Return int64 ``rint(x * 10**decimals)``, refusing values that have no such form."""
+    with np.errstate(over="ignore"):
+        scaled: np.ndarray = np.multiply(flat, _POW10[decimals], dtype=np.float64)
+    bad = ~(np.abs(scaled) <= _EXACT_INT)  # NaN compares false, so it is caught too
+    if bad.any():
+        index = int(np.argmax(bad))
+        value = float(flat[index])
+        raise CompressionError(
+            f"cannot round element {index} ({value!r}) to {decimals} decimals: NaN, infinity "
+            "and |x| * 10**decimals > 2**53 have no exact rounded form; encode losslessly",
+            value=value,
+        )
+    np.rint(scaled, out=scaled)
+    scaled += 0.0  # turns the -0.0 that rint gives small negative values into 0.0
+    return scaled.astype(np.int64)
+
+
+def _from_decimals(q: np.ndarray, decimals: int, dtype: np.dtype) -> np.ndarray:
+    """Return ``q / 10**decimals`` as *dtype*; both directions use exactly this formula."""
+    out = np.empty(q.shape, dtype)
+    np.divide(q, _POW10[decimals], out=out, casting="same_kind")
+    return out
+
+
+def _find_decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """Return the fewest decimal places that store every float exactly, and the integers.
+
+    A few spread-out values propose the places; the whole array must then come back bit for
+    bit through :func:`_from_decimals`, or the floats keep their bits (``None``).
+    """
+    most = _FIND_DECIMALS.get(flat.itemsize)
+    if most is None:
+        return None
+    step = max(1, flat.size // _DECIMAL_SAMPLE)
+    decimals = _sample_decimals(flat[::step][:_DECIMAL_SAMPLE], most)
+    bits = flat.view(_SIGNED[flat.itemsize])
+    for _ in range(3):  # the sample may have missed values that need more places
+        if decimals is None:
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):  # such values fail the check below
+            scaled = np.multiply(flat, _POW10[decimals], dtype=np.float64)
+            q = np.rint(scaled, out=scaled).astype(np.int64)
+        wrong = _from_decimals(q, decimals, flat.dtype).view(bits.dtype) != bits
+        if not wrong.any():
+            return decimals, q
+        more = _sample_decimals(flat[wrong][:_DECIMAL_SAMPLE], most)
+        decimals = more if more is not None and more > decimals else None
+    return None
+
+
+def _sample_decimals(sample: np.ndarray, most: int) -> int | None:
+    """Return the fewest places, up to *most*, that give every value of *sample* back."""
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values and NaN simply fail
+        scaled = np.rint(sample.astype(np.float64) * _POW10_COLUMN[: most + 1])
+        back = (scaled / _POW10_COLUMN[: most + 1]).astype(sample.dtype)
+    signed = _SIGNED[sample.itemsize]
+    exact = (back.view(signed) == sample.view(signed)) & (np.abs(scaled) <= _EXACT_INT)
+    fits = exact.all(axis=1)
+    return int(np.argmax(fits)) if fits.any() else None
+
+
+def _pack(work: np.ndarray, level: int) -> _Packing:
+    """Delta-code, reduce, pack and compress the working integers (steps 2 to 6)."""
+    order = _choose_order(work)
+    residuals, seeds = _residuals(work, order)
+    low, high = int(residuals.min()), int(residuals.max())
+    span = high - low
+    if span == 0:
+        return _Packing(order, seeds, low, 1, 0, 0, _PACKED, b"")
+    unsigned = _UNSIGNED[work.itemsize]
+    reduced = np.subtract(
+        residuals.view(unsigned),
+        unsigned.type(low % 2 ** (8 * work.itemsize)),
+        out=None if order == 0 else residuals.view(unsigned),  # never write into the input
+    )
+    reduced, divisor = _divide_by_gcd(reduced, span)
+    width, flags, layout, payload = _pack_stream(reduced, span // divisor, level)
+    return _Packing(order, seeds, low, divisor, width, flags, layout, payload)
+
+
+def _pack_stream(
+    reduced: np.ndarray, top: int, level: int
+) -> tuple[int, int, int, bytes | memoryview]:
+    """Pack and compress the reduced values; return the width, flags, layout and payload.
+
+    Zeros cost a byte in every byte plane; when they are common, a bitmap that marks the
+    non-zero values, followed by those values alone, is often smaller. Large arrays make that
+    choice on a prefix and then pack the whole array one way only, unless the prefix shrinks so
+    much that trying both ways on everything is cheap (and the prefix's fixed costs would
+    mislead the choice).
+    """
+    count = reduced.size
+    try_mask = (count - int(np.count_nonzero(reduced))) * _SPARSE_SHARE >= count
+    if try_mask and count > 2 * _MASK_TRIAL:
+        prefix = reduced[:_MASK_TRIAL]
+        stream = _pack_values(prefix, top)[1]
+        plain = _compress(stream, level)[1]
+        if len(plain) * _TINY_SHARE >= stream.size:
+            masked = _compress(_masked_stream(prefix, top), level)[1]
+            if len(masked) < len(plain):
+                layout, payload = _compress(_masked_stream(reduced, top), level)
+                return _pack_width(top), _ZERO_MASK, layout, payload
+            try_mask = False
+    width, stream = _pack_values(reduced, top)
+    layout, payload = _compress(stream, level)
+    if try_mask:
+        masked_layout, masked_payload = _compress(_masked_stream(reduced, top), level)
+        if len(masked_payload) < len(payload):
+            return width, _ZERO_MASK, masked_layout, masked_payload
+    return width, 0, layout, payload
+
+
+def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
+    """Return a bitmap of the non-zero values followed by those values, packed.
+
+    The non-zero values include the maximum, so they pack at the same width as all of them.
+    """
+    nonzero = reduced != 0
+    return np.concatenate(
+        (np.packbits(nonzero), _pack_values(np.compress(nonzero, reduced), top)[1])
+    )
+
+
+def _choose_order(work: np.ndarray) -> int:
+    """Return the delta order (0, 1 or 2) with the fewest estimated bits on a prefix.
+
+    The estimate sums the bit lengths of each order's residuals after the frame of reference;
+    it picks the same order as trial compression nearly always, at a fraction of the cost.
+    """
+    n = work.size
+    if n < 3:  # noqa: PLR2004
+        return 0
+    sample = work[: _ORDER_SAMPLE + 2]
+    length = sample.size - 2
+    candidates = np.empty((3, length), work.dtype)
+    candidates[0] = sample[2:]
+    first = np.subtract(sample[1:], sample[:-1])
+    candidates[1] = first[1:]
+    np.subtract(first[1:], first[:-1], out=candidates[2])
+    candidates -= candidates.min(axis=1, keepdims=True)
+    bits = np.frexp(candidates.view(_UNSIGNED[work.itemsize]).astype(np.float64))[1]
+    per_value = bits.sum(axis=1) / length
+    costs = [float(per_value[k]) * (n - k) + 64 * k for k in range(3)]
+    return costs.index(min(costs))
+
+
+def _residuals(work: np.ndarray, order: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    if order == 0:
+        return work, ()
+    first = np.subtract(work[1:], work[:-1])
+    if order == 1:
+        return first, (int(work[0]),)
+    return np.subtract(first[1:], first[:-1]), (int(work[0]), int(first[0]))
+
+
+def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
+    """Divide the values by their greatest common divisor; return them and the divisor.
+
+    The gcd of a spread-out sample and of the span is a candidate. The values it does not
+    divide, if any, bring it down to the gcd of the whole array in one more step.
+    """
+    if span == 1:
+        return reduced, 1
+    step = max(1, reduced.size // _GCD_SAMPLE)
+    divisor = math.gcd(int(np.gcd.reduce(reduced[::step][:_GCD_SAMPLE])), span)
+    if divisor == 1:
+        return reduced, 1
+    scalar = reduced.dtype.type(divisor)
+    quotient = np.floor_divide(reduced, scalar)
+    wrong = np.multiply(quotient, scalar) != reduced
+    if wrong.any():
+        divisor = math.gcd(divisor, int(np.gcd.reduce(reduced[wrong])))
+        if divisor == 1:
+            return reduced, 1
+        np.floor_divide(reduced, reduced.dtype.type(divisor), out=quotient)
+    return quotient, divisor
+
+
+def _pack_width(top: int) -> int:
+    """Return the bits per value that hold values up to *top*: 0, 1, 2, 4 or 8..64 by 8."""
+    bits = top.bit_length()
+    if bits > 4:  # noqa: PLR2004
+        return 8 * ((bits + 7) // 8)
+    return 4 if bits == 3 else bits  # noqa: PLR2004
+
+
+def _pack_values(values: np.ndarray, top: int) -> tuple[int, np.ndarray]:
+    """Pack unsigned values no larger than *top*; return the width in bits and the stream."""
+    width = _pack_width(top)
+    if width >= 8:  # noqa: PLR2004
+        return width, _byte_planes(values, width // 8)
+    return width, _pack_bits(values.astype(np.uint8, copy=False), width)
+
+
+def _pack_bits(values: np.ndarray, width: int) -> np.ndarray:
+    """Pack uint8 values below ``2**width``, the first value in the most significant bits."""
+    if width == 1:
+        return np.packbits(values)
+    per_byte = 8 // width
+    if values.size % per_byte:
+        values = np.concatenate((values, np.zeros(per_byte - values.size % per_byte, np.uint8)))
+    if width == 2:  # noqa: PLR2004
+        # Four values are one little-endian uint32: a0 | a1 << 8 | a2 << 16 | a3 << 24.
+        word = values.view("<u4")
+        packed = (word << 6) | (word >> 4) | (word >> 14) | (word >> 24)
+    else:
+        pair = values.view("<u2")
+        packed = (pair << 4) | (pair >> 8)
+    return packed.astype(np.uint8)
+
+
+def _byte_planes(values: np.ndarray, planes: int) -> np.ndarray:
+    """Return the low *planes* bytes of every value, all first bytes first."""
+    values = values.astype(_UNSIGNED[_CONTAINER[planes]], copy=False)
+    if planes == 1:
+        return values
+    count = values.size
+    if count <= _FEW:
+        as_bytes = values.view(np.uint8).reshape(count, -1)
+        return np.ascontiguousarray(as_bytes[:, :planes].T).reshape(-1)
+    stream = np.empty(planes * count, np.uint8)
+    for plane in range(planes):
+        chunk = stream[plane * count : (plane + 1) * count]
+        np.right_shift(values, 8 * plane, out=chunk, casting="unsafe")  # keeps the low byte
+    return stream
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # A zstandard context must not be shared between threads; one per thread and level saves
+    # setting it up again for every small array.
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    compressor = cache.get(level)
+    if compressor is None:
+        compressor = cache[level] = zstandard.ZstdCompressor(level=level)
+    return compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
+
+
+def _compress(stream: np.ndarray, level: int) -> tuple[int, bytes | memoryview]:
+    view = stream.data
+    compressed = _compressor(level).compress(view)
+    if len(compressed) < stream.size:
+        return _ZSTD, compressed
+    return _PACKED, view
+
+
+def _frame(
+    code: int,
+    shape: tuple[int, ...],
+    decimals: int,
+    packing: _Packing | None,
+    payload: bytes | memoryview,
+) -> bytes:
+    """Return the frame bytes; a raw frame when *packing* is None."""
+    order, seeds, reference, divisor, width, flags, layout = (
+        (0, (), 0, 1, 0, 0, _RAW) if packing is None else packing[:7]
+    )
+    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+    head = _HEAD.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        code,
+        layout,
+        len(shape),
+        order,
+        width,
+        decimals,
+        flags,
+        size,
+        reference,
+        divisor,
+    )
+    tail = struct.pack(f"<{len(shape)}Q{order}q", *shape, *seeds)
+    crc = zlib.crc32(payload, zlib.crc32(tail, zlib.crc32(head)))
+    return b"".join((head, _CRC.pack(crc), tail, payload))
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def _decode(data: bytes | bytearray | memoryview, max_bytes: int) -> np.ndarray:
+    frame = _as_bytes(data)
+    size = len(frame)
+    if size < _FIXED_SIZE:
+        _refuse_short(frame)
+    (magic, version, code, layout, ndim, order, width, decimals, flags, payload_size,
+     reference, divisor) = _HEAD.unpack_from(frame)  # fmt: skip
+    if magic != MAGIC:
+        raise CompressionError(f"not an orso_pg array frame: {_describe_foreign(frame)}")
+    if version != FORMAT_VERSION:
+        raise CompressionError(
+            f"frame format version {version} is not supported: this orso_pg reads versions 1 "
+            f"to {FORMAT_VERSION}; a newer orso_pg wrote it, or it is corrupt"
+        )
+    if ndim > _MAX_NDIM or order > 2:  # noqa: PLR2004
+        raise CompressionError(f"corrupt frame header: ndim {ndim}, delta order {order}")
+    start = _FIXED_SIZE + 8 * (ndim + order)
+    if size != start + payload_size:
+        what = "truncated" if size < start + payload_size else "padded"
+        raise CompressionError(
+            f"{what} frame: {size} bytes where the header declares {start + payload_size}"
+        )
+    (crc,) = _CRC.unpack_from(frame, _HEAD.size)
+    if zlib.crc32(frame[_FIXED_SIZE:], zlib.crc32(frame[: _HEAD.size])) != crc:
+        raise CompressionError("checksum mismatch: the frame is corrupted")
+
+    # The checksum holds, so these fields are as written; still refuse what no encoder writes.
+    if not 0 < code < len(_DTYPES) or layout > _ZSTD or flags & ~_ZERO_MASK:
+        raise CompressionError(f"corrupt frame: dtype {code}, layout {layout}, flags {flags}")
+    dtype = _DTYPES[code]
+    shape = struct.unpack_from(f"<{ndim}Q", frame, _FIXED_SIZE)
+    count = math.prod(shape)
+    if count * dtype.itemsize > max_bytes:
+        raise CompressionError(
+            f"frame declares {count * dtype.itemsize} bytes of {dtype}, more than max_bytes="
+            f"{max_bytes}; pass a larger max_bytes to decode() if the frame is trusted"
+        )
+    payload = frame[start:]
+    if layout == _RAW:
+        if (order, width, decimals, flags, reference, divisor) != (0, 0, _NO_DECIMALS, 0, 0, 1):
+            raise CompressionError("corrupt frame: a raw frame with packing parameters")
+        if payload_size != count * dtype.itemsize:
+            raise CompressionError(
+                f"corrupt frame: {payload_size} raw bytes for {count} values of {dtype}"
+            )
+        values = np.frombuffer(payload, dtype.newbyteorder("<")).astype(dtype)
+    else:
+        packing = _Packing(
+            order,
+            struct.unpack_from(f"<{order}q", frame, _FIXED_SIZE + 8 * ndim),
+            reference,
+            divisor,
+            width,
+            flags,
+            layout,
+            payload,
+        )
+        values = _unpack(packing, dtype, decimals, count)
+    if code == _BOOL_CODE and values.view(np.uint8).max(initial=0) > 1:
+        raise CompressionError("corrupt frame: bool values other than 0 and 1")
+    try:
+        return values.reshape(shape)
+    except ValueError as exc:  # numpy refuses zero-sized shapes whose other sides are huge
+        raise CompressionError(f"corrupt frame: unusable shape {shape}") from exc
+
+
+def _as_bytes(data: object) -> memoryview:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CompressionError(
+            f"cannot decode {type(data).__name__}: expected bytes, bytearray or memoryview"
+        )
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1 or not view.c_contiguous:
+        try:
+            view = view.cast("B")
+        except TypeError as exc:
+            raise CompressionError(f"cannot decode this memoryview: {exc}") from exc
+    return view
+
+
+def _refuse_short(frame: memoryview) -> None:
+    if len(frame) == 0:
+        raise CompressionError("cannot decode an empty value: not an orso_pg array frame")
+    if bytes(frame[:4]) == MAGIC[: len(frame)]:
+        raise CompressionError(f"truncated frame: {len(frame)} bytes, shorter than a header")
+    raise CompressionError(f"not an orso_pg array frame: {_describe_foreign(frame)}")
+
+
+def _describe_foreign(frame: memoryview) -> str:
+    start = bytes(frame[:8])
+    if start.startswith(b"CYDEC"):
+        return "it is a cydec blob (orso's Rust codec); decode it with cydec and encode again"
+    if start.startswith(b"\x28\xb5\x2f\xfd"):
+        return "it is a bare zstd frame without an orso_pg header"
+    return f"it starts with {start[:4]!r} instead of {MAGIC!r}"
+
+
+def _unpack(packing: _Packing, dtype: np.dtype, decimals: int, count: int) -> np.ndarray:
+    """Rebuild the values of a packed frame: the inverse of :func:`_pack` and step 1."""
+    order, seeds, reference, divisor, width, flags, layout, payload = packing
+    if decimals != _NO_DECIMALS and (
+        dtype.kind != "f" or dtype.itemsize < 4 or decimals > _MAX_DECIMALS  # noqa: PLR2004
+    ):
+        raise CompressionError(f"corrupt frame: decimals {decimals} for {dtype}")
+    item = dtype.itemsize if decimals == _NO_DECIMALS else 8
+    modulus = 2 ** (8 * item)
+    if (
+        count <= order
+        or width not in _WIDTHS
+        or width > 8 * item
+        or (width == 0 and flags)
+        or not 0 < divisor < modulus
+        or not all(-modulus // 2 <= value < modulus // 2 for value in (reference, *seeds))
+    ):
+        raise CompressionError("corrupt frame: packing parameters out of range")
+
+    residuals = count - order
+    mask_size = (residuals + 7) // 8 if flags else 0
+    limit = mask_size + _stream_size(width, residuals)
+    stream = payload if layout == _PACKED else _decompress(payload, limit)
+    reduced: np.ndarray | None
+    if flags:
+        reduced = _unmask(stream, mask_size, width, residuals)
+    elif len(stream) != limit:
+        raise CompressionError(f"corrupt frame: {len(stream)} packed bytes, expected {limit}")
+    else:
+        reduced = _unpack_values(np.frombuffer(stream, np.uint8), width, residuals)
+
+    signed, unsigned = _SIGNED[item], _UNSIGNED[item]
+    work = np.empty(count, signed)
+    body = work[order:].view(unsigned)
+    offset = unsigned.type(reference % modulus)
+    if reduced is None:
+        body.fill(offset)
+    elif divisor == 1:
+        np.add(reduced, offset, out=body)
+    else:
+        np.multiply(reduced, unsigned.type(divisor), out=body)
+        np.add(body, offset, out=body)
+    if order:
+        work[:order] = seeds
+        if order == 2:  # noqa: PLR2004
+            np.add.accumulate(work[1:], out=work[1:])
+        np.add.accumulate(work, out=work)
+    if decimals != _NO_DECIMALS:
+        return _from_decimals(work, decimals, dtype)
+    return work.view(dtype)
+
+
+def _stream_size(width: int, count: int) -> int:
+    return width // 8 * count if width >= 8 else (width * count + 7) // 8  # noqa: PLR2004
+
+
+def _decompress(payload: bytes | memoryview, limit: int) -> bytes:
+    try:
+        declared = zstandard.frame_content_size(payload)
+        if not 0 <= declared <= limit:
+            raise CompressionError(
+                f"corrupt frame: zstd content of {declared} bytes where at most {limit} fit"
+            )
+        return _decompressor().decompress(payload, max_output_size=declared)
+    except zstandard.ZstdError as exc:
+        raise CompressionError(f"corrupt frame: zstd cannot decompress it ({exc})") from exc
+
+
+def _unmask(stream: bytes | memoryview, mask_size: int, width: int, count: int) -> np.ndarray:
+    """Return the values of a zero-masked stream: a bitmap, then the non-zero values."""
+    data = np.frombuffer(stream, np.uint8)
+    if data.size < mask_size:
+        raise CompressionError("corrupt frame: the zero mask is cut short")
+    nonzero = np.unpackbits(data[:mask_size], count=count).view(bool)
+    # The positions of the non-zero values take 8 bytes each, 8 times the output of a uint8
+    # frame: a large mask is expanded a block at a time (a boolean-mask assignment would need
+    # no positions, but it is several times slower).
+    positions = np.flatnonzero(nonzero) if count <= _MASK_BLOCK else None
+    present = int(np.count_nonzero(nonzero)) if positions is None else positions.size
+    expected = mask_size + _stream_size(width, present)
+    if data.size != expected:
+        raise CompressionError(f"corrupt frame: {data.size} packed bytes, expected {expected}")
+    rest = _unpack_values(data[mask_size:], width, present)
+    if rest is None:  # pragma: no cover - width 0 never carries a mask (checked before)
+        raise CompressionError("corrupt frame: a zero mask without values")
+    values = np.zeros(count, rest.dtype)
+    if positions is not None:
+        values[positions] = rest
+        return values
+    done = 0
+    for start in range(0, count, _MASK_BLOCK):
+        block = np.flatnonzero(nonzero[start : start + _MASK_BLOCK])
+        values[start : start + _MASK_BLOCK][block] = rest[done : done + block.size]
+        done += block.size
+    return values
+
+
+def _unpack_values(data: np.ndarray, width: int, count: int) -> np.ndarray | None:
+    """Return *count* values packed at *width* bits (None for width 0: all zero)."""
+    if width == 0:
+        return None
+    if width == 1:
+        return np.unpackbits(data, count=count)
+    if width == 2:  # noqa: PLR2004
+        return np.take(_UNPACK2, data).view(np.uint8)[:count]
+    if width == 4:  # noqa: PLR2004
+        return np.take(_UNPACK4, data).view(np.uint8)[:count]
+    return _join_planes(data, width // 8, count)
+
+
+def _join_planes(data: np.ndarray, planes: int, count: int) -> np.ndarray:
+    """Return the integers whose low bytes are the *planes* byte planes in *data*."""
+    size = _CONTAINER[planes]
+    if size == 1:
+        return data[:count]
+    if count <= _FEW:
+        as_bytes = np.zeros((count, size), np.uint8)
+        as_bytes[:, :planes] = data[: planes * count].reshape(planes, count).T
+        return as_bytes.view(_UNSIGNED[size]).reshape(-1)
+    if size == 8:  # noqa: PLR2004
+        # Two 4-byte halves, written into alternate words, beat eight shifted 8-byte passes.
+        values = np.empty(count, np.uint64)
+        halves = values.view(np.uint32).reshape(count, 2)
+        halves[:, 0] = _join_planes(data, 4, count)
+        halves[:, 1] = _join_planes(data[4 * count :], planes - 4, count)
+        return values
+    container = _UNSIGNED[size]
+    values = data[:count].astype(container)
+    shifted = np.empty(count, container)
+    for plane in range(1, planes):
+        chunk = data[plane * count : (plane + 1) * count]
+        np.left_shift(chunk, 8 * plane, out=shifted, dtype=container)
+        values |= shifted
+    return values

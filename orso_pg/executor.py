@@ -1,0 +1,336 @@
+"""The executor: the only code that talks to a psycopg connection.
+
+Owns running statements (reads always in binary format, so BYTEA never goes through hex text),
+COPY, server-side cursors, the translation of driver errors into :mod:`orso_pg.errors` by
+SQLSTATE, statement listeners (logging and counting), and turning rows into model instances.
+It must not decide what SQL to run (the compiler does) nor manage pools and transactions
+(:mod:`orso_pg.database` does): it is handed a connection and uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import sql
+
+from orso_pg import errors
+from orso_pg.compiler import Statement
+from orso_pg.types import Refused
+
+if TYPE_CHECKING:
+    from orso_pg.schema import Column, TableMeta
+
+__all__ = ["Executor", "Listener", "loader", "translate"]
+
+logger = logging.getLogger("orso_pg")
+
+M = TypeVar("M")
+Listener = Callable[[str, tuple[Any, ...]], None]
+
+_RENDER_CACHE_SIZE: Final = 2048
+_render_cache: dict[int, tuple[sql.Composable, bytes]] = {}
+
+
+def render(query: sql.Composable) -> bytes:
+    """Return the bytes of *query*, cached per query object.
+
+    Compiled shapes are cached objects (see :mod:`orso_pg.compiler`), so the same object comes
+    back for every call of an operation and is rendered once. Connections use UTF-8 (set by
+    :mod:`orso_pg.database`), which is what rendering without a connection assumes.
+    """
+    entry = _render_cache.get(id(query))
+    if entry is not None and entry[0] is query:
+        return entry[1]
+    data = query.as_bytes(None)
+    if len(_render_cache) >= _RENDER_CACHE_SIZE:
+        _render_cache.clear()
+    _render_cache[id(query)] = (query, data)
+    return data
+
+
+class Executor:
+    """Runs statements on one borrowed connection.
+
+    Args:
+        conn: The connection, owned by the caller.
+        listeners: Called with the statement text and parameters before each statement.
+    """
+
+    __slots__ = ("conn", "listeners")
+
+    def __init__(self, conn: psycopg.Connection[Any], listeners: Sequence[Listener] = ()) -> None:
+        self.conn = conn
+        self.listeners = listeners
+
+    def _notify(self, query: bytes, params: tuple[Any, ...]) -> None:
+        if self.listeners:
+            text = query.decode("utf-8", "replace")
+            for listener in self.listeners:
+                listener(text, params)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", query.decode("utf-8", "replace"))
+
+    def _run(self, stmt: Statement, table: str | None, *, binary: bool) -> psycopg.Cursor[Any]:
+        query = render(stmt.query)
+        self._notify(query, stmt.params)
+        try:
+            # Inside the try: on a connection that already broke, cursor() raises too.
+            cur = self.conn.cursor(binary=binary)
+            cur.execute(query, stmt.params)
+        except psycopg.Error as exc:
+            raise translate(exc, table=table) from exc
+        return cur
+
+    def fetch_all(self, stmt: Statement, *, table: str | None = None) -> list[tuple[Any, ...]]:
+        """Run *stmt* and return every row as a tuple."""
+        cur = self._run(stmt, table, binary=True)
+        try:
+            return cur.fetchall()
+        except psycopg.Error as exc:  # a value the loaders refuse, e.g. 'infinity' timestamps
+            raise translate(exc, table=table) from exc
+
+    def fetch_one(self, stmt: Statement, *, table: str | None = None) -> tuple[Any, ...] | None:
+        """Run *stmt* and return its first row, or None."""
+        cur = self._run(stmt, table, binary=True)
+        try:
+            return cur.fetchone()
+        except psycopg.Error as exc:
+            raise translate(exc, table=table) from exc
+
+    def scalar(self, stmt: Statement, *, table: str | None = None) -> Any:
+        """Run *stmt* and return the first column of its first row (None without a row)."""
+        row = self.fetch_one(stmt, table=table)
+        return None if row is None else row[0]
+
+    def execute(self, stmt: Statement, *, table: str | None = None) -> int:
+        """Run *stmt* and return the number of rows it affected."""
+        return self._run(stmt, table, binary=False).rowcount
+
+    @contextlib.contextmanager
+    def transaction(self, *, force_rollback: bool = False) -> Iterator[None]:
+        """Run the block in a transaction, or in a savepoint when one is already open.
+
+        Leaving the block normally commits (releases the savepoint) unless *force_rollback* is
+        set; leaving it by an exception rolls its work back. A failed commit is translated.
+        """
+        try:
+            with self.conn.transaction(force_rollback=force_rollback):
+                yield
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
+    def stream(
+        self, stmt: Statement, *, batch_size: int = 2000, table: str | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Yield the rows of *stmt* from a server-side cursor, *batch_size* at a time.
+
+        The caller must hold a transaction open while iterating (named cursors live in one).
+        """
+        query = render(stmt.query)
+        self._notify(query, stmt.params)
+        try:
+            with self.conn.cursor(name=_cursor_name(), binary=True) as cur:
+                cur.itersize = batch_size
+                cur.execute(query, stmt.params)
+                while True:
+                    rows = cur.fetchmany(batch_size)
+                    if not rows:
+                        return
+                    yield from rows
+        except psycopg.Error as exc:
+            raise translate(exc, table=table) from exc
+
+    def copy_in(
+        self,
+        query: sql.Composable,
+        types: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        table: str | None = None,
+    ) -> int:
+        """Stream *rows* through ``COPY ... FROM STDIN``; return how many.
+
+        For callers that need not know which row failed: a driver error is translated, and an
+        exception raised while producing the rows propagates as it is.
+        """
+        try:
+            return self.copy_rows(query, types, rows, table=table)
+        except CopyRowError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, psycopg.Error):
+                raise translate(cause, table=table) from cause
+            raise cause or exc from None
+
+    def copy_rows(
+        self,
+        query: sql.Composable,
+        types: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        table: str | None = None,
+    ) -> int:
+        """Stream *rows* through *query* (a ``COPY ... FROM STDIN``); return the rows loaded.
+
+        Unlike :meth:`copy_in`, a row that fails in the client (while it is produced by *rows*
+        or turned into COPY data by psycopg) raises :class:`CopyRowError` with its index and
+        the original exception as ``__cause__``, so the caller can name it. Errors the server
+        reports are translated as usual; their ``__cause__.diag.context`` names the line.
+        """
+        data = render(query)
+        self._notify(data, ())
+        written = 0
+        sending = False
+        cur = self.conn.cursor()
+        try:
+            with cur.copy(data) as copy:
+                copy.set_types(list(types))
+                write_row = copy.write_row
+                sending = True
+                for row in rows:
+                    write_row(row)
+                    written += 1
+                sending = False
+        except psycopg.Error as exc:
+            # Errors from the client's own dumpers carry no SQLSTATE; a broken connection is
+            # an OperationalError and stays one.
+            client_side = exc.sqlstate is None and not isinstance(exc, psycopg.OperationalError)
+            if sending and client_side:
+                raise CopyRowError(written) from exc
+            raise translate(exc, table=table) from exc
+        except Exception as exc:
+            raise CopyRowError(written) from exc
+        return cur.rowcount if cur.rowcount >= 0 else written
+
+
+class CopyRowError(Exception):
+    """Row *index* of a COPY could not be sent; the reason is ``__cause__`` (internal signal)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"row {index} of the COPY could not be sent")
+        self.index = index
+
+
+_cursor_counter = 0
+
+
+def _cursor_name() -> str:
+    global _cursor_counter  # noqa: PLW0603 - a process-wide counter keeps names unique
+    _cursor_counter += 1
+    return f"orso_pg_cursor_{_cursor_counter}"
+
+
+# --- error translation ------------------------------------------------------------------------
+
+_KEY_DETAIL = re.compile(r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)")
+
+
+def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoError:
+    """Return the orso_pg error for a psycopg or psycopg_pool exception.
+
+    The message keeps PostgreSQL's own text and adds what the server reported about the table,
+    column, constraint and key values. The caller raises it ``from exc`` so the driver error stays
+    reachable as ``__cause__``.
+    """
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return errors.PoolTimeoutError(f"no connection available: {exc}")
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return errors.PoolError(f"the pool is closed: {exc}")
+    if isinstance(exc, errors.OrsoError):
+        return exc
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    table_name = (getattr(diag, "table_name", None) if diag else None) or table
+    column = getattr(diag, "column_name", None) if diag else None
+    constraint = getattr(diag, "constraint_name", None) if diag else None
+    detail = getattr(diag, "message_detail", None) if diag else None
+    value: object = errors._UNSET
+    if detail:
+        match = _KEY_DETAIL.search(detail)
+        if match:
+            column = column or match["cols"]
+            value = match["vals"]
+    cls = errors.class_for_sqlstate(sqlstate)
+    if sqlstate is None and isinstance(exc, psycopg.OperationalError):
+        cls = errors.ConnectionLostError
+    primary = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    context = []
+    if table_name:
+        context.append(f"table {table_name!r}")
+    if column:
+        context.append(f"column {column!r}")
+    if constraint:
+        context.append(f"constraint {constraint!r}")
+    message = primary
+    if detail:
+        message += f" ({detail.rstrip('.')})"
+    if context:
+        message += " [" + ", ".join(context) + "]"
+    return cls(
+        message,
+        sqlstate=sqlstate,
+        constraint=constraint,
+        detail=detail,
+        table=table_name,
+        column=column,
+        value=value,
+    )
+
+
+def refused(
+    meta: TableMeta, table: str | None, column: Column, value: object, exc: Refused
+) -> errors.ValidationError:
+    """Return the :class:`ValidationError` for a value a column's dump refused."""
+    name = table if table is not None else meta.name
+    shown = errors.describe_value(value)
+    msg = f"{name}.{column.name} = {shown}: {exc}"
+    return errors.ValidationError(msg, table=name, column=column.name, value=value)
+
+
+# --- rows to models ---------------------------------------------------------------------------
+
+
+def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
+    """Return a function building a model instance from a row of every column, in order.
+
+    Instances are made without calling ``__init__`` (as SQLAlchemy does on load): the row came
+    from the table, so attrs validators and converters have nothing to check, and skipping them
+    keeps reads close to building tuples. Loaders are generated once per model.
+    """
+    cached = _LOADERS.get(meta)
+    if cached is not None:
+        return cached
+    cls = meta.cls
+    direct = getattr(cls, "__setattr__", None) is object.__setattr__
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
+    lines = ["def load(row):", "    o = _new(_cls)"]
+    for i, col in enumerate(meta.columns):
+        expr = f"row[{i}]"
+        if col.type.load is not None:
+            namespace[f"_l{i}"] = col.type.load
+            expr = f"(None if row[{i}] is None else _l{i}(row[{i}]))"
+        if direct:
+            lines.append(f"    o.{col.name} = {expr}")
+        else:
+            lines.append(f"    _set(o, {col.name!r}, {expr})")
+    lines.append("    return o")
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
+    func: Callable[[Sequence[Any]], Any] = namespace["load"]
+    _LOADERS[meta] = func
+    return func
+
+
+_LOADERS: dict[TableMeta, Callable[[Sequence[Any]], Any]] = {}
+
+
+def fill(instance: object, meta: TableMeta, row: Sequence[Any]) -> None:
+    """Copy a returned row (every column, in order) into an existing instance."""
+    setter = object.__setattr__
+    for col, value in zip(meta.columns, row, strict=True):
+        load = col.type.load
+        setter(instance, col.name, value if value is None or load is None else load(value))

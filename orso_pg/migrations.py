@@ -1,0 +1,523 @@
+"""Migrations: bring live tables in line with their models, losing nothing.
+
+Owns ``Migrations.init`` and ``Migrations.plan`` (the dry run), the ``migration()`` entries and
+their results, and the safety around each table's migration: an advisory lock so two processes
+never migrate at once, one transaction per table (all of its steps or none), ``lock_timeout``
+with retries so readers never queue behind a stalled ``ALTER``, an exclusive lock on the table
+while its rows are converted, a row count checked before and after, the history record written
+in the same transaction, and concurrent index builds after it.
+
+It must not build DDL text itself (:mod:`orso_pg.ddl` and :mod:`orso_pg.planner` do), read the
+catalog itself (:mod:`orso_pg.introspect`) nor touch connections directly: work reaches a
+connection through the session's executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import random
+import time
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import attrs
+from psycopg import sql
+
+from orso_pg import ddl, history
+from orso_pg.apply import Progress, apply_step
+from orso_pg.compiler import Statement
+from orso_pg.database import Transaction
+from orso_pg.errors import (
+    ConnectionLostError,
+    LockTimeoutError,
+    MigrationError,
+    OrsoError,
+    ValidationError,
+)
+from orso_pg.executor import Executor
+from orso_pg.introspect import LiveTable, read_table, read_table_oid
+from orso_pg.operations import check_session, check_table_name
+from orso_pg.planner import PlanOptions, describe, plan_create, plan_table
+from orso_pg.schema import TableMeta, table_of
+from orso_pg.steps import MigrationStep
+
+__all__ = [
+    "MigrationAction",
+    "MigrationEntry",
+    "MigrationPlan",
+    "MigrationResult",
+    "MigrationStep",
+    "Migrations",
+    "migration",
+]
+
+
+class MigrationAction(enum.Enum):
+    """What a migration did (or, in a plan, would do) to one table."""
+
+    TABLE_CREATED = "table_created"
+    SCHEMA_MATCHED = "schema_matched"
+    DATA_MIGRATED = "data_migrated"
+
+
+@attrs.frozen
+class MigrationEntry:
+    """One model to migrate, optionally into a table of another name."""
+
+    meta: TableMeta
+    table_name: str | None = None
+
+    @property
+    def table(self) -> str:
+        """The table this entry migrates."""
+        return self.table_name if self.table_name is not None else self.meta.name
+
+
+def migration(model: type, table_name: str | None = None) -> MigrationEntry:
+    """Return a migration entry for *model* (orso's ``migration!(T)`` / ``migration!(T, name)``)."""
+    meta = table_of(model)
+    return MigrationEntry(meta, check_table_name(meta, table_name))
+
+
+@attrs.frozen
+class MigrationResult:
+    """The outcome of migrating one table.
+
+    Attributes:
+        action: What happened.
+        backup_table: The table holding the data of dropped columns, if any.
+        rows_migrated: The rows of an altered table (all of them are kept), else None.
+        schema_changes: The changes made, then what was kept as it is, in plain words.
+        table: The table migrated.
+        steps: The steps that ran, equal to the ones :meth:`Migrations.plan` showed.
+        notes: What differs from the model but was kept (columns that left it, for example).
+    """
+
+    action: MigrationAction
+    backup_table: str | None = None
+    rows_migrated: int | None = None
+    schema_changes: tuple[str, ...] = ()
+    table: str = ""
+    steps: tuple[MigrationStep, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class MigrationPlan:
+    """What migrating one table would do (the dry run).
+
+    Attributes:
+        table: The table.
+        action: The action the migration would report.
+        steps: The steps, each with its SQL and whether it rewrites the table.
+        notes: What differs from the model but would be kept.
+        backup_table: The table that would receive the data of dropped columns.
+    """
+
+    table: str
+    action: MigrationAction
+    steps: tuple[MigrationStep, ...] = ()
+    notes: tuple[str, ...] = ()
+    backup_table: str | None = None
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether any step rewrites the whole table."""
+        return any(step.rewrites for step in self.steps)
+
+
+# One lock id for every orso_pg migration: two migrators of the same database serialise.
+_LOCK_ID: Final = 0x6F72736F5F7067  # "orso_pg"
+_LOCK = Statement(sql.SQL("SELECT pg_advisory_lock(%s)"), (_LOCK_ID,))
+_UNLOCK = Statement(sql.SQL("SELECT pg_advisory_unlock(%s)"), (_LOCK_ID,))
+_LOCK_TIMEOUT = sql.SQL("SELECT set_config('lock_timeout', %s, %s)")  # value, local
+_TARGET = sql.Identifier("pg_temp", "orso_pg_target")
+_TARGET_OID = Statement(sql.SQL("SELECT 'pg_temp.orso_pg_target'::regclass::oid::int8"))
+
+_T = TypeVar("_T")
+
+
+class Migrations:
+    """Entry point of migrations (orso's ``Migrations::init``)."""
+
+    @staticmethod
+    def init(
+        db: object,
+        entries: Sequence[MigrationEntry],
+        *,
+        drop_columns: bool = False,
+        allow_data_loss: bool = False,
+        concurrent_indexes: bool = False,
+        lock_timeout: float = 5.0,
+        lock_retries: int = 3,
+        progress: Progress | None = None,
+    ) -> list[MigrationResult]:
+        """Bring every table of *entries* in line with its model; return one result per entry.
+
+        A missing table is created with its indexes. An existing one is changed in place, one
+        transaction per table: columns are renamed (``column(renamed_from=...)``), added (rows
+        get the model's default), retyped (refused, naming a value, when one would change),
+        compressed or decompressed (every row re-encoded), made NOT NULL or nullable, and unique
+        keys, indexes, foreign keys and defaults follow the model. Indexes, foreign keys in and
+        out, defaults, grants, comments and triggers survive. Columns that left the model are
+        kept unless *drop_columns*. Referenced tables are migrated before the tables that point
+        at them.
+
+        Args:
+            db: A Database, or a Transaction (then every table's work is a savepoint of it).
+            entries: ``migration(Model)`` or ``migration(Model, "table")`` entries.
+            drop_columns: Drop columns that left the model, after copying their data (and the
+                primary key) into a backup table named in the result.
+            allow_data_loss: Let type changes through even when values change (rounding,
+                truncation, reformatting).
+            concurrent_indexes: Build new indexes of existing tables with ``CREATE INDEX
+                CONCURRENTLY`` after the table's transaction (needs a Database).
+            lock_timeout: Seconds a statement may wait for a table lock before the table's
+                transaction is rolled back and retried.
+            lock_retries: Retries after a lock timeout, with a growing pause between them.
+            progress: Called as ``progress(label, done, total)`` while rows are converted.
+
+        Raises:
+            MigrationError: a table cannot be migrated without losing data, or a step failed;
+                that table is as it was (tables before it in the list stay migrated).
+            ValidationError: an argument is invalid.
+        """
+        session = check_session(db)
+        options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
+        if concurrent_indexes and isinstance(session, Transaction):
+            msg = "concurrent_indexes=True cannot run inside a transaction; pass the Database"
+            raise ValidationError(msg, value=db)
+        if lock_timeout <= 0 or lock_retries < 0:
+            msg = "lock_timeout must be positive and lock_retries zero or more"
+            raise ValidationError(msg, value=(lock_timeout, lock_retries))
+        checked = _checked(entries)
+        runner = _Runner(options, lock_timeout, lock_retries, progress)
+
+        def work(ex: Executor) -> list[MigrationResult]:
+            ex.execute(_LOCK)
+            try:
+                return _in_order(checked, lambda entry: runner.migrate(ex, entry))
+            finally:
+                with contextlib.suppress(OrsoError):
+                    ex.execute(_UNLOCK)
+
+        return session._write(work)
+
+    @staticmethod
+    def plan(
+        db: object,
+        entries: Sequence[MigrationEntry],
+        *,
+        drop_columns: bool = False,
+        allow_data_loss: bool = False,
+        concurrent_indexes: bool = False,
+    ) -> list[MigrationPlan]:
+        """Return what :meth:`init` would do with the same arguments, without doing it.
+
+        The plans are made in a transaction that is rolled back, without the migration lock,
+        so nothing is created, not even the history table. Each :class:`MigrationStep` has its
+        description, its SQL and whether it rewrites the table.
+
+        Args:
+            db: A Database or a Transaction.
+            entries: ``migration(Model)`` or ``migration(Model, "table")`` entries.
+            drop_columns: As for :meth:`init`.
+            allow_data_loss: As for :meth:`init`.
+            concurrent_indexes: As for :meth:`init`.
+
+        Raises:
+            MigrationError: the migration would be refused (the same error :meth:`init`
+                raises before running anything).
+        """
+        session = check_session(db)
+        options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
+        checked = _checked(entries)
+
+        def work(ex: Executor) -> list[MigrationPlan]:
+            with ex.transaction(force_rollback=True):
+                return _in_order(checked, lambda entry: _plan(ex, entry, options).plan)
+
+        return session._write(work)
+
+
+def _checked(entries: Sequence[object]) -> Sequence[MigrationEntry]:
+    for entry in entries:
+        if not isinstance(entry, MigrationEntry):
+            msg = f"expected migration(Model) entries, got {type(entry).__name__}"
+            raise ValidationError(msg, value=entry)
+    return typing.cast("Sequence[MigrationEntry]", entries)
+
+
+def _in_order(entries: Sequence[MigrationEntry], do: Callable[[MigrationEntry], _T]) -> list[_T]:
+    """Call *do* on each entry in dependency order; return its answers in the entries' order."""
+    done = {i: do(entries[i]) for i in _dependency_order(entries)}
+    return [done[i] for i in range(len(entries))]
+
+
+def _dependency_order(entries: Sequence[MigrationEntry]) -> list[int]:
+    """Return entry indexes with every referenced table's entry before its referrers."""
+    by_table = {entry.table: i for i, entry in enumerate(entries)}
+    order: list[int] = []
+    seen: set[int] = set()
+
+    def visit(i: int, path: frozenset[int]) -> None:
+        if i in seen or i in path:
+            return
+        for column in entries[i].meta.columns:
+            parent = by_table.get(column.ref_table or "")
+            if parent is not None and parent != i:
+                visit(parent, path | {i})
+        seen.add(i)
+        order.append(i)
+
+    for i in range(len(entries)):
+        visit(i, frozenset())
+    return order
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Probe:
+    """Answers the planner's questions about the live table."""
+
+    ex: Executor
+    ident: sql.Composable
+    schema: str | None
+    label: str
+
+    def has_rows(self) -> bool:
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(self.ident)
+        return bool(self.ex.scalar(Statement(query), table=self.label))
+
+    def null_count(self, column: str) -> int:
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+            self.ident, sql.Identifier(column)
+        )
+        return int(self.ex.scalar(Statement(query), table=self.label))
+
+    def binary_coercible(self, source: int, target: int) -> bool:
+        query = sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE castsource = %s::oid"
+            " AND casttarget = %s::oid AND castmethod = 'b')"
+        )
+        return bool(self.ex.scalar(Statement(query, (source, target))))
+
+    def name_taken(self, name: str) -> bool:
+        query = sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = %s)"
+        )
+        return bool(self.ex.scalar(Statement(query, (self.schema, name))))
+
+
+def _schema_of(entry: MigrationEntry) -> str | None:
+    return entry.meta.schema if entry.table_name is None else None
+
+
+def _target(ex: Executor, meta: TableMeta) -> LiveTable:
+    """Return the model's table as PostgreSQL builds it, from a temporary copy.
+
+    Foreign keys are left out (a temporary table cannot reference a permanent one); the
+    planner takes them from the model.
+    """
+    columns = [ddl.column_definition(attrs.evolve(c, ref_table=None)) for c in meta.columns]
+    create = sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+        _TARGET, sql.SQL(", ").join(columns)
+    )
+    ex.execute(Statement(create), table=meta.name)
+    target = read_table_oid(ex, int(ex.scalar(_TARGET_OID)))
+    ex.execute(Statement(sql.SQL("DROP TABLE {}").format(_TARGET)))
+    return target
+
+
+@attrs.frozen
+class _Planned:
+    """One entry's plan, with what applying it needs (None for a table to create)."""
+
+    plan: MigrationPlan
+    live: LiveTable | None = None
+    target: LiveTable | None = None  # the model's table as PostgreSQL builds it
+    previous: history.Record | None = None
+
+
+def _plan(
+    ex: Executor, entry: MigrationEntry, options: PlanOptions, target: LiveTable | None = None
+) -> _Planned:
+    """Plan one entry (against *target*, the model's table, when it was read already)."""
+    meta, label, schema = entry.meta, entry.table, _schema_of(entry)
+    probe = _Probe(ex, meta.qualified(entry.table_name), schema, label)
+    live = read_table(ex, label, schema)
+    if live is None:
+        raw = plan_create(meta, entry.table_name, label, probe.name_taken)
+        return _Planned(MigrationPlan(label, MigrationAction.TABLE_CREATED, raw.steps))
+    if target is None:
+        target = _target(ex, meta)
+    previous = history.latest(ex, live.schema, live.name)
+    raw = plan_table(
+        meta,
+        entry.table_name,
+        label,
+        live,
+        target,
+        previous.target if previous is not None else None,
+        probe,
+        options,
+    )
+    action = MigrationAction.DATA_MIGRATED if raw.steps else MigrationAction.SCHEMA_MATCHED
+    plan = MigrationPlan(label, action, raw.steps, raw.notes, raw.backup_table)
+    return _Planned(plan, live, target, previous)
+
+
+# --- applying ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Runner:
+    options: PlanOptions
+    lock_timeout: float
+    lock_retries: int
+    progress: Progress | None
+
+    def migrate(self, ex: Executor, entry: MigrationEntry) -> MigrationResult:
+        """Migrate one table in its own transaction, retrying after lock timeouts."""
+        attempt = 0
+        while True:
+            try:
+                with ex.transaction():
+                    ex.execute(self.set_lock_timeout(local=True))
+                    result = self.migrate_once(ex, entry)
+                break
+            except LockTimeoutError as exc:
+                attempt += 1
+                if attempt > self.lock_retries:
+                    msg = (
+                        f"{entry.table}: could not lock the tables it needs within "
+                        f"{self.lock_timeout:g}s, {attempt} time{'s' if attempt > 1 else ''}; "
+                        "nothing was changed"
+                    )
+                    raise MigrationError(msg, table=entry.table) from exc
+                # Full jitter: two migrators that collided do not collide again in step.
+                time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # noqa: S311
+        late = [s for s in result.steps if not s.transactional]
+        if late:
+            self.build_late(ex, entry, late)
+        return result
+
+    def set_lock_timeout(self, *, local: bool) -> Statement:
+        """Set ``lock_timeout`` for the transaction (*local*) or the session."""
+        return Statement(_LOCK_TIMEOUT, (f"{int(self.lock_timeout * 1000)}ms", local))
+
+    def migrate_once(self, ex: Executor, entry: MigrationEntry) -> MigrationResult:
+        history.ensure(ex)
+        planned = _plan(ex, entry, self.options)
+        if planned.live is None:
+            return self.create(ex, entry, planned.plan)
+        if planned.plan.steps:
+            # Block writers (and readers) for the rest of this transaction, then plan again:
+            # the table may have changed before the lock was granted, and conversions stage
+            # rows by their physical position, which only holds while nobody writes.
+            ex.execute(
+                Statement(
+                    sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                        entry.meta.qualified(entry.table_name)
+                    )
+                ),
+                table=entry.table,
+            )
+            planned = _plan(ex, entry, self.options, planned.target)
+        plan, live, previous = planned.plan, planned.live, planned.previous
+        assert live is not None  # noqa: S101 - the table exists: we hold a lock on it
+        assert planned.target is not None  # noqa: S101 - planned against a live table
+        target = describe(entry.meta, planned.target)
+        rows = self.apply(ex, entry, plan) if plan.steps else None
+        if plan.steps or previous is None or previous.checksum != history.checksum(target):
+            _record(
+                ex, entry, live, plan.action, target, [s for s in plan.steps if s.transactional]
+            )
+        return MigrationResult(
+            plan.action,
+            backup_table=plan.backup_table,
+            rows_migrated=rows,
+            schema_changes=tuple(s.description for s in plan.steps) + plan.notes,
+            table=entry.table,
+            steps=plan.steps,
+            notes=plan.notes,
+        )
+
+    def apply(self, ex: Executor, entry: MigrationEntry, plan: MigrationPlan) -> int:
+        count = Statement(
+            sql.SQL("SELECT count(*) FROM {}").format(entry.meta.qualified(entry.table_name))
+        )
+        before = int(ex.scalar(count, table=entry.table))
+        for step in plan.steps:
+            if step.transactional:
+                self.run(ex, entry, step)
+        after = int(ex.scalar(count, table=entry.table))
+        if after != before:
+            msg = f"{entry.table}: the table had {before} rows before and {after} after; undone"
+            raise MigrationError(msg, table=entry.table)
+        return after
+
+    def run(self, ex: Executor, entry: MigrationEntry, step: MigrationStep) -> None:
+        try:
+            apply_step(ex, step, progress=self.progress)
+        except (MigrationError, LockTimeoutError, ConnectionLostError):
+            raise
+        except OrsoError as exc:
+            msg = f"{entry.table}: step '{step.description}' failed: {exc}; nothing was changed"
+            raise MigrationError(msg, table=entry.table, column=exc.column) from exc
+
+    def create(self, ex: Executor, entry: MigrationEntry, plan: MigrationPlan) -> MigrationResult:
+        for step in plan.steps:
+            self.run(ex, entry, step)
+        live = read_table(ex, entry.table, _schema_of(entry))
+        assert live is not None  # noqa: S101 - just created
+        _record(ex, entry, live, plan.action, describe(entry.meta, live), plan.steps)
+        return MigrationResult(
+            plan.action,
+            schema_changes=tuple(s.description for s in plan.steps),
+            table=entry.table,
+            steps=plan.steps,
+        )
+
+    def build_late(self, ex: Executor, entry: MigrationEntry, steps: list[MigrationStep]) -> None:
+        """Run the steps that cannot run in a transaction, then record them."""
+        ex.execute(self.set_lock_timeout(local=False))
+        try:
+            for step in steps:
+                self.run(ex, entry, step)
+        finally:
+            with contextlib.suppress(OrsoError):
+                ex.execute(Statement(sql.SQL("RESET lock_timeout")))
+        with ex.transaction():
+            live = read_table(ex, entry.table, _schema_of(entry))
+            assert live is not None  # noqa: S101 - migrated just before
+            previous = history.latest(ex, live.schema, live.name)
+            target = previous.target if previous is not None else {}
+            _record(ex, entry, live, MigrationAction.DATA_MIGRATED, target, steps)
+
+
+def _record(
+    ex: Executor,
+    entry: MigrationEntry,
+    live: LiveTable,
+    action: MigrationAction,
+    target: dict[str, Any],
+    steps: Sequence[MigrationStep],
+) -> None:
+    """Write the history record of one migration of *live*."""
+    cls = entry.meta.cls
+    history.record(
+        ex,
+        schema=live.schema,
+        table=live.name,
+        model=f"{cls.__module__}.{cls.__qualname__}",
+        action=action.value,
+        target=target,
+        steps=steps,
+    )

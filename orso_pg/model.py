@@ -1,0 +1,785 @@
+"""The ``Orso`` base class: orso's trait operations as methods of a model.
+
+Owns the public method surface (names and argument order from orso, ``db`` last, and a
+``_with_table`` twin for each whose last argument is the table name). Every method is a thin
+call into :mod:`orso_pg.operations` (single rows), :mod:`orso_pg.reads` (queries) or
+:mod:`orso_pg.batch` (bulk work); it must not hold logic of its own.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, Self, Unpack, overload
+
+import attrs
+
+from orso_pg import batch, reads
+from orso_pg import operations as ops
+from orso_pg.batch import BatchOptions, UpsertResult
+from orso_pg.database import Database, Transaction
+from orso_pg.filters import Aggregate, Filter, SearchFilter, Sort
+from orso_pg.pagination import Cursor, KeysetPage, PaginatedResult, Pagination
+from orso_pg.query import QueryBuilder
+from orso_pg.schema import TableMeta, table_of
+
+__all__ = ["Orso"]
+
+Session = Database | Transaction
+
+
+class Orso:
+    """Base class of orso_pg models: gives a ``@table`` class orso's operations.
+
+    >>> import attrs
+    >>> from orso_pg import Orso, table, column
+    >>> @table("users")
+    ... class User(Orso):
+    ...     id: str | None = column(primary_key=True, default=None)
+    ...     email: str = column(unique=True)
+    >>> User.table_name()
+    'users'
+    """
+
+    __slots__ = ()
+
+    # --- metadata (orso's generated helpers) --------------------------------------------------
+
+    @classmethod
+    def orso_meta(cls) -> TableMeta:
+        """Return the model's metadata."""
+        return table_of(cls)
+
+    @classmethod
+    def table_name(cls) -> str:
+        """Return the model's table name."""
+        return table_of(cls).name
+
+    @classmethod
+    def primary_key_field(cls) -> str | None:
+        """Return the primary key's field name, or None."""
+        pk = table_of(cls).primary_key
+        return None if pk is None else pk.name
+
+    @classmethod
+    def field_names(cls) -> builtins.list[str]:
+        """Return the column names in declaration order."""
+        return list(table_of(cls).column_names)
+
+    @classmethod
+    def unique_fields(cls) -> builtins.list[str]:
+        """Return the columns declared ``unique=True`` (the primary key excluded)."""
+        return [c.name for c in table_of(cls).columns if c.options.unique]
+
+    @classmethod
+    def created_at_field(cls) -> str | None:
+        """Return the ``created_at`` column's name, or None."""
+        col = table_of(cls).created_at
+        return None if col is None else col.name
+
+    @classmethod
+    def updated_at_field(cls) -> str | None:
+        """Return the ``updated_at`` column's name, or None."""
+        col = table_of(cls).updated_at
+        return None if col is None else col.name
+
+    def get_primary_key(self) -> object:
+        """Return this instance's primary key value (None before insert)."""
+        pk = table_of(type(self)).primary_key
+        return None if pk is None else getattr(self, pk.name)
+
+    # --- single rows --------------------------------------------------------------------------
+
+    def insert(self, db: Session) -> Self:
+        """Insert this instance; the generated key and timestamps are set on it."""
+        return ops.insert(self, db)
+
+    def insert_with_table(self, db: Session, table_name: str) -> Self:
+        """:meth:`insert` into *table_name*."""
+        return ops.insert(self, db, table_name)
+
+    def update(self, db: Session) -> Self:
+        """Write this instance to its row; ``updated_at`` is set. Raises ``NotFoundError``."""
+        return ops.update(self, db)
+
+    def update_with_table(self, db: Session, table_name: str) -> Self:
+        """:meth:`update` in *table_name*."""
+        return ops.update(self, db, table_name)
+
+    def delete(self, db: Session) -> bool:
+        """Delete this instance's row; return whether there was one."""
+        return ops.delete(self, db)
+
+    def delete_with_table(self, db: Session, table_name: str) -> bool:
+        """:meth:`delete` from *table_name*."""
+        return ops.delete(self, db, table_name)
+
+    def delete_cascade(self, db: Session) -> bool:
+        """Delete this row and every row referencing it, recursively, in one transaction."""
+        return ops.delete_cascade(self, db)
+
+    def delete_cascade_with_table(self, db: Session, table_name: str) -> bool:
+        """:meth:`delete_cascade` from *table_name*."""
+        return ops.delete_cascade(self, db, table_name)
+
+    def insert_or_update(self, db: Session) -> Self:
+        """Insert, or update the row with the same primary key: one statement."""
+        return ops.insert_or_update(self, db)
+
+    def insert_or_update_with_table(self, db: Session, table_name: str) -> Self:
+        """:meth:`insert_or_update` in *table_name*."""
+        return ops.insert_or_update(self, db, table_name)
+
+    def upsert(self, db: Session) -> Self:
+        """Insert, or update the row with the same unique key; the stored row comes back."""
+        return ops.upsert(self, db)
+
+    def upsert_with_table(self, db: Session, table_name: str) -> Self:
+        """:meth:`upsert` in *table_name*."""
+        return ops.upsert(self, db, table_name)
+
+    @classmethod
+    def find_by_id(cls, id: object, db: Session) -> Self | None:
+        """Return the row whose primary key is *id*, or None."""
+        return ops.find_by_id(cls, id, db)
+
+    @classmethod
+    def find_by_id_with_table(cls, id: object, db: Session, table_name: str) -> Self | None:
+        """:meth:`find_by_id` in *table_name*."""
+        return ops.find_by_id(cls, id, db, table_name)
+
+    @classmethod
+    def find_all(cls, db: Session) -> builtins.list[Self]:
+        """Return every row (in primary key order)."""
+        return ops.find_all(cls, db)
+
+    @classmethod
+    def find_all_with_table(cls, db: Session, table_name: str) -> builtins.list[Self]:
+        """:meth:`find_all` in *table_name*."""
+        return ops.find_all(cls, db, table_name)
+
+    @classmethod
+    def count(cls, db: Session) -> int:
+        """Return the number of rows."""
+        return ops.count(cls, db)
+
+    @classmethod
+    def count_with_table(cls, db: Session, table_name: str) -> int:
+        """:meth:`count` in *table_name*."""
+        return ops.count(cls, db, table_name)
+
+    @classmethod
+    def exists(cls, db: Session) -> bool:
+        """Return whether the table has any row (stops at the first)."""
+        return ops.exists(cls, db)
+
+    @classmethod
+    def exists_with_table(cls, db: Session, table_name: str) -> bool:
+        """:meth:`exists` in *table_name*."""
+        return ops.exists(cls, db, table_name)
+
+    # --- queries ------------------------------------------------------------------------------
+
+    @classmethod
+    def find_where(cls, filter: Filter, db: Session) -> builtins.list[Self]:
+        """Return every row matching *filter* (in no particular order)."""
+        return reads.find_where(cls, filter, db)
+
+    @classmethod
+    def find_where_with_table(
+        cls, filter: Filter, db: Session, table_name: str
+    ) -> builtins.list[Self]:
+        """:meth:`find_where` in *table_name*."""
+        return reads.find_where(cls, filter, db, table_name)
+
+    @classmethod
+    def find_one(cls, filter: Filter, db: Session) -> Self | None:
+        """Return the matching row with the lowest primary key, or None."""
+        return reads.find_one(cls, filter, db)
+
+    @classmethod
+    def find_one_with_table(cls, filter: Filter, db: Session, table_name: str) -> Self | None:
+        """:meth:`find_one` in *table_name*."""
+        return reads.find_one(cls, filter, db, table_name)
+
+    @classmethod
+    def find_latest(cls, db: Session) -> Self | None:
+        """Return the most recently created row (by the ``created_at`` column), or None."""
+        return reads.find_first(cls, None, [reads.timestamp_sort(table_of(cls), latest=True)], db)
+
+    @classmethod
+    def find_latest_with_table(cls, db: Session, table_name: str) -> Self | None:
+        """:meth:`find_latest` in *table_name*."""
+        sort = reads.timestamp_sort(table_of(cls), latest=True)
+        return reads.find_first(cls, None, [sort], db, table_name)
+
+    @classmethod
+    def find_latest_filter(cls, filter: Filter, db: Session) -> Self | None:
+        """Return the most recently created row matching *filter*, or None."""
+        sort = reads.timestamp_sort(table_of(cls), latest=True)
+        return reads.find_first(cls, filter, [sort], db)
+
+    @classmethod
+    def find_latest_filter_with_table(
+        cls, filter: Filter, db: Session, table_name: str
+    ) -> Self | None:
+        """:meth:`find_latest_filter` in *table_name*."""
+        sort = reads.timestamp_sort(table_of(cls), latest=True)
+        return reads.find_first(cls, filter, [sort], db, table_name)
+
+    @classmethod
+    def find_first_filter(cls, filter: Filter, db: Session) -> Self | None:
+        """Return the earliest created row matching *filter*, or None."""
+        sort = reads.timestamp_sort(table_of(cls), latest=False)
+        return reads.find_first(cls, filter, [sort], db)
+
+    @classmethod
+    def find_first_filter_with_table(
+        cls, filter: Filter, db: Session, table_name: str
+    ) -> Self | None:
+        """:meth:`find_first_filter` in *table_name*."""
+        sort = reads.timestamp_sort(table_of(cls), latest=False)
+        return reads.find_first(cls, filter, [sort], db, table_name)
+
+    @classmethod
+    def exists_filter(cls, filter: Filter, db: Session) -> bool:
+        """Return whether any row matches *filter* (stops at the first)."""
+        return reads.exists_filter(cls, filter, db)
+
+    @classmethod
+    def exists_filter_with_table(cls, filter: Filter, db: Session, table_name: str) -> bool:
+        """:meth:`exists_filter` in *table_name*."""
+        return reads.exists_filter(cls, filter, db, table_name)
+
+    @classmethod
+    def find_by_field(cls, field: str, value: object, db: Session) -> builtins.list[Self]:
+        """Return the rows whose *field* equals *value* (None matches NULL)."""
+        return reads.find_by_field(cls, field, value, db)
+
+    @classmethod
+    def find_by_field_with_table(
+        cls, field: str, value: object, db: Session, table_name: str
+    ) -> builtins.list[Self]:
+        """:meth:`find_by_field` in *table_name*."""
+        return reads.find_by_field(cls, field, value, db, table_name)
+
+    @classmethod
+    def find_latest_by_field(cls, field: str, value: object, db: Session) -> Self | None:
+        """Return the most recently created row whose *field* equals *value*, or None."""
+        sort = reads.timestamp_sort(table_of(cls), latest=True)
+        return reads.find_first(cls, Filter.eq(field, value), [sort], db)
+
+    @classmethod
+    def find_latest_by_field_with_table(
+        cls, field: str, value: object, db: Session, table_name: str
+    ) -> Self | None:
+        """:meth:`find_latest_by_field` in *table_name*."""
+        sort = reads.timestamp_sort(table_of(cls), latest=True)
+        return reads.find_first(cls, Filter.eq(field, value), [sort], db, table_name)
+
+    @classmethod
+    def find_first_by_field(cls, field: str, value: object, db: Session) -> Self | None:
+        """Return the earliest created row whose *field* equals *value*, or None."""
+        sort = reads.timestamp_sort(table_of(cls), latest=False)
+        return reads.find_first(cls, Filter.eq(field, value), [sort], db)
+
+    @classmethod
+    def find_first_by_field_with_table(
+        cls, field: str, value: object, db: Session, table_name: str
+    ) -> Self | None:
+        """:meth:`find_first_by_field` in *table_name*."""
+        sort = reads.timestamp_sort(table_of(cls), latest=False)
+        return reads.find_first(cls, Filter.eq(field, value), [sort], db, table_name)
+
+    @classmethod
+    def find_by_ids(cls, ids: Iterable[object], db: Session) -> builtins.list[Self]:
+        """Return the rows with these primary keys, in the order asked, in one round trip."""
+        return reads.find_by_ids(cls, ids, db)
+
+    @classmethod
+    def find_by_ids_with_table(
+        cls, ids: Iterable[object], db: Session, table_name: str
+    ) -> builtins.list[Self]:
+        """:meth:`find_by_ids` in *table_name*."""
+        return reads.find_by_ids(cls, ids, db, table_name)
+
+    @classmethod
+    def find_by_field_in(
+        cls, field: str, values: Iterable[object], db: Session
+    ) -> builtins.list[Self]:
+        """Return the rows whose *field* is one of *values* (empty matches nothing)."""
+        return reads.find_by_field_in(cls, field, values, db)
+
+    @classmethod
+    def find_by_field_in_with_table(
+        cls, field: str, values: Iterable[object], db: Session, table_name: str
+    ) -> builtins.list[Self]:
+        """:meth:`find_by_field_in` in *table_name*."""
+        return reads.find_by_field_in(cls, field, values, db, table_name)
+
+    @classmethod
+    def count_where(cls, filter: Filter, db: Session) -> int:
+        """Return how many rows match *filter*."""
+        return reads.count_where(cls, filter, db)
+
+    @classmethod
+    def count_where_with_table(cls, filter: Filter, db: Session, table_name: str) -> int:
+        """:meth:`count_where` in *table_name*."""
+        return reads.count_where(cls, filter, db, table_name)
+
+    @classmethod
+    def delete_where(cls, filter: Filter, db: Session) -> int:
+        """Delete the rows matching *filter*; return how many."""
+        return reads.delete_where(cls, filter, db)
+
+    @classmethod
+    def delete_where_with_table(cls, filter: Filter, db: Session, table_name: str) -> int:
+        """:meth:`delete_where` in *table_name*."""
+        return reads.delete_where(cls, filter, db, table_name)
+
+    @classmethod
+    def update_where(cls, filter: Filter, values: Mapping[str, object], db: Session) -> int:
+        """Set *values* (column to value) on every row matching *filter*; return how many."""
+        return reads.update_where(cls, filter, values, db)
+
+    @classmethod
+    def update_where_with_table(
+        cls, filter: Filter, values: Mapping[str, object], db: Session, table_name: str
+    ) -> int:
+        """:meth:`update_where` in *table_name*."""
+        return reads.update_where(cls, filter, values, db, table_name)
+
+    @classmethod
+    def find_paginated(cls, pagination: Pagination, db: Session) -> PaginatedResult[Self]:
+        """Return one page of every row (primary key order) and the total."""
+        return reads.find_page(cls, None, None, pagination, db)
+
+    @classmethod
+    def find_paginated_with_table(
+        cls, pagination: Pagination, db: Session, table_name: str
+    ) -> PaginatedResult[Self]:
+        """:meth:`find_paginated` in *table_name*."""
+        return reads.find_page(cls, None, None, pagination, db, table_name)
+
+    @classmethod
+    def find_where_paginated(
+        cls, filter: Filter, pagination: Pagination, db: Session
+    ) -> PaginatedResult[Self]:
+        """Return one page of the rows matching *filter* and their total."""
+        return reads.find_page(cls, filter, None, pagination, db)
+
+    @classmethod
+    def find_where_paginated_with_table(
+        cls, filter: Filter, pagination: Pagination, db: Session, table_name: str
+    ) -> PaginatedResult[Self]:
+        """:meth:`find_where_paginated` in *table_name*."""
+        return reads.find_page(cls, filter, None, pagination, db, table_name)
+
+    @classmethod
+    def search(
+        cls, search_filter: SearchFilter, pagination: Pagination | None, db: Session
+    ) -> PaginatedResult[Self]:
+        """Return one page of rows matching a text search (case-insensitive by default)."""
+        return reads.search(cls, search_filter, pagination, db)
+
+    @classmethod
+    def search_with_table(
+        cls,
+        search_filter: SearchFilter,
+        pagination: Pagination | None,
+        db: Session,
+        table_name: str,
+    ) -> PaginatedResult[Self]:
+        """:meth:`search` in *table_name*."""
+        return reads.search(cls, search_filter, pagination, db, table_name)
+
+    @classmethod
+    def list_where(
+        cls,
+        filter: Filter,
+        sorts: Sequence[Sort] | None,
+        pagination: Pagination | None,
+        db: Session,
+    ) -> PaginatedResult[Self]:
+        """Return one sorted page of the rows matching *filter* (page 1 of 20 by default)."""
+        return reads.find_page(cls, filter, sorts, pagination, db)
+
+    @classmethod
+    def list_where_with_table(
+        cls,
+        filter: Filter,
+        sorts: Sequence[Sort] | None,
+        pagination: Pagination | None,
+        db: Session,
+        table_name: str,
+    ) -> PaginatedResult[Self]:
+        """:meth:`list_where` in *table_name*."""
+        return reads.find_page(cls, filter, sorts, pagination, db, table_name)
+
+    @classmethod
+    def find_keyset(
+        cls,
+        filter: Filter | None,
+        sorts: Sequence[Sort],
+        db: Session,
+        *,
+        after: Cursor | None = None,
+        limit: int = 100,
+        table_name: str | None = None,
+    ) -> KeysetPage[Self]:
+        """Return the page after *after* in *sorts* order (keyset pagination, no offsets)."""
+        return reads.find_keyset(
+            cls, filter, sorts, db, after=after, limit=limit, table_name=table_name
+        )
+
+    @classmethod
+    def stream_where(
+        cls,
+        filter: Filter | None,
+        db: Session,
+        *,
+        sorts: Sequence[Sort] = (),
+        batch_size: int = 2000,
+        table_name: str | None = None,
+    ) -> Iterator[Self]:
+        """Yield the matching rows from a server-side cursor: flat memory for any size."""
+        return reads.stream(cls, filter, sorts, db, batch_size=batch_size, table_name=table_name)
+
+    @classmethod
+    def query(cls, builder: QueryBuilder, db: Session) -> builtins.list[Self]:
+        """Run a :class:`QueryBuilder` on this model and return instances."""
+        return reads.query(cls, builder, db)
+
+    @classmethod
+    def query_with_table(
+        cls, builder: QueryBuilder, db: Session, table_name: str
+    ) -> builtins.list[Self]:
+        """:meth:`query` reading *table_name* instead of the builder's table."""
+        return reads.query(cls, attrs.evolve(builder, table_name=table_name), db)
+
+    @classmethod
+    def query_paginated(
+        cls, builder: QueryBuilder, pagination: Pagination, db: Session
+    ) -> PaginatedResult[Self]:
+        """Run one page of a :class:`QueryBuilder` with the total of the whole query."""
+        return reads.query_paginated(cls, builder, pagination, db)
+
+    @classmethod
+    def query_paginated_with_table(
+        cls, builder: QueryBuilder, pagination: Pagination, db: Session, table_name: str
+    ) -> PaginatedResult[Self]:
+        """:meth:`query_paginated` reading *table_name*."""
+        return reads.query_paginated(
+            cls, attrs.evolve(builder, table_name=table_name), pagination, db
+        )
+
+    @classmethod
+    def aggregate(
+        cls, aggregate: Aggregate, column: str, filter: Filter | None, db: Session
+    ) -> Any:
+        """Return ``aggregate(column)`` over the matching rows: a Python value or None."""
+        return reads.aggregate(cls, aggregate, column, filter, db)
+
+    @classmethod
+    def aggregate_with_table(
+        cls,
+        aggregate: Aggregate,
+        column: str,
+        filter: Filter | None,
+        db: Session,
+        table_name: str,
+    ) -> Any:
+        """:meth:`aggregate` in *table_name*."""
+        return reads.aggregate(cls, aggregate, column, filter, db, table_name)
+
+    # The method below shadows the builtin `list` inside this class body: annotations after it
+    # must say `builtins.list`.
+
+    @classmethod
+    def list(
+        cls, sorts: Sequence[Sort] | None, pagination: Pagination | None, db: Session
+    ) -> PaginatedResult[Self]:
+        """Return one sorted page of every row (page 1 of 20 by default, as orso)."""
+        return reads.find_page(cls, None, sorts, pagination, db)
+
+    @classmethod
+    def list_with_table(
+        cls,
+        sorts: Sequence[Sort] | None,
+        pagination: Pagination | None,
+        db: Session,
+        table_name: str,
+    ) -> PaginatedResult[Self]:
+        """:meth:`list` in *table_name*."""
+        return reads.find_page(cls, None, sorts, pagination, db, table_name)
+
+    # --- batch operations ---------------------------------------------------------------------
+    # Thin calls into orso_pg.batch; every option (chunk_size, chunked, start, progress) is the
+    # keyword-only BatchOptions.
+
+    @overload
+    @classmethod
+    def batch_create(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        returning: None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int: ...
+    @overload
+    @classmethod
+    def batch_create(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        returning: Literal["keys"],
+        **options: Unpack[BatchOptions],
+    ) -> builtins.list[Any]: ...
+    @classmethod
+    def batch_create(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        returning: Literal["keys"] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int | builtins.list[Any]:
+        """Insert every instance with COPY, in one transaction; return the row count.
+
+        ``returning="keys"`` returns the primary keys in input order instead (and sets them on
+        the instances). See :func:`orso_pg.batch.insert`.
+        """
+        return batch.insert(cls, models, db, returning=returning, **options)  # type: ignore[no-any-return]
+
+    @overload
+    @classmethod
+    def batch_create_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        returning: None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int: ...
+    @overload
+    @classmethod
+    def batch_create_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        returning: Literal["keys"],
+        **options: Unpack[BatchOptions],
+    ) -> builtins.list[Any]: ...
+    @classmethod
+    def batch_create_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        returning: Literal["keys"] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int | builtins.list[Any]:
+        """:meth:`batch_create` into *table_name*."""
+        return batch.insert(cls, models, db, table_name, returning=returning, **options)  # type: ignore[no-any-return]
+
+    @overload
+    @classmethod
+    def batch_insert(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        returning: None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int: ...
+    @overload
+    @classmethod
+    def batch_insert(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        returning: Literal["keys"],
+        **options: Unpack[BatchOptions],
+    ) -> builtins.list[Any]: ...
+    @classmethod
+    def batch_insert(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        returning: Literal["keys"] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int | builtins.list[Any]:
+        """:meth:`batch_create` (orso's legacy name); return the row count."""
+        return batch.insert(cls, models, db, returning=returning, **options)  # type: ignore[no-any-return]
+
+    @overload
+    @classmethod
+    def batch_insert_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        returning: None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int: ...
+    @overload
+    @classmethod
+    def batch_insert_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        returning: Literal["keys"],
+        **options: Unpack[BatchOptions],
+    ) -> builtins.list[Any]: ...
+    @classmethod
+    def batch_insert_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        returning: Literal["keys"] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int | builtins.list[Any]:
+        """:meth:`batch_create` into *table_name* (orso's name for that twin)."""
+        return batch.insert(cls, models, db, table_name, returning=returning, **options)  # type: ignore[no-any-return]
+
+    @classmethod
+    def batch_create_rows(
+        cls,
+        rows: Iterable[Sequence[Any] | Mapping[str, Any]],
+        db: Session,
+        *,
+        columns: Sequence[str] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int:
+        """Insert plain tuples or dicts through COPY without building instances; the row count.
+
+        Tuples hold the values of *columns* in order (by default every column the server does
+        not fill, in declaration order); dicts map column names to values. See
+        :func:`orso_pg.batch.insert_rows`.
+        """
+        return batch.insert_rows(cls, rows, db, columns=columns, **options)
+
+    @classmethod
+    def batch_create_rows_with_table(
+        cls,
+        rows: Iterable[Sequence[Any] | Mapping[str, Any]],
+        db: Session,
+        table_name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int:
+        """:meth:`batch_create_rows` into *table_name*."""
+        return batch.insert_rows(cls, rows, db, table_name, columns=columns, **options)
+
+    @classmethod
+    def batch_update(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        columns: Sequence[str] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int:
+        """Write every instance to the row with its primary key; return the rows updated."""
+        return batch.update(cls, models, db, columns=columns, **options)
+
+    @classmethod
+    def batch_update_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> int:
+        """:meth:`batch_update` in *table_name*."""
+        return batch.update(cls, models, db, table_name, columns=columns, **options)
+
+    @classmethod
+    def batch_upsert(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        *,
+        key: Sequence[str] | None = None,
+        update_columns: Sequence[str] | None = None,
+        on_conflict: Literal["update", "nothing"] = "update",
+        **options: Unpack[BatchOptions],
+    ) -> UpsertResult:
+        """Insert every instance, or update the row with the same key; the last duplicate wins."""
+        return batch.upsert(
+            cls,
+            models,
+            db,
+            key=key,
+            update_columns=update_columns,
+            on_conflict=on_conflict,
+            **options,
+        )
+
+    @classmethod
+    def batch_upsert_with_table(
+        cls,
+        models: Iterable[Self],
+        db: Session,
+        table_name: str,
+        *,
+        key: Sequence[str] | None = None,
+        update_columns: Sequence[str] | None = None,
+        on_conflict: Literal["update", "nothing"] = "update",
+        **options: Unpack[BatchOptions],
+    ) -> UpsertResult:
+        """:meth:`batch_upsert` in *table_name*."""
+        return batch.upsert(
+            cls,
+            models,
+            db,
+            table_name,
+            key=key,
+            update_columns=update_columns,
+            on_conflict=on_conflict,
+            **options,
+        )
+
+    @classmethod
+    def batch_delete(
+        cls, ids: Iterable[object], db: Session, **options: Unpack[BatchOptions]
+    ) -> int:
+        """Delete the rows with these primary keys in one statement; return how many."""
+        return batch.delete(cls, ids, db, **options)
+
+    @classmethod
+    def batch_delete_with_table(
+        cls, ids: Iterable[object], db: Session, table_name: str, **options: Unpack[BatchOptions]
+    ) -> int:
+        """:meth:`batch_delete` from *table_name*."""
+        return batch.delete(cls, ids, db, table_name, **options)
+
+    @classmethod
+    def batch_delete_cascade(
+        cls, ids: Iterable[object], db: Session, **options: Unpack[BatchOptions]
+    ) -> int:
+        """Delete these rows and, first, every row referencing them, recursively."""
+        return batch.delete(cls, ids, db, cascade=True, **options)
+
+    @classmethod
+    def batch_delete_cascade_with_table(
+        cls, ids: Iterable[object], db: Session, table_name: str, **options: Unpack[BatchOptions]
+    ) -> int:
+        """:meth:`batch_delete_cascade` from *table_name*."""
+        return batch.delete(cls, ids, db, table_name, cascade=True, **options)

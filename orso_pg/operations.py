@@ -1,0 +1,362 @@
+"""Single-row operations: what ``insert``, ``update``, ``upsert``, ``find_by_id`` and friends do.
+
+Owns the steps of each row operation: checking and dumping the instance's values, choosing the
+statement from :mod:`orso_pg.compiler`, running it through a session, and writing returned
+columns back into the instance. It must not build SQL text itself nor touch a connection
+directly (sessions hand it an :class:`~orso_pg.executor.Executor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from psycopg import sql
+
+from orso_pg import compiler
+from orso_pg import types as _types
+from orso_pg.compiler import Statement
+from orso_pg.database import Session
+from orso_pg.errors import NotFoundError, QueryError, ValidationError
+from orso_pg.executor import Executor, fill, loader, refused
+from orso_pg.schema import MAX_IDENTIFIER_BYTES, TableMeta, table_of
+from orso_pg.types import Refused
+
+if TYPE_CHECKING:
+    from orso_pg.schema import Column
+
+__all__ = [
+    "check_session",
+    "check_table_name",
+    "count",
+    "delete",
+    "delete_cascade",
+    "dump_key",
+    "exists",
+    "find_all",
+    "find_by_id",
+    "insert",
+    "insert_or_update",
+    "row_values",
+    "update",
+    "upsert",
+]
+
+M = TypeVar("M")
+
+
+def check_session(db: object) -> Session:
+    """Return *db* if it is a ``Database`` or ``Transaction``; raise a clear error otherwise."""
+    if not isinstance(db, Session):
+        msg = f"db must be a Database or a Transaction, not {type(db).__name__}"
+        raise ValidationError(msg, value=db)
+    return db
+
+
+def check_table_name(meta: TableMeta, table_name: object) -> str | None:
+    """Validate a ``_with_table`` table name; None means the model's own table."""
+    if table_name is None:
+        return None
+    if not isinstance(table_name, str) or not table_name:
+        msg = f"table_name must be a non-empty str, not {table_name!r}"
+        raise ValidationError(msg, table=meta.name, value=table_name)
+    if "\x00" in table_name or len(table_name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+        msg = f"table name {table_name!r} is not a valid PostgreSQL identifier (NUL or > 63 bytes)"
+        raise ValidationError(msg, table=meta.name, value=table_name)
+    if "%" in table_name:
+        # psycopg reads % in the statement text as a placeholder, even inside a quoted name.
+        msg = f"table name {table_name!r} contains %, which psycopg would read as a placeholder"
+        raise ValidationError(msg, table=meta.name, value=table_name)
+    return table_name
+
+
+def setup(
+    model: object, db: object, table_name: object
+) -> tuple[TableMeta, str | None, str, Session]:
+    """Return what every operation starts from, checked.
+
+    That is the model's metadata (*model* is the class or an instance), the ``_with_table`` name
+    (None for the model's own table), the table name for messages, and the session.
+    """
+    meta = table_of(model)
+    table = check_table_name(meta, table_name)
+    return meta, table, table if table is not None else meta.name, check_session(db)
+
+
+def _label(meta: TableMeta, table: str | None) -> str:
+    return table if table is not None else meta.name
+
+
+def dump_value(meta: TableMeta, table: str | None, col: Column, value: object) -> Any:
+    """Check *value* for *col* and return the parameter to bind."""
+    if value is None:
+        if col.not_null and not col.generated:
+            msg = f"{_label(meta, table)}.{col.name} is NOT NULL; None given"
+            raise ValidationError(msg, table=_label(meta, table), column=col.name, value=None)
+        return None
+    try:
+        return col.type.dump(value)
+    except Refused as exc:
+        raise refused(meta, table, col, value, exc) from None
+
+
+def dump_key(meta: TableMeta, table: str | None, key: object) -> Any:
+    """Check a primary key value given by the caller and return the parameter to bind."""
+    pk = compiler.require_key(meta)
+    if key is None:
+        msg = f"{_label(meta, table)}.{pk.name}: the primary key value is None"
+        raise ValidationError(msg, table=_label(meta, table), column=pk.name, value=None)
+    return dump_value(meta, table, pk, key)
+
+
+def dump_keys(meta: TableMeta, table: str | None, keys: Iterable[object]) -> list[Any]:
+    """Check many primary key values; return them ready to bind as one array.
+
+    Integer keys, the common case of bulk reads and deletes, are checked as a whole (type and
+    range) rather than one by one; anything else goes through the column's own check, and the
+    first bad key raises naming its position.
+    """
+    pk = compiler.require_key(meta)
+    given = keys if isinstance(keys, list) else list(keys)
+    if (
+        pk.type is _types.BIGINT
+        and given
+        and all(type(k) is int for k in given)
+        and min(given) >= _types.INT8_MIN
+        and max(given) <= _types.INT8_MAX
+    ):
+        return given
+    out = []
+    for i, key in enumerate(given):
+        try:
+            out.append(dump_key(meta, table, key))
+        except ValidationError as exc:
+            exc.position = i
+            raise
+    return out
+
+
+def row_values(
+    meta: TableMeta, table: str | None, obj: object, *, skip: Sequence[str] = ()
+) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """Return the names and dumped values of the columns an INSERT of *obj* must send.
+
+    Server-filled columns (generated keys, timestamps, defaults) holding None are left out so
+    the server's value applies. Raises :class:`ValidationError` naming the first bad value.
+    """
+    names: list[str] = []
+    values: list[Any] = []
+    for col in meta.columns:
+        if col.name in skip:
+            continue
+        value = getattr(obj, col.name)
+        if value is None and col.generated:
+            continue
+        names.append(col.name)
+        values.append(dump_value(meta, table, col, value))
+    return tuple(names), tuple(values)
+
+
+def insert(obj: M, db: object, table_name: object = None) -> M:
+    """Insert *obj*; the generated key and timestamps are written back into it."""
+    meta, table, label, session = setup(obj, db, table_name)
+    names, values = row_values(meta, table, obj)
+    stmt = compiler.insert(meta, table, names, values)
+    row = session._write(lambda ex: ex.fetch_one(stmt, table=label))
+    assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
+    fill(obj, meta, row)
+    return obj
+
+
+def find_by_id(cls: type[M], key: object, db: object, table_name: object = None) -> M | None:
+    """Return the row whose primary key is *key*, or None."""
+    meta, table, label, session = setup(cls, db, table_name)
+    stmt = compiler.select_by_key(meta, table, dump_key(meta, table, key))
+    row = session._read(lambda ex: ex.fetch_one(stmt, table=label))
+    return None if row is None else loader(meta)(row)
+
+
+def find_all(cls: type[M], db: object, table_name: object = None) -> list[M]:
+    """Return every row, in primary key order when the model has one."""
+    meta, table, label, session = setup(cls, db, table_name)
+    stmt = compiler.select_all(meta, table)
+    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
+    load = loader(meta)
+    return [load(r) for r in rows]
+
+
+def _key_of(meta: TableMeta, table: str | None, obj: object, action: str) -> Any:
+    pk = compiler.require_key(meta)
+    key = getattr(obj, pk.name)
+    if key is None:
+        msg = f"cannot {action} a {meta.cls.__name__} without a primary key ({pk.name} is None)"
+        raise ValidationError(msg, table=_label(meta, table), column=pk.name, value=None)
+    return dump_value(meta, table, pk, key)
+
+
+def update(obj: M, db: object, table_name: object = None) -> M:
+    """Write every column of *obj* to its row (``updated_at`` is set by the server).
+
+    Raises:
+        NotFoundError: no row has the instance's primary key.
+    """
+    meta, table, label, session = setup(obj, db, table_name)
+    key = _key_of(meta, table, obj, "update")
+    skip = [meta.primary_key.name] if meta.primary_key else []
+    if meta.created_at is not None:
+        skip.append(meta.created_at.name)
+    if meta.updated_at is not None:
+        skip.append(meta.updated_at.name)
+    names, values = row_values(meta, table, obj, skip=skip)
+    stmt = compiler.update_by_key(meta, table, names, values, key)
+    row = session._write(lambda ex: ex.fetch_one(stmt, table=label))
+    if row is None:
+        msg = f"{label}: no row with {meta.primary_key.name} = {key!r} to update"  # type: ignore[union-attr]
+        raise NotFoundError(msg, table=label, value=key)
+    fill(obj, meta, row)
+    return obj
+
+
+def delete(obj: object, db: object, table_name: object = None) -> bool:
+    """Delete the row of *obj*; return whether a row was deleted."""
+    meta, table, label, session = setup(obj, db, table_name)
+    key = _key_of(meta, table, obj, "delete")
+    stmt = compiler.delete_by_key(meta, table, key)
+    return session._write(lambda ex: ex.execute(stmt, table=label)) > 0
+
+
+def delete_cascade(obj: object, db: object, table_name: object = None) -> bool:
+    """Delete the row of *obj* and, first, every row that references it, recursively.
+
+    The referencing rows are found from the live foreign keys in the catalog, so tables created
+    under other names are covered too. It all happens in one transaction.
+    """
+    meta, table, label, session = setup(obj, db, table_name)
+    key = _key_of(meta, table, obj, "delete")
+    pk = compiler.require_key(meta)
+    target = meta.qualified(table)
+
+    def work(ex: Executor) -> bool:
+        where = Statement(sql.SQL("{} = %s").format(sql.Identifier(pk.name)), (key,))
+        return cascade_delete(ex, target, where, label) > 0
+
+    return session._atomic(work)
+
+
+_FOREIGN_KEYS = sql.SQL(
+    "SELECT n.nspname, cl.relname, "
+    "array_agg(a.attname ORDER BY k.n), array_agg(r.attname ORDER BY k.n), c.confdeltype "
+    "FROM pg_constraint c "
+    "JOIN pg_class cl ON cl.oid = c.conrelid "
+    "JOIN pg_namespace n ON n.oid = cl.relnamespace "
+    "CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(child, parent, n) "
+    "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.child "
+    "JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = k.parent "
+    "WHERE c.contype = 'f' AND c.confrelid = %s::regclass "
+    "GROUP BY c.oid, n.nspname, cl.relname, c.confdeltype"
+)
+_MAX_CASCADE_DEPTH = 32
+
+
+def cascade_delete(
+    ex: Executor, target: sql.Identifier, where: Statement, label: str, depth: int = 0
+) -> int:
+    """Delete the rows of *target* matching *where*, after the rows that reference them.
+
+    Foreign keys whose ``ON DELETE`` already cascades or nulls are left to the server. Others
+    are followed depth first; a level is only descended into when rows reference the doomed
+    ones, so self-referencing trees end where the tree ends.
+    """
+    if depth > _MAX_CASCADE_DEPTH:
+        msg = f"{label}: references nest more than {_MAX_CASCADE_DEPTH} levels; not cascading"
+        raise QueryError(msg, table=label)
+    fks = ex.fetch_all(Statement(_FOREIGN_KEYS, (target.as_string(None),)), table=label)
+    for schema, child, child_cols, parent_cols, action in fks:
+        if action in ("c", "n", "d"):
+            continue
+        child_ident = sql.Identifier(schema, child)
+        sub = Statement(
+            sql.SQL("({}) IN (SELECT {} FROM {} WHERE {})").format(
+                sql.SQL(", ").join(map(sql.Identifier, child_cols)),
+                sql.SQL(", ").join(map(sql.Identifier, parent_cols)),
+                target,
+                where.query,
+            ),
+            where.params,
+        )
+        probe = Statement(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(child_ident, sub.query),
+            sub.params,
+        )
+        if ex.scalar(probe, table=label):
+            cascade_delete(ex, child_ident, sub, label, depth + 1)
+    stmt = Statement(sql.SQL("DELETE FROM {} WHERE {}").format(target, where.query), where.params)
+    return ex.execute(stmt, table=label)
+
+
+def insert_or_update(obj: M, db: object, table_name: object = None) -> M:
+    """Insert *obj*, or update its row when its primary key exists: one statement."""
+    meta = table_of(obj)
+    pk = compiler.require_key(meta)
+    if getattr(obj, pk.name) is None:
+        return insert(obj, db, table_name)
+    return _upsert_on(obj, db, table_name, (pk.name,))
+
+
+def upsert(obj: M, db: object, table_name: object = None) -> M:
+    """Insert *obj*, or update the row holding the same unique key: one statement.
+
+    The conflict key is the model's declared unique key (``column(unique=True)``, a composite
+    ``@table(unique=...)`` key, or ``@table(upsert_key=...)`` when there are several). The stored
+    row comes back, so the instance gets the existing primary key and timestamps.
+    """
+    meta = table_of(obj)
+    return _upsert_on(obj, db, table_name, upsert_key(meta))
+
+
+def upsert_key(meta: TableMeta) -> tuple[str, ...]:
+    """Return the key upserts of *meta* conflict on, or raise a clear :class:`QueryError`."""
+    if meta.upsert_key is not None:
+        return meta.upsert_key
+    if meta.unique_keys:
+        keys = ", ".join("(" + ", ".join(k) + ")" for k in meta.unique_keys)
+        msg = (
+            f"{meta.cls.__name__} has several unique keys {keys}; "
+            "choose one with @table(upsert_key=...)"
+        )
+        raise QueryError(msg, table=meta.name)
+    msg = (
+        f"{meta.cls.__name__} declares no unique key for upsert; "
+        "mark a column unique=True or add @table(unique=[...])"
+    )
+    raise QueryError(msg, table=meta.name)
+
+
+def _upsert_on(obj: M, db: object, table_name: object, conflict: tuple[str, ...]) -> M:
+    meta, table, label, session = setup(obj, db, table_name)
+    names, values = row_values(meta, table, obj)
+    missing = [k for k in conflict if k not in names]
+    if missing:
+        msg = f"upsert on {conflict} needs a value for {', '.join(missing)}"
+        raise ValidationError(msg, table=label, column=missing[0], value=None)
+    stmt = compiler.upsert(meta, table, names, values, conflict)
+    row = session._write(lambda ex: ex.fetch_one(stmt, table=label))
+    assert row is not None  # noqa: S101 - DO UPDATE always returns the row
+    fill(obj, meta, row)
+    return obj
+
+
+def count(cls: type, db: object, table_name: object = None, where: Statement | None = None) -> int:
+    """Return the number of rows (matching *where* when given)."""
+    meta, table, label, session = setup(cls, db, table_name)
+    stmt = compiler.count(meta, table, where)
+    return int(session._read(lambda ex: ex.scalar(stmt, table=label)))
+
+
+def exists(
+    cls: type, db: object, table_name: object = None, where: Statement | None = None
+) -> bool:
+    """Return whether any row exists (matching *where* when given); stops at the first."""
+    meta, table, label, session = setup(cls, db, table_name)
+    stmt = compiler.exists(meta, table, where)
+    return bool(session._read(lambda ex: ex.scalar(stmt, table=label)))

@@ -1,0 +1,428 @@
+"""``QueryBuilder``: selects beyond the finders (column subsets, joins, grouping, aggregates).
+
+Owns the builder value and its compilation to one ``SELECT``. A builder is immutable: every
+method returns a new one, so a base query can be shared and refined. It is pure up to the
+``fetch*`` / ``count`` / ``stream`` methods, which hand the compiled statement to a session.
+Names are checked against the models involved (the base model and every joined one); values in
+``where`` / ``having`` are bound parameters.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+from psycopg import sql
+
+from orso_pg.compiler import Statement
+from orso_pg.errors import QueryError, ValidationError
+from orso_pg.filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
+from orso_pg.schema import MAX_IDENTIFIER_BYTES, Column, TableMeta, models, table_of
+
+__all__ = ["JoinType", "QueryBuilder"]
+
+
+_PAIR = 2
+
+
+class JoinType(enum.Enum):
+    """The kind of a join (orso's ``JoinType``)."""
+
+    INNER = "inner"
+    LEFT = "left"
+    RIGHT = "right"
+    FULL = "full"
+
+
+_JOIN_SQL = {
+    JoinType.INNER: sql.SQL(" INNER JOIN "),
+    JoinType.LEFT: sql.SQL(" LEFT JOIN "),
+    JoinType.RIGHT: sql.SQL(" RIGHT JOIN "),
+    JoinType.FULL: sql.SQL(" FULL JOIN "),
+}
+
+
+@attrs.frozen
+class _Join:
+    meta: TableMeta
+    name: str  # the table name, or its alias
+    table_name: str | None
+    on: tuple[tuple[str, str], ...]
+    kind: JoinType
+
+
+@attrs.frozen
+class _AggregateColumn:
+    function: Aggregate
+    column: str
+    alias: str
+
+
+def _check_table_name(name: object) -> str | None:
+    """Return *name* if it can name a table (None: the model's own); raise otherwise."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name:
+        msg = f"table_name must be a non-empty str, not {name!r}"
+        raise ValidationError(msg, value=name)
+    _check_identifier("table name", name)
+    return name
+
+
+def _check_identifier(kind: str, name: str) -> None:
+    """Refuse a name PostgreSQL or psycopg cannot take verbatim as a quoted identifier."""
+    if "\x00" in name or len(name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+        msg = f"{kind} {name!r} is not a valid PostgreSQL identifier (NUL or > 63 bytes)"
+        raise ValidationError(msg, table=name, value=name)
+    if "%" in name:
+        # psycopg reads % in the statement text as a placeholder, even inside a quoted name.
+        msg = f"{kind} {name!r} contains %, which psycopg would read as a placeholder"
+        raise ValidationError(msg, table=name, value=name)
+
+
+def _resolve_meta(table: type | str | TableMeta) -> TableMeta:
+    if isinstance(table, TableMeta):
+        return table
+    if isinstance(table, str):
+        found = models().get(table)
+        if found is None:
+            msg = f"no model is registered for table {table!r}; pass the model class"
+            raise QueryError(msg, table=table)
+        return found
+    return table_of(table)
+
+
+@attrs.frozen
+class QueryBuilder:
+    """A ``SELECT`` under construction (orso's ``QueryBuilder``).
+
+    >>> from orso_pg import table, column, Filter, Sort
+    >>> @table("candles")
+    ... class Candle:
+    ...     id: int | None = column(primary_key=True, default=None)
+    ...     symbol: str
+    ...     close: float
+    >>> q = (QueryBuilder(Candle).select("symbol").aggregate(Aggregate.AVG, "close", "avg_close")
+    ...      .group_by("symbol").having(Filter.gt("avg_close", 10)).order_by(Sort.asc("symbol")))
+    >>> print(q.build().as_string())  # doctest: +NORMALIZE_WHITESPACE
+    SELECT "symbol", avg("close") AS "avg_close" FROM "candles" GROUP BY "symbol"
+    HAVING avg("close") > %s ORDER BY "symbol" ASC
+
+    Args:
+        table: The model class (or the table name of a decorated model).
+        table_name: Read from this table instead of the model's own (``_with_table``).
+    """
+
+    meta: TableMeta = attrs.field(converter=_resolve_meta)
+    table_name: str | None = attrs.field(default=None, converter=_check_table_name)
+    columns: tuple[str, ...] = ()
+    aggregates: tuple[_AggregateColumn, ...] = ()
+    distinct_rows: bool = False
+    wheres: tuple[Filter, ...] = ()
+    joins: tuple[_Join, ...] = ()
+    groups: tuple[str, ...] = ()
+    havings: tuple[Filter, ...] = ()
+    orders: tuple[Sort, ...] = ()
+    limit_rows: int | None = None
+    offset_rows: int | None = None
+
+    @classmethod
+    def new(cls, table: type | str, table_name: str | None = None) -> QueryBuilder:
+        """Start a query on *table* (orso's ``QueryBuilder::new``)."""
+        return cls(table, table_name)
+
+    # --- building -----------------------------------------------------------------------------
+
+    def select(self, *columns: str) -> QueryBuilder:
+        """Select only *columns* (``"col"`` or ``"table.col"`` for a joined model)."""
+        return attrs.evolve(self, columns=(*self.columns, *columns))
+
+    def select_all(self) -> QueryBuilder:
+        """Select every column of the base model (the default)."""
+        return attrs.evolve(self, columns=(), aggregates=())
+
+    def aggregate(self, function: Aggregate, column: str, alias: str | None = None) -> QueryBuilder:
+        """Add ``function(column) AS alias`` to the selection (``"*"`` counts rows)."""
+        if not isa(function, Aggregate):
+            msg = f"expected an Aggregate, got {function!r}"
+            raise QueryError(msg, table=self.base_name, value=function)
+        if not isa(column, str) or not (alias is None or (isa(alias, str) and alias)):
+            msg = (
+                f"an aggregate needs a column name and a non-empty alias, not {column!r}, {alias!r}"
+            )
+            raise QueryError(msg, table=self.base_name, value=alias)
+        if alias is not None:
+            _check_identifier("alias", alias)
+        name = alias or f"{function.value}_{column}".replace("*", "all").replace(".", "_")
+        agg = _AggregateColumn(function, column, name)
+        return attrs.evolve(self, aggregates=(*self.aggregates, agg))
+
+    def select_count(self, alias: str = "count") -> QueryBuilder:
+        """Add ``count(*) AS alias`` to the selection."""
+        return self.aggregate(Aggregate.COUNT, "*", alias)
+
+    def distinct(self, on: bool = True) -> QueryBuilder:
+        """Return distinct rows only."""
+        return attrs.evolve(self, distinct_rows=on)
+
+    def where(self, condition: Filter) -> QueryBuilder:
+        """Add a condition; several ``where`` calls are ANDed."""
+        return attrs.evolve(self, wheres=(*self.wheres, condition))
+
+    with_filter = where
+
+    def join(
+        self,
+        other: type | str,
+        on: tuple[str, str] | Sequence[tuple[str, str]],
+        kind: JoinType = JoinType.INNER,
+        *,
+        alias: str | None = None,
+        table_name: str | None = None,
+    ) -> QueryBuilder:
+        """Join another model on column pairs ``(base_column, other_column)``."""
+        meta = _resolve_meta(other)
+        table_name = _check_table_name(table_name)
+        if not isa(kind, JoinType):
+            msg = f"expected a JoinType, got {kind!r}"
+            raise QueryError(msg, table=self.base_name, value=kind)
+        single = isinstance(on, tuple) and len(on) == _PAIR and isinstance(on[0], str)
+        pairs = [on] if single else on
+        if isa(pairs, str) or not all(
+            isa(p, (tuple, list)) and len(p) == _PAIR and all(isa(n, str) for n in p) for p in pairs
+        ):
+            msg = f"join on needs (base_column, other_column) pairs, not {on!r}"
+            raise QueryError(msg, table=self.base_name, value=on)
+        name = alias or table_name or meta.name
+        if not isa(name, str) or not name:
+            msg = f"a join alias must be a non-empty str, not {name!r}"
+            raise QueryError(msg, table=self.base_name, value=name)
+        _check_identifier("alias", name)
+        checked = tuple((str(p[0]), str(p[1])) for p in pairs)
+        joined = _Join(meta, name, table_name, checked, kind)
+        return attrs.evolve(self, joins=(*self.joins, joined))
+
+    def group_by(self, *columns: str) -> QueryBuilder:
+        """Group rows by *columns*."""
+        return attrs.evolve(self, groups=(*self.groups, *columns))
+
+    def having(self, condition: Filter) -> QueryBuilder:
+        """Filter groups; a name may be an aggregate's alias."""
+        return attrs.evolve(self, havings=(*self.havings, condition))
+
+    def order_by(self, *sorts: Sort) -> QueryBuilder:
+        """Sort by *sorts*, after any sort already given."""
+        return attrs.evolve(self, orders=(*self.orders, *sorts))
+
+    def limit(self, count: int) -> QueryBuilder:
+        """Return at most *count* rows."""
+        return attrs.evolve(self, limit_rows=_non_negative("limit", count))
+
+    def offset(self, count: int) -> QueryBuilder:
+        """Skip the first *count* rows."""
+        return attrs.evolve(self, offset_rows=_non_negative("offset", count))
+
+    # --- compilation --------------------------------------------------------------------------
+
+    @property
+    def base_name(self) -> str:
+        """The base table's name as the query refers to it."""
+        return self.table_name if self.table_name is not None else self.meta.name
+
+    @property
+    def selects_model(self) -> bool:
+        """Whether the rows are whole base-model rows (so they load into instances)."""
+        return not self.columns and not self.aggregates and not self.groups
+
+    def _base_ident(self) -> sql.Identifier:
+        return self.meta.qualified(self.table_name)
+
+    def _context(self, params: list[Any], *, aliases: bool = False) -> CompileContext:
+        qualify = bool(self.joins)
+        agg_exprs = {a.alias: self._aggregate_sql(a) for a in self.aggregates} if aliases else {}
+
+        def resolve(name: str) -> tuple[sql.Composable, Column | None]:
+            if name in agg_exprs:
+                return agg_exprs[name], None
+            return self._column(name, qualify=qualify)
+
+        return CompileContext(meta=self.meta, table=self.base_name, params=params, resolve=resolve)
+
+    def _column(self, name: str, *, qualify: bool) -> tuple[sql.Composable, Column]:
+        if "." in name:
+            prefix, _, column = name.partition(".")
+            if prefix == self.base_name:
+                col = self.meta.column(column)
+                return sql.Identifier(self.base_name, col.name), col
+            for j in self.joins:
+                if j.name == prefix:
+                    col = j.meta.column(column)
+                    return sql.Identifier(j.name, col.name), col
+            known = ", ".join([self.base_name, *(j.name for j in self.joins)])
+            msg = f"{name!r} names no table of this query; tables are: {known}"
+            raise QueryError(msg, table=self.base_name, column=name)
+        col = self.meta.column(name)
+        if qualify:
+            return sql.Identifier(self.base_name, col.name), col
+        return sql.Identifier(col.name), col
+
+    def _aggregate_sql(self, agg: _AggregateColumn) -> sql.Composable:
+        if agg.column == "*":
+            if agg.function is not Aggregate.COUNT:
+                msg = f"{agg.function.value}(*) is not an aggregate; only count(*) is"
+                raise QueryError(msg, table=self.base_name)
+            return sql.SQL("count(*)")
+        expr, _ = self._column(agg.column, qualify=bool(self.joins))
+        return sql.SQL("{}({})").format(agg.function.sql(), expr)
+
+    def output_columns(self) -> list[tuple[str, Column | None, Aggregate | None]]:
+        """Return the name, model column and aggregate of each output column, in order."""
+        qualify = bool(self.joins)
+        if not self.columns and not self.aggregates:
+            return [(c.name, c, None) for c in self.meta.columns]
+        out: list[tuple[str, Column | None, Aggregate | None]] = []
+        for name in self.columns:
+            _, col = self._column(name, qualify=qualify)
+            out.append((name, col, None))
+        for agg in self.aggregates:
+            agg_col = None if agg.column == "*" else self._column(agg.column, qualify=qualify)[1]
+            out.append((agg.alias, agg_col, agg.function))
+        return out
+
+    def _select_list(self) -> sql.Composable:
+        qualify = bool(self.joins)
+        if not self.columns and not self.aggregates:
+            if qualify:
+                return sql.SQL(", ").join(
+                    sql.Identifier(self.base_name, c.name) for c in self.meta.columns
+                )
+            return sql.SQL(", ").join(sql.Identifier(c.name) for c in self.meta.columns)
+        parts: list[sql.Composable] = [self._column(n, qualify=qualify)[0] for n in self.columns]
+        parts.extend(
+            sql.SQL("{} AS {}").format(self._aggregate_sql(a), sql.Identifier(a.alias))
+            for a in self.aggregates
+        )
+        return sql.SQL(", ").join(parts)
+
+    def _from(self) -> sql.Composable:
+        parts: list[sql.Composable] = [self._base_ident()]
+        for j in self.joins:
+            parts.append(_JOIN_SQL[j.kind])
+            parts.append(j.meta.qualified(j.table_name))
+            if j.name != (j.table_name or j.meta.name):
+                parts.append(sql.SQL(" AS {}").format(sql.Identifier(j.name)))
+            conditions = []
+            for left, right in j.on:
+                left_expr, _ = self._column(left, qualify=True)
+                right_col = j.meta.column(right)
+                conditions.append(
+                    sql.SQL("{} = {}").format(left_expr, sql.Identifier(j.name, right_col.name))
+                )
+            if not conditions:
+                msg = f"a join with {j.name} needs at least one (column, column) pair"
+                raise QueryError(msg, table=self.base_name)
+            parts.append(sql.SQL(" ON "))
+            parts.append(sql.SQL(" AND ").join(conditions))
+        return sql.Composed(parts)
+
+    def _body(self, params: list[Any], *, ordered: bool) -> sql.Composable:
+        """Return SELECT ... FROM ... WHERE ... GROUP BY ... HAVING ... [ORDER BY ...]."""
+        head = sql.SQL("SELECT DISTINCT ") if self.distinct_rows else sql.SQL("SELECT ")
+        parts: list[sql.Composable] = [
+            head,
+            self._select_list(),
+            sql.SQL(" FROM "),
+            self._from(),
+        ]
+        if self.wheres:
+            ctx = self._context(params)
+            parts.append(sql.SQL(" WHERE "))
+            parts.append(_and([w.compile(ctx) for w in self.wheres]))
+        if self.groups:
+            ctx = self._context(params)
+            parts.append(sql.SQL(" GROUP BY "))
+            parts.append(sql.SQL(", ").join(ctx.column(g)[0] for g in self.groups))
+        if self.havings:
+            ctx = self._context(params, aliases=True)
+            parts.append(sql.SQL(" HAVING "))
+            parts.append(_and([h.compile(ctx) for h in self.havings]))
+        if ordered and self.orders:
+            ctx = self._context(params, aliases=True)
+            order = compile_sorts(ctx, self.orders)
+            if order is not None:
+                parts.append(sql.SQL(" ORDER BY "))
+                parts.append(order)
+        return sql.Composed(parts)
+
+    def build(self) -> Statement:
+        """Return the compiled ``SELECT`` and its parameters."""
+        params: list[Any] = []
+        query = self._body(params, ordered=True)
+        if self.limit_rows is not None:
+            query = sql.SQL("{} LIMIT %s").format(query)
+            params.append(self.limit_rows)
+        if self.offset_rows:
+            query = sql.SQL("{} OFFSET %s").format(query)
+            params.append(self.offset_rows)
+        return Statement(query, tuple(params))
+
+    def build_count(self) -> Statement:
+        """Return a statement counting the rows :meth:`build` would return (ignoring limits)."""
+        params: list[Any] = []
+        body = self._body(params, ordered=False)
+        return Statement(sql.SQL("SELECT count(*) FROM ({}) AS q").format(body), tuple(params))
+
+    def build_page(self, limit: int, offset: int, tiebreak: Sequence[Sort] = ()) -> Statement:
+        """Return one statement yielding ``total, present, <columns>`` for one page."""
+        count_params: list[Any] = []
+        counted = sql.SQL("SELECT count(*) AS total FROM ({}) AS q").format(
+            self._body(count_params, ordered=False)
+        )
+        page_builder = attrs.evolve(self, orders=(*self.orders, *tiebreak))
+        page_params: list[Any] = []
+        body = page_builder._body(page_params, ordered=True)
+        page = sql.SQL("SELECT TRUE AS present, s.* FROM ({} LIMIT %s OFFSET %s) AS s").format(body)
+        query = sql.SQL(
+            "SELECT c.total, p.* FROM ({}) AS c LEFT JOIN LATERAL ({}) AS p ON TRUE"
+        ).format(counted, page)
+        return Statement(query, (*count_params, *page_params, limit, offset))
+
+    # --- running ------------------------------------------------------------------------------
+
+    def fetch(self, db: object) -> list[tuple[Any, ...]]:
+        """Run the query and return plain rows (tuples), values converted per column."""
+        from orso_pg import reads
+
+        return reads.fetch_rows(self, db)
+
+    def fetch_dicts(self, db: object) -> list[dict[str, Any]]:
+        """Run the query and return one dict per row, keyed by output column name."""
+        names = [name for name, _, _ in self.output_columns()]
+        return [dict(zip(names, row, strict=True)) for row in self.fetch(db)]
+
+    def count(self, db: object) -> int:
+        """Return how many rows the query yields (its limit and offset ignored)."""
+        from orso_pg import reads
+
+        return reads.count_query(self, db)
+
+    def stream(self, db: object, *, batch_size: int = 2000) -> Iterator[tuple[Any, ...]]:
+        """Yield the rows from a server-side cursor, *batch_size* at a time (flat memory)."""
+        from orso_pg import reads
+
+        return reads.stream_rows(self, db, batch_size=batch_size)
+
+
+def _and(parts: list[sql.Composable]) -> sql.Composable:
+    if len(parts) == 1:
+        return parts[0]
+    return sql.SQL(" AND ").join(sql.SQL("({})").format(p) for p in parts)
+
+
+def _non_negative(name: str, value: int) -> int:
+    if isa(value, bool) or not isa(value, int) or value < 0:
+        msg = f"{name} must be a non-negative int, not {value!r}"
+        raise QueryError(msg, value=value)
+    return value

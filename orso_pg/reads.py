@@ -1,0 +1,557 @@
+"""Query operations: the finders, lists, pages, search, aggregates and set-based writes.
+
+Owns the steps of every read method of ``Orso`` (and ``update_where`` / ``delete_where``):
+compiling filters and sorts against the model, choosing the statement from
+:mod:`orso_pg.compiler`, running it through a session in as few round trips as the result
+needs (one for every finder, one for a page with its total), and loading rows into instances.
+It must not build SQL text by hand nor touch a connection directly.
+"""
+
+from __future__ import annotations
+
+import decimal
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from psycopg import sql
+
+from orso_pg import compiler
+from orso_pg import types as _types
+from orso_pg.errors import QueryError, ValidationError
+from orso_pg.executor import loader
+from orso_pg.filters import (
+    Aggregate,
+    CompileContext,
+    Filter,
+    SearchFilter,
+    Sort,
+    compile_filter,
+    compile_sorts,
+    isa,
+    with_tiebreak,
+)
+from orso_pg.operations import check_session, dump_keys, dump_value, setup
+from orso_pg.pagination import Cursor, KeysetPage, PaginatedResult, Pagination
+from orso_pg.schema import Column, TableMeta, table_of
+
+if TYPE_CHECKING:
+    from orso_pg.query import QueryBuilder
+
+__all__ = [
+    "aggregate",
+    "count_where",
+    "delete_where",
+    "exists_filter",
+    "find_by_field",
+    "find_by_field_in",
+    "find_by_ids",
+    "find_first",
+    "find_keyset",
+    "find_one",
+    "find_page",
+    "find_where",
+    "search",
+    "stream",
+    "update_where",
+]
+
+M = TypeVar("M")
+
+DEFAULT_PAGINATION = Pagination(1, 20)
+
+
+def _where(
+    meta: TableMeta, label: str, f: Filter | None
+) -> tuple[sql.Composable | None, tuple[Any, ...]]:
+    return compile_filter(meta, label, f)
+
+
+def _order(meta: TableMeta, label: str, sorts: Sequence[Sort]) -> sql.Composable | None:
+    return compile_sorts(CompileContext(meta=meta, table=label), sorts)
+
+
+def _load_all(meta: TableMeta, rows: Iterable[Sequence[Any]]) -> list[Any]:
+    load = loader(meta)
+    return [load(r) for r in rows]
+
+
+# --- finders ----------------------------------------------------------------------------------
+
+
+def find_where(cls: type[M], f: Filter | None, db: object, table_name: object = None) -> list[M]:
+    """Return every row matching *f* (in no particular order)."""
+    meta, table, label, session = setup(cls, db, table_name)
+    where, params = _where(meta, label, f)
+    stmt = compiler.select_where(meta, table, where, params)
+    return _load_all(meta, session._read(lambda ex: ex.fetch_all(stmt, table=label)))
+
+
+def find_first(
+    cls: type[M],
+    f: Filter | None,
+    sorts: Sequence[Sort],
+    db: object,
+    table_name: object = None,
+) -> M | None:
+    """Return the first row matching *f* under *sorts* (primary key as tie-breaker), or None."""
+    meta, table, label, session = setup(cls, db, table_name)
+    where, params = _where(meta, label, f)
+    order = _order(meta, label, with_tiebreak(meta, sorts))
+    stmt = compiler.select_where(meta, table, where, params, order_by=order, limit=1)
+    row = session._read(lambda ex: ex.fetch_one(stmt, table=label))
+    return None if row is None else loader(meta)(row)
+
+
+def find_one(cls: type[M], f: Filter | None, db: object, table_name: object = None) -> M | None:
+    """Return one row matching *f* (the lowest primary key), or None."""
+    return find_first(cls, f, (), db, table_name)
+
+
+def timestamp_sort(meta: TableMeta, *, latest: bool) -> Sort:
+    """Return the sort on the model's ``created_at`` column for latest/first finders."""
+    if meta.created_at is None:
+        msg = (
+            f"{meta.cls.__name__} has no created_at column; "
+            "find_latest/find_first need column(created_at=True)"
+        )
+        raise QueryError(msg, table=meta.name)
+    name = meta.created_at.name
+    return Sort.desc(name) if latest else Sort.asc(name)
+
+
+def exists_filter(cls: type, f: Filter | None, db: object, table_name: object = None) -> bool:
+    """Return whether a row matches *f* (``EXISTS``, stopping at the first)."""
+    meta, table, label, session = setup(cls, db, table_name)
+    where, params = _where(meta, label, f)
+    stmt = compiler.exists(
+        meta, table, None if where is None else compiler.Statement(where, params)
+    )
+    return bool(session._read(lambda ex: ex.scalar(stmt, table=label)))
+
+
+def count_where(cls: type, f: Filter | None, db: object, table_name: object = None) -> int:
+    """Return how many rows match *f*."""
+    meta, table, label, session = setup(cls, db, table_name)
+    where, params = _where(meta, label, f)
+    stmt = compiler.count(meta, table, None if where is None else compiler.Statement(where, params))
+    return int(session._read(lambda ex: ex.scalar(stmt, table=label)))
+
+
+def find_by_field(
+    cls: type[M], field: str, value: object, db: object, table_name: object = None
+) -> list[M]:
+    """Return the rows whose *field* equals *value* (``None`` matches NULL)."""
+    return find_where(cls, Filter.eq(field, value), db, table_name)
+
+
+def find_by_ids(
+    cls: type[M], ids: Iterable[object], db: object, table_name: object = None
+) -> list[M]:
+    """Return the rows with the given primary keys, in the order asked for, in one round trip.
+
+    Keys with no row are left out; a key asked for twice is returned once.
+    """
+    meta, table, label, session = setup(cls, db, table_name)
+    pk = compiler.require_key(meta)
+    keys = dump_keys(meta, table, ids)
+    if not keys:
+        return []
+    stmt = compiler.select_in(meta, table, pk.name, keys)
+    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
+    found = {}
+    load = loader(meta)
+    index = meta.columns.index(pk)
+    for row in rows:
+        found[row[index]] = load(row)
+    ordered = []
+    seen = set()
+    for k in keys:
+        obj = found.get(k)
+        if obj is not None and k not in seen:
+            seen.add(k)
+            ordered.append(obj)
+    return ordered
+
+
+def find_by_field_in(
+    cls: type[M], field: str, values: Iterable[object], db: object, table_name: object = None
+) -> list[M]:
+    """Return the rows whose *field* is one of *values* (an empty list matches nothing)."""
+    return find_where(cls, Filter.in_values(field, values), db, table_name)
+
+
+# --- writes by filter -------------------------------------------------------------------------
+
+
+def delete_where(cls: type, f: Filter | None, db: object, table_name: object = None) -> int:
+    """Delete the rows matching *f*; return how many. ``None`` deletes every row."""
+    meta, table, label, session = setup(cls, db, table_name)
+    where, params = _where(meta, label, f)
+    stmt = compiler.delete_where(meta, table, where, params)
+    return int(session._write(lambda ex: ex.execute(stmt, table=label)))
+
+
+def update_where(
+    cls: type,
+    f: Filter | None,
+    values: Mapping[str, object],
+    db: object,
+    table_name: object = None,
+) -> int:
+    """Set *values* (column to value) on every row matching *f*; return how many rows changed.
+
+    ``updated_at`` is set to ``now()`` unless *values* sets it to a time (None means now()).
+    """
+    meta, table, label, session = setup(cls, db, table_name)
+    if not isa(values, Mapping) or not values:
+        msg = f"update_where needs a mapping of at least one column to set, not {values!r}"
+        raise QueryError(msg, table=label, value=values)
+    names: list[str] = []
+    dumped: list[Any] = []
+    for name, value in values.items():
+        col = meta.column(name)
+        if value is None and col.not_null:
+            if col is meta.updated_at:
+                continue  # the statement sets it to now()
+            # A server-filled column (a key, created_at) holds None only before its insert:
+            # as an update it would be a NULL the table refuses.
+            msg = f"{label}.{col.name} is NOT NULL; None given"
+            raise ValidationError(msg, table=label, column=col.name, value=None)
+        names.append(col.name)
+        dumped.append(dump_value(meta, table, col, value))
+    where, params = _where(meta, label, f)
+    stmt = compiler.update_where(meta, table, names, dumped, where, params)
+    return int(session._write(lambda ex: ex.execute(stmt, table=label)))
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+def _page(meta: TableMeta, rows: list[tuple[Any, ...]], page: Pagination) -> PaginatedResult[Any]:
+    """Unpack the ``total, present, <columns>`` rows of a page statement (see compiler)."""
+    total = int(rows[0][0]) if rows else 0
+    load = loader(meta)
+    return PaginatedResult([load(r[2:]) for r in rows if r[1] is not None], page.with_total(total))
+
+
+def find_page(
+    cls: type[M],
+    f: Filter | None,
+    sorts: Sequence[Sort] | None,
+    pagination: Pagination | None,
+    db: object,
+    table_name: object = None,
+) -> PaginatedResult[M]:
+    """Return one page of the rows matching *f* and the total, in one statement.
+
+    Rows are in *sorts* order with the primary key as the last tie-breaker, so pages never
+    overlap or skip rows. Without a pagination, page 1 of 20 (as orso).
+    """
+    meta, table, label, session = setup(cls, db, table_name)
+    page = DEFAULT_PAGINATION if pagination is None else pagination
+    if not isa(page, Pagination):
+        msg = f"expected a Pagination, got {type(page).__name__} {page!r}"
+        raise ValidationError(msg, table=label, value=page)
+    where, params = _where(meta, label, f)
+    order = _order(meta, label, with_tiebreak(meta, sorts or ()))
+    if order is None:
+        order = sql.SQL("1")  # a model without a key: any order
+    stmt = compiler.paginated(meta, table, where, params, order, page.limit(), page.offset())
+    return _page(meta, session._read(lambda ex: ex.fetch_all(stmt, table=label)), page)
+
+
+def search(
+    cls: type[M],
+    search_filter: SearchFilter,
+    pagination: Pagination | None,
+    db: object,
+    table_name: object = None,
+) -> PaginatedResult[M]:
+    """Return one page of the rows matching *search_filter* (case-insensitive by default)."""
+    if not isa(search_filter, SearchFilter):
+        msg = f"expected a SearchFilter, got {type(search_filter).__name__}"
+        raise QueryError(msg, value=search_filter)
+    return find_page(cls, search_filter.to_filter(), (), pagination, db, table_name)
+
+
+def _keyset_condition(
+    ctx: CompileContext, sorts: Sequence[Sort], values: Sequence[Any]
+) -> sql.Composable:
+    """Return the condition "strictly after *values*" under *sorts* (NULLs placed as sorted)."""
+    branches: list[sql.Composable] = []
+    for i, sort in enumerate(sorts):
+        value = values[i]
+        if value is None and sort.nulls_last:
+            # Nothing sorts after NULL but other NULLs, which tie: this branch is empty. It is
+            # skipped before its terms bind anything, so no parameter is left without a place.
+            continue
+        terms: list[sql.Composable] = []
+        for prior, prior_value in zip(sorts[:i], values[:i], strict=True):
+            expr, col = ctx.column(prior.column)
+            if prior_value is None:
+                terms.append(sql.SQL("{} IS NULL").format(expr))
+            else:
+                terms.append(sql.SQL("{} = {}").format(expr, ctx.value(col, prior_value)))
+        expr, col = ctx.column(sort.column)
+        if value is None:
+            terms.append(sql.SQL("{} IS NOT NULL").format(expr))
+        else:
+            op = sql.SQL(" > ") if sort.ascending else sql.SQL(" < ")
+            after = sql.Composed([expr, op, ctx.value(col, value)])
+            # NULLs after every value: they follow the cursor too, unless the column has none
+            # (a key): an OR there would only keep the planner off the index.
+            if sort.nulls_last and (col is None or not col.not_null):
+                after = sql.SQL("({} OR {} IS NULL)").format(after, expr)
+            terms.append(after)
+        branches.append(sql.SQL("({})").format(sql.SQL(" AND ").join(terms)))
+    if not branches:
+        return sql.SQL("FALSE")
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(branches))
+
+
+def find_keyset(
+    cls: type[M],
+    f: Filter | None,
+    sorts: Sequence[Sort],
+    db: object,
+    *,
+    after: Cursor | None = None,
+    limit: int = 100,
+    table_name: object = None,
+) -> KeysetPage[M]:
+    """Return up to *limit* rows after *after* in *sorts* order (keyset pagination).
+
+    Each page is found by the sort values of the previous page's last row, never by an offset,
+    so walking every page returns each row once even while rows are inserted or deleted
+    between pages, and deep pages cost what the first one does.
+    """
+    meta, table, label, session = setup(cls, db, table_name)
+    compiler.require_key(meta)  # the key is the tie-breaker that makes every position unique
+    full = with_tiebreak(meta, sorts)
+    if isa(limit, bool) or not isa(limit, int) or limit < 1:
+        msg = f"limit must be a positive int, not {limit!r}"
+        raise ValidationError(msg, table=label, value=limit)
+    ctx = CompileContext(meta=meta, table=label)
+    conditions: list[sql.Composable] = []
+    if f is not None:
+        if not isa(f, Filter):
+            msg = f"expected a Filter, got {type(f).__name__} {f!r}"
+            raise QueryError(msg, table=label, value=f)
+        conditions.append(f.compile(ctx))
+    if after is not None:
+        if not isa(after, Cursor) or len(after.values) != len(full):
+            msg = f"the cursor does not match this query's sort ({len(full)} values expected)"
+            raise ValidationError(msg, table=label, value=after)
+        conditions.append(_keyset_condition(ctx, full, after.values))
+    where_sql = sql.SQL(" AND ").join(conditions) if conditions else None
+    order = compile_sorts(ctx, full)
+    stmt = compiler.select_where(
+        meta, table, where_sql, tuple(ctx.params), order_by=order, limit=limit + 1
+    )
+    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
+    data = _load_all(meta, rows[:limit])
+    next_cursor = None
+    if len(rows) > limit and data:
+        last = data[-1]
+        next_cursor = Cursor(tuple(getattr(last, s.column) for s in full))
+    return KeysetPage(data, next_cursor)
+
+
+def stream(
+    cls: type[M],
+    f: Filter | None,
+    sorts: Sequence[Sort],
+    db: object,
+    *,
+    batch_size: int = 2000,
+    table_name: object = None,
+) -> Iterator[M]:
+    """Return an iterator over the rows matching *f*, read from a server-side cursor.
+
+    The filter, sorts and batch size are checked now, so a bad query fails at the call rather
+    than at the first ``next()``; rows are fetched *batch_size* at a time as they are consumed.
+    """
+    meta, table, label, session = setup(cls, db, table_name)
+    _check_batch_size(batch_size, label)
+    where, params = _where(meta, label, f)
+    order = _order(meta, label, sorts)
+    stmt = compiler.select_where(meta, table, where, params, order_by=order)
+    load = loader(meta)
+    return (load(row) for row in session._iterate(stmt, batch_size, label))
+
+
+def _check_batch_size(batch_size: object, label: str) -> None:
+    if isa(batch_size, bool) or not isa(batch_size, int) or batch_size < 1:  # type: ignore[operator]
+        msg = f"batch_size must be a positive int, not {batch_size!r}"
+        raise ValidationError(msg, table=label, value=batch_size)
+
+
+# --- aggregates -------------------------------------------------------------------------------
+
+_NUMERIC_TYPES = (int, float, decimal.Decimal)
+_UNORDERED = (dict, list, bool, uuid.UUID, bytes)
+
+
+def aggregate_value(function: Aggregate, column: Column | None, value: Any) -> Any:
+    """Return an aggregate's result as the Python type of its column.
+
+    ``sum`` of a BIGINT column comes back from PostgreSQL as NUMERIC and is returned as an int;
+    ``avg`` of an integer or float column is a float; ``min``/``max`` load like the column.
+    """
+    if value is None:
+        return None
+    if function is Aggregate.COUNT:
+        return int(value)
+    python = column.type.python if column is not None else None
+    if function in (Aggregate.SUM, Aggregate.AVG):
+        if python is int and function is Aggregate.SUM:
+            return int(value)
+        if python in (int, float):
+            return float(value)
+        return value
+    if column is not None and column.type.load is not None:
+        return column.type.load(value)
+    return value
+
+
+def aggregate(
+    cls: type,
+    function: Aggregate,
+    column: str,
+    f: Filter | None,
+    db: object,
+    table_name: object = None,
+) -> Any:
+    """Return ``function(column)`` over the rows matching *f* (None on an empty set).
+
+    ``column`` may be ``"*"`` with COUNT.
+    """
+    meta, table, label, session = setup(cls, db, table_name)
+    if not isa(function, Aggregate):
+        msg = f"expected an Aggregate, got {function!r}"
+        raise QueryError(msg, table=label, value=function)
+    col: Column | None
+    if column == "*":
+        if function is not Aggregate.COUNT:
+            msg = f"{function.value}(*) is not an aggregate; only count(*) is"
+            raise QueryError(msg, table=label, column=column)
+        expr: sql.Composable = sql.SQL("*")
+        col = None
+    else:
+        col = meta.column(column)
+        expr = sql.Identifier(col.name)
+        summable = col.type.python in (*_NUMERIC_TYPES, _types.INTERVAL.python)
+        if function in (Aggregate.SUM, Aggregate.AVG) and not summable:
+            msg = f"{function.value} needs a numeric column; {label}.{col.name} is {col.type.label}"
+            raise QueryError(msg, table=label, column=col.name)
+        # PostgreSQL has no min/max over boolean, uuid, bytea or jsonb on every supported
+        # version: refuse them here rather than let the server fail the statement.
+        unordered = col.type.compressed or col.type.python in _UNORDERED
+        if unordered and function is not Aggregate.COUNT:
+            msg = f"{function.value} does not apply to {label}.{col.name} ({col.type.label})"
+            raise QueryError(msg, table=label, column=col.name)
+    where, params = _where(meta, label, f)
+    stmt = compiler.aggregate(meta, table, function.sql(), expr, where, params)
+    value = session._read(lambda ex: ex.scalar(stmt, table=label))
+    return aggregate_value(function, col, value)
+
+
+# --- QueryBuilder -----------------------------------------------------------------------------
+
+
+def _aggregate_loader(function: Aggregate, column: Column | None) -> Callable[[Any], Any]:
+    return lambda value: aggregate_value(function, column, value)
+
+
+def _nullable(load: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else load(value)
+
+
+def _builder_loaders(builder: QueryBuilder) -> list[Callable[[Any], Any] | None]:
+    loaders: list[Callable[[Any], Any] | None] = []
+    for _, col, function in builder.output_columns():
+        if function is not None:
+            loaders.append(_aggregate_loader(function, col))
+        elif col is not None and col.type.load is not None:
+            loaders.append(_nullable(col.type.load))
+        else:
+            loaders.append(None)
+    return loaders
+
+
+def _convert(loaders: list[Callable[[Any], Any] | None], row: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(v if ld is None else ld(v) for ld, v in zip(loaders, row, strict=True))
+
+
+def fetch_rows(builder: QueryBuilder, db: object) -> list[tuple[Any, ...]]:
+    """Run *builder* and return its rows as tuples."""
+    session = check_session(db)
+    stmt = builder.build()
+    loaders = _builder_loaders(builder)
+    rows = session._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name))
+    if not any(loaders):
+        return rows
+    return [_convert(loaders, r) for r in rows]
+
+
+def stream_rows(builder: QueryBuilder, db: object, *, batch_size: int) -> Iterator[tuple[Any, ...]]:
+    """Return an iterator over the rows of *builder*, read from a server-side cursor."""
+    session = check_session(db)
+    _check_batch_size(batch_size, builder.base_name)
+    stmt = builder.build()
+    loaders = _builder_loaders(builder)
+    rows = session._iterate(stmt, batch_size, builder.base_name)
+    if not any(loaders):
+        return rows
+    return (_convert(loaders, row) for row in rows)
+
+
+def count_query(builder: QueryBuilder, db: object) -> int:
+    """Return how many rows *builder* yields."""
+    session = check_session(db)
+    stmt = builder.build_count()
+    return int(session._read(lambda ex: ex.scalar(stmt, table=builder.base_name)))
+
+
+def _model_builder(cls: type, builder: QueryBuilder) -> TableMeta:
+    meta = table_of(cls)
+    from orso_pg.query import QueryBuilder
+
+    if not isa(builder, QueryBuilder):
+        msg = f"expected a QueryBuilder, got {type(builder).__name__}"
+        raise QueryError(msg, table=meta.name, value=builder)
+    if builder.meta is not meta:
+        msg = f"the query is on {builder.meta.cls.__name__}, not {meta.cls.__name__}"
+        raise QueryError(msg, table=meta.name)
+    if not builder.selects_model:
+        msg = (
+            "this query selects columns or groups, so its rows are not "
+            f"{meta.cls.__name__} instances; use builder.fetch() or fetch_dicts()"
+        )
+        raise QueryError(msg, table=meta.name)
+    return meta
+
+
+def query(cls: type[M], builder: QueryBuilder, db: object) -> list[M]:
+    """Run *builder* and load its rows as instances of *cls*."""
+    meta = _model_builder(cls, builder)
+    session = check_session(db)
+    stmt = builder.build()
+    return _load_all(meta, session._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name)))
+
+
+def query_paginated(
+    cls: type[M], builder: QueryBuilder, pagination: Pagination, db: object
+) -> PaginatedResult[M]:
+    """Run one page of *builder* with the total of the whole query, in one statement."""
+    meta = _model_builder(cls, builder)
+    session = check_session(db)
+    if not isa(pagination, Pagination):
+        msg = f"expected a Pagination, got {type(pagination).__name__}"
+        raise ValidationError(msg, table=meta.name, value=pagination)
+    tiebreak = [s for s in with_tiebreak(meta, builder.orders) if s not in builder.orders]
+    stmt = builder.build_page(pagination.limit(), pagination.offset(), tiebreak)
+    return _page(
+        meta, session._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name)), pagination
+    )

@@ -1,0 +1,542 @@
+"""Model metadata: the ``@table`` decorator, the ``column()`` field wrapper and their validation.
+
+Owns :class:`Column` and :class:`TableMeta`, the frozen description of a model that every other
+part reads, and the checks that run once when a class is decorated (so a bad model fails at import,
+naming the class and field). It must not build SQL text beyond type names, talk to a database or
+convert row values: the compiler and the executor read this metadata.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, dataclass_transform, overload
+
+import attrs
+from psycopg import sql
+
+from orso_pg import types as _types
+from orso_pg.errors import DefinitionError
+
+__all__ = [
+    "Column",
+    "ColumnOptions",
+    "Index",
+    "TableMeta",
+    "column",
+    "models",
+    "table",
+    "table_of",
+]
+
+METADATA_KEY: Final = "orso_pg.column"
+MAX_IDENTIFIER_BYTES: Final = 63
+
+OnDelete = Literal["CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"]
+IndexMethod = Literal["btree", "brin", "hash", "gin", "gist"]
+_ON_DELETE: Final = ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION")
+_INDEX_METHODS: Final = ("btree", "brin", "hash", "gin", "gist")
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+
+
+@attrs.frozen
+class ColumnOptions:
+    """What ``column()`` recorded on an attrs field (the field's metadata value)."""
+
+    primary_key: bool = False
+    unique: bool = False
+    ref: str | type | None = None
+    on_delete: str | None = None
+    sql_type: str | None = None
+    created_at: bool = False
+    updated_at: bool = False
+    compress: bool = False
+    decimals: int | None = None
+    vector: int | None = None
+    index: bool | str = False
+    server_default: object = None
+    renamed_from: tuple[str, ...] = ()
+
+
+class ColumnArgs(TypedDict, total=False):
+    """The keyword options of :func:`column` besides ``default`` and ``factory``."""
+
+    primary_key: bool
+    unique: bool
+    ref: str | type | None
+    on_delete: OnDelete | None
+    sql_type: str | None
+    created_at: bool
+    updated_at: bool
+    compress: bool
+    decimals: int | None
+    vector: int | None
+    index: bool | IndexMethod
+    server_default: object
+    renamed_from: str | Sequence[str]
+    validator: Any
+    converter: Any
+    repr: bool
+    eq: bool
+    kw_only: bool
+
+
+# Options handed to attrs.field as they are; every other one lands in ColumnOptions.
+_ATTRS_ARGS: Final = ("validator", "converter", "repr", "eq", "kw_only")
+
+
+@overload
+def column(*, default: T, **options: Unpack[ColumnArgs]) -> T: ...
+@overload
+def column(*, factory: Callable[[], T], **options: Unpack[ColumnArgs]) -> T: ...
+@overload
+def column(**options: Unpack[ColumnArgs]) -> Any: ...
+def column(
+    *,
+    default: Any = attrs.NOTHING,
+    factory: Callable[[], Any] | None = None,
+    **options: Unpack[ColumnArgs],
+) -> Any:
+    """Declare a model field with column options; a wrapper around :func:`attrs.field`.
+
+    Args:
+        default: The attrs default value.
+        factory: The attrs default factory.
+        primary_key: The field is the primary key. ``str | None`` gets a UUID text default,
+            ``uuid.UUID | None`` a UUID default, ``int | None`` an identity column.
+        unique: The column is unique on its own (and a candidate upsert key).
+        ref: A foreign key to this table (a name or a model class); it references that model's
+            primary key (``id`` when the table is not a known model).
+        on_delete: The foreign key's ``ON DELETE`` action.
+        sql_type: Store the value in this SQL type instead of the mapped one (orso's ``type=``).
+        created_at: Set by the server when the row is inserted; never updated.
+        updated_at: Set by the server on insert and on every update.
+        compress: Store ``np.ndarray`` / ``list[int]`` / ``list[float]`` as a codec frame in BYTEA.
+        decimals: With ``compress``: round floats to this many decimals (lossy, opt-in).
+        vector: A pgvector ``vector(N)`` column of this many dimensions.
+        index: Create an index on the column (``True`` for btree, or the method name).
+        server_default: A column default: a Python value (bound as a literal) or a
+            :mod:`psycopg.sql` object such as ``sql.SQL("now()")``.
+        renamed_from: Former names of the column; migrations rename instead of dropping.
+        validator: Passed to :func:`attrs.field`.
+        converter: Passed to :func:`attrs.field`.
+        repr: Passed to :func:`attrs.field`.
+        eq: Passed to :func:`attrs.field`.
+        kw_only: Passed to :func:`attrs.field`.
+
+    Returns:
+        An attrs field definition carrying the options in its metadata.
+    """
+    unknown = set(options) - set(ColumnArgs.__annotations__)
+    if unknown:
+        msg = f"column() got unknown option(s): {', '.join(sorted(unknown))}"
+        raise TypeError(msg)
+    given: dict[str, Any] = dict(options)
+    field_args = {name: given.pop(name) for name in _ATTRS_ARGS if name in given}
+    renamed = given.get("renamed_from", ())
+    given["renamed_from"] = (renamed,) if isinstance(renamed, str) else tuple(renamed)
+    return attrs.field(
+        default=default if factory is None else attrs.Factory(factory),
+        validator=field_args.get("validator"),
+        converter=field_args.get("converter"),
+        repr=field_args.get("repr", True),
+        eq=field_args.get("eq", True),
+        kw_only=field_args.get("kw_only", True),
+        metadata={METADATA_KEY: ColumnOptions(**given)},
+    )
+
+
+@attrs.frozen(eq=False)
+class Column:
+    """One column of a model, resolved and validated.
+
+    Attributes:
+        name: The attribute name, which is also the column name.
+        type: How values are stored.
+        nullable: The column accepts NULL (the annotation is ``X | None``).
+        options: What ``column()`` declared.
+        generated: The server fills the value when the instance holds ``None`` (a generated
+            key, a timestamp or a server default); such columns are NOT NULL in the table
+            unless the annotation allows None for other reasons.
+        identity: The column is a ``GENERATED BY DEFAULT AS IDENTITY`` key.
+        ref_table: The referenced table name for a foreign key.
+        ref_column: The referenced column name for a foreign key.
+        ref_schema: The referenced table's schema, when it is a model declared with one.
+    """
+
+    name: str
+    type: _types.ColumnType
+    nullable: bool
+    options: ColumnOptions
+    generated: bool = False
+    identity: bool = False
+    ref_table: str | None = None
+    ref_column: str | None = None
+    ref_schema: str | None = None
+
+    @property
+    def primary_key(self) -> bool:
+        """Whether this is the primary key."""
+        return self.options.primary_key
+
+    @property
+    def not_null(self) -> bool:
+        """Whether the table column is NOT NULL."""
+        return self.options.primary_key or not self.nullable or self.generated
+
+
+@attrs.frozen
+class Index:
+    """A secondary index of a table."""
+
+    columns: tuple[str, ...]
+    method: str = "btree"
+    unique: bool = False
+    name: str | None = None
+
+
+@attrs.frozen(eq=False)
+class TableMeta:
+    """Everything orso_pg knows about a model class, built once by ``@table``.
+
+    Attributes:
+        cls: The model class.
+        name: The default table name.
+        schema: The schema, or None to follow the connection's ``search_path``.
+        columns: The columns in declaration order.
+        primary_key: The primary key column, if any.
+        unique_keys: Every declared unique key, single columns first.
+        upsert_key: The key ``upsert`` conflicts on, when one can be chosen.
+        created_at: The creation timestamp column, if any.
+        updated_at: The update timestamp column, if any.
+        indexes: Secondary indexes, from ``column(index=...)`` and ``@table(indexes=...)``.
+    """
+
+    cls: type
+    name: str
+    schema: str | None
+    columns: tuple[Column, ...]
+    primary_key: Column | None
+    unique_keys: tuple[tuple[str, ...], ...]
+    upsert_key: tuple[str, ...] | None
+    created_at: Column | None
+    updated_at: Column | None
+    indexes: tuple[Index, ...]
+    by_name: Mapping[str, Column] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {c.name: c for c in self.columns})
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The column names in declaration order."""
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        """Return the column called *name*.
+
+        Raises:
+            QueryError: the model has no such column; the message lists the columns it has.
+        """
+        found = self.by_name.get(name)
+        if found is None:
+            from orso_pg.errors import QueryError
+
+            msg = (
+                f"{self.cls.__name__} has no column {name!r}; "
+                f"columns are: {', '.join(self.column_names)}"
+            )
+            raise QueryError(msg, table=self.name, column=str(name), value=name)
+        return found
+
+    def qualified(self, table_name: str | None = None) -> sql.Identifier:
+        """Return the table's identifier, schema-qualified when the model has a schema."""
+        name = table_name if table_name is not None else self.name
+        if self.schema is not None and table_name is None:
+            return sql.Identifier(self.schema, name)
+        return sql.Identifier(name)
+
+
+_REGISTRY: dict[str, TableMeta] = {}
+
+
+def models() -> Mapping[str, TableMeta]:
+    """Return every decorated model by table name (the latest definition wins)."""
+    return dict(_REGISTRY)
+
+
+def table_of(cls: object) -> TableMeta:
+    """Return the metadata of a model class (or instance).
+
+    Raises:
+        DefinitionError: *cls* was not decorated with ``@table``.
+    """
+    target = cls if isinstance(cls, type) else type(cls)
+    meta = target.__dict__.get("__orso_table__")
+    if meta is None:
+        msg = f"{target.__qualname__} is not an orso_pg model; decorate it with @table(...)"
+        raise DefinitionError(msg)
+    return typing.cast("TableMeta", meta)
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(column, attrs.field))
+def table(
+    name: str | None = None,
+    *,
+    schema: str | None = None,
+    unique: Iterable[Sequence[str]] = (),
+    indexes: Iterable[Sequence[str] | Index] = (),
+    upsert_key: Sequence[str] | None = None,
+) -> Callable[[C], C]:
+    """Turn a class into an orso_pg model stored in table *name*.
+
+    The class may already be an attrs class; a plain annotated class is made one with
+    ``attrs.define(kw_only=True)``. Every attrs field is a column.
+
+    Args:
+        name: The table name; the class name lower-cased when omitted (as orso does).
+        schema: A schema to qualify the table with; by default the ``search_path`` decides.
+        unique: Composite unique keys, each a sequence of field names.
+        indexes: Extra indexes: sequences of field names, or :class:`Index` values.
+        upsert_key: The key ``upsert`` conflicts on when the model has several unique keys.
+
+    Returns:
+        A class decorator.
+
+    Raises:
+        DefinitionError: the model is invalid; the message names the class and the field.
+    """
+    composite = tuple(tuple(key) for key in unique)
+    extra_indexes = tuple(
+        idx if isinstance(idx, Index) else Index(columns=tuple(idx)) for idx in indexes
+    )
+    chosen_key = tuple(upsert_key) if upsert_key is not None else None
+
+    def decorate(cls: C) -> C:
+        if "__attrs_attrs__" not in cls.__dict__:
+            cls = attrs.define(kw_only=True)(cls)
+        meta = _build(
+            cls,
+            name if name is not None else cls.__name__.lower(),
+            schema,
+            composite,
+            extra_indexes,
+            chosen_key,
+        )
+        cls.__orso_table__ = meta  # type: ignore[attr-defined]
+        _REGISTRY[meta.name] = meta
+        return cls
+
+    return decorate
+
+
+def _fail(cls: type, field: str | None, message: str) -> typing.NoReturn:
+    where = f"{cls.__qualname__}.{field}" if field else cls.__qualname__
+    raise DefinitionError(f"{where}: {message}", column=field)
+
+
+def _check_identifier(cls: type, field: str | None, kind: str, ident: str) -> None:
+    if not ident:
+        _fail(cls, field, f"empty {kind} name")
+    if "\x00" in ident:
+        _fail(cls, field, f"{kind} name {ident!r} contains NUL")
+    size = len(ident.encode("utf-8"))
+    if size > MAX_IDENTIFIER_BYTES:
+        _fail(
+            cls,
+            field,
+            f"{kind} name {ident!r} is {size} bytes; PostgreSQL keeps only "
+            f"{MAX_IDENTIFIER_BYTES} and would silently truncate it",
+        )
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    # Without globalns, each class in the MRO resolves its own annotations in its own module,
+    # so a model may subclass one defined elsewhere.
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError) as exc:
+        _fail(cls, None, f"cannot resolve the type annotations ({exc})")
+
+
+def _build(
+    cls: type,
+    name: str,
+    schema: str | None,
+    composite: tuple[tuple[str, ...], ...],
+    extra_indexes: tuple[Index, ...],
+    upsert_key: tuple[str, ...] | None,
+) -> TableMeta:
+    _check_identifier(cls, None, "table", name)
+    if schema is not None:
+        _check_identifier(cls, None, "schema", schema)
+    hints = _hints(cls)
+    columns = [_build_column(cls, f, hints.get(f.name, f.type)) for f in attrs.fields(cls)]
+
+    if not any(c.primary_key for c in columns):
+        # orso's default primary key is the field called "id".
+        columns = [
+            attrs.evolve(c, options=attrs.evolve(c.options, primary_key=True))
+            if c.name == "id"
+            else c
+            for c in columns
+        ]
+        columns = [_finish_key(cls, c) if c.name == "id" else c for c in columns]
+    keys = [c for c in columns if c.primary_key]
+    if len(keys) > 1:
+        _fail(cls, keys[1].name, f"two primary keys ({keys[0].name} and {keys[1].name})")
+    by_name = {c.name: c for c in columns}
+    for label, attr in (("created_at", "created_at"), ("updated_at", "updated_at")):
+        flagged = [c for c in columns if getattr(c.options, attr)]
+        if len(flagged) > 1:
+            _fail(cls, flagged[1].name, f"two {label} columns")
+
+    unique_keys: list[tuple[str, ...]] = [(c.name,) for c in columns if c.options.unique]
+    for key in composite:
+        if not key:
+            _fail(cls, None, "an empty composite unique key")
+        for part in key:
+            if part not in by_name:
+                _fail(cls, None, f"unique key {key} names unknown field {part!r}")
+        unique_keys.append(key)
+
+    indexes: list[Index] = []
+    for c in columns:
+        if c.options.index:
+            method = "btree" if c.options.index is True else str(c.options.index)
+            indexes.append(Index(columns=(c.name,), method=method))
+    for idx in extra_indexes:
+        for part in idx.columns:
+            if part not in by_name:
+                _fail(cls, None, f"index {idx.columns} names unknown field {part!r}")
+        if idx.method not in _INDEX_METHODS:
+            _fail(cls, None, f"index method {idx.method!r} is not one of {_INDEX_METHODS}")
+        indexes.append(idx)
+
+    if upsert_key is not None:
+        if upsert_key not in unique_keys and (not keys or upsert_key != (keys[0].name,)):
+            _fail(cls, None, f"upsert_key {upsert_key} is not a declared unique key")
+        chosen: tuple[str, ...] | None = upsert_key
+    elif len(unique_keys) == 1:
+        chosen = unique_keys[0]
+    else:
+        chosen = None
+
+    return TableMeta(
+        cls=cls,
+        name=name,
+        schema=schema,
+        columns=tuple(columns),
+        primary_key=keys[0] if keys else None,
+        unique_keys=tuple(unique_keys),
+        upsert_key=chosen,
+        created_at=next((c for c in columns if c.options.created_at), None),
+        updated_at=next((c for c in columns if c.options.updated_at), None),
+        indexes=tuple(indexes),
+    )
+
+
+def _shadowed_method(cls: type, name: str) -> type | None:
+    """Return the base class whose method a field called *name* would hide, if any."""
+    for base in cls.__mro__[1:]:
+        found = base.__dict__.get(name)
+        if callable(found) or isinstance(found, (classmethod, staticmethod, property)):
+            return base
+    return None
+
+
+def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Column:
+    options = field.metadata.get(METADATA_KEY, ColumnOptions())
+    name = field.name
+    _check_identifier(cls, name, "column", name)
+    hidden = _shadowed_method(cls, name)
+    if hidden is not None:
+        _fail(cls, name, f"the field would hide the method {hidden.__name__}.{name}(); rename it")
+    if annotation is None or isinstance(annotation, str):
+        _fail(cls, name, f"cannot resolve the annotation {annotation!r}")
+    inner, nullable = _types.unwrap_optional(annotation)
+    try:
+        ctype = _types.resolve_type(
+            inner,
+            compress=options.compress,
+            decimals=options.decimals,
+            vector_dimensions=options.vector,
+        )
+        if options.sql_type is not None:
+            if options.compress:
+                _fail(cls, name, "sql_type= and compress=True cannot be combined")
+            base = _types.JSONB if options.sql_type.strip().lower() in ("json", "jsonb") else ctype
+            ctype = _types.type_from_sql(options.sql_type, base)
+    except (TypeError, ValueError) as exc:
+        _fail(cls, name, str(exc))
+
+    if options.on_delete is not None:
+        if options.ref is None:
+            _fail(cls, name, "on_delete= needs ref=")
+        if options.on_delete.upper() not in _ON_DELETE:
+            _fail(cls, name, f"on_delete must be one of {_ON_DELETE}, not {options.on_delete!r}")
+    if options.decimals is not None and not 0 <= options.decimals <= 18:  # noqa: PLR2004
+        _fail(cls, name, "decimals must be between 0 and 18")
+    if options.vector is not None and options.vector < 1:
+        _fail(cls, name, "vector dimensions must be positive")
+    if options.index and options.index is not True and options.index not in _INDEX_METHODS:
+        _fail(cls, name, f"index must be True or one of {_INDEX_METHODS}")
+    for old in options.renamed_from:
+        _check_identifier(cls, name, "former column", old)
+    timestamps = options.created_at or options.updated_at
+    if timestamps and ctype is not _types.TIMESTAMPTZ:
+        _fail(cls, name, "created_at/updated_at columns must be datetime (TIMESTAMPTZ)")
+    if options.created_at and options.updated_at:
+        _fail(cls, name, "a column cannot be both created_at and updated_at")
+    if options.compress and options.primary_key:
+        _fail(cls, name, "a compressed column cannot be the primary key")
+
+    ref_table = ref_column = ref_schema = None
+    if options.ref is not None:
+        if isinstance(options.ref, type):
+            target = table_of(options.ref)
+            ref_table, ref_schema = target.name, target.schema
+            ref_column = target.primary_key.name if target.primary_key else "id"
+        else:
+            ref_table = options.ref
+            known = _REGISTRY.get(ref_table)
+            ref_column = known.primary_key.name if known and known.primary_key else "id"
+        _check_identifier(cls, name, "referenced table", ref_table)
+
+    column = Column(
+        name=name,
+        type=ctype,
+        nullable=nullable,
+        options=options,
+        generated=timestamps or options.server_default is not None,
+        ref_table=ref_table,
+        ref_column=ref_column,
+        ref_schema=ref_schema,
+    )
+    if options.server_default is not None and not isinstance(
+        options.server_default, sql.Composable
+    ):
+        try:
+            ctype.dump(options.server_default)
+        except _types.Refused as exc:
+            _fail(cls, name, f"server_default {options.server_default!r}: {exc}")
+    return _finish_key(cls, column) if options.primary_key else column
+
+
+def _finish_key(cls: type, column: Column) -> Column:
+    """Decide how a primary key gets its value: generated when the annotation allows None."""
+    if not column.nullable:
+        return column  # a natural key the caller always supplies
+    ctype = column.type
+    if ctype is _types.BIGINT:
+        return attrs.evolve(column, generated=True, identity=True)
+    if ctype in (_types.TEXT, _types.UUID) or column.options.server_default is not None:
+        return attrs.evolve(column, generated=True)
+    _fail(
+        cls,
+        column.name,
+        f"an optional primary key of type {ctype.label} has no generated default; "
+        "use str, uuid.UUID or int, or give server_default=",
+    )

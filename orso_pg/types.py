@@ -1,0 +1,636 @@
+"""The mapping between Python types and PostgreSQL column types.
+
+Owns the decision of how one annotated Python type is stored: its SQL type, how a Python value is
+checked and turned into a bound parameter (``dump``), how a fetched value becomes the Python value
+again (``load``), and the COPY type name. It must not talk to a database, build statements or know
+about tables: :mod:`orso_pg.schema` attaches a :class:`ColumnType` to each column.
+
+A ``dump`` function returns the parameter to bind or raises :class:`Refused` with a reason; the
+caller turns that into a :class:`~orso_pg.errors.ValidationError` naming the table and column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import re
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import attrs
+import numpy as np
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from orso_pg.errors import describe_value
+
+__all__ = ["ColumnType", "Refused", "resolve_type", "type_from_sql"]
+
+Dump = Callable[[Any], Any]
+Load = Callable[[Any], Any]
+
+INT8_MIN: Final = -(2**63)
+INT8_MAX: Final = 2**63 - 1
+
+
+class Refused(ValueError):  # noqa: N818 - internal signal, never leaves the package
+    """Raised by a dump function: the value cannot be stored in this column."""
+
+
+@attrs.frozen(eq=False)
+class ColumnType:
+    """How values of one Python type are stored in one PostgreSQL type.
+
+    Attributes:
+        label: A short name for messages and plans, e.g. ``"bigint"`` or ``"text[]"``.
+        ddl: The SQL type as it appears in ``CREATE TABLE``.
+        copy_name: The type name psycopg's COPY ``set_types`` understands.
+        python: The Python type values have once loaded.
+        dump: Check a value and return the parameter to bind (raises :class:`Refused`).
+        load: Turn a fetched value into the Python value, or ``None`` when psycopg's own
+            loader already gives the right type.
+        compressed: True when values are codec frames in a BYTEA column.
+    """
+
+    label: str
+    ddl: sql.Composable
+    copy_name: str
+    python: Any
+    dump: Dump
+    load: Load | None = None
+    compressed: bool = False
+
+
+def _refuse(reason: str) -> typing.NoReturn:
+    raise Refused(reason)
+
+
+# --- scalar checks ----------------------------------------------------------------------------
+
+
+def _check_text(value: Any) -> str:
+    if not isinstance(value, str):
+        _refuse(f"expected str, got {type(value).__name__}")
+    if "\x00" in value:
+        _refuse(f"NUL (0x00) at index {value.index(chr(0))} cannot be stored in PostgreSQL text")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            _refuse(f"lone surrogate at index {exc.start} is not valid UTF-8")
+    return value
+
+
+def _check_int(value: Any) -> int:
+    number: int
+    if type(value) is int:
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        _refuse(f"expected int, got {type(value).__name__} {_short(value)}")
+    else:
+        number = int(value)
+    if not INT8_MIN <= number <= INT8_MAX:
+        _refuse(f"{number} is outside the BIGINT range [-2**63, 2**63-1]")
+    return number
+
+
+def _check_float(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        _refuse(f"expected float, got {type(value).__name__} {_short(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        _refuse(f"{value} does not fit in a double precision float")
+
+
+def _check_bool(value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        _refuse(f"expected bool, got {type(value).__name__} {_short(value)}")
+    return bool(value)
+
+
+def _check_datetime(value: Any) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        _refuse(f"expected datetime, got {type(value).__name__} {_short(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        _refuse(
+            f"naive datetime {value.isoformat()} given for a TIMESTAMPTZ column; "
+            "attach a time zone (e.g. tzinfo=datetime.UTC)"
+        )
+    return value
+
+
+def _check_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        _refuse(f"expected date, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _check_time(value: Any) -> dt.time:
+    if not isinstance(value, dt.time):
+        _refuse(f"expected time, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _check_timedelta(value: Any) -> dt.timedelta:
+    if not isinstance(value, dt.timedelta):
+        _refuse(f"expected timedelta, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _check_decimal(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        if value.is_snan():
+            _refuse("signalling NaN cannot be stored in NUMERIC")
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    _refuse(f"expected Decimal, got {type(value).__name__} {_short(value)}")
+
+
+def _check_uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            _refuse(f"{_short(value)} is not a UUID")
+    _refuse(f"expected UUID, got {type(value).__name__} {_short(value)}")
+
+
+def _check_bytes(value: Any) -> bytes | bytearray | memoryview:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        _refuse(f"expected bytes, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+_UNESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _identity(text: Any) -> Any:
+    return text
+
+
+# One encoder for every value: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def _check_json(value: Any) -> Jsonb:
+    try:
+        text = _JSON.encode(value)
+    except ValueError as exc:
+        _refuse(f"NaN and Infinity are not valid JSON ({exc})")
+    except TypeError as exc:
+        _refuse(f"not JSON serialisable: {exc}")
+    if "\\u0000" in text and _UNESCAPED_NUL.search(text):
+        _refuse("a JSON string contains NUL (\\u0000), which JSONB cannot store")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            _refuse(f"a JSON string contains a lone surrogate at offset {exc.start}")
+    # Already serialised: hand psycopg the text with an identity dumps, not the object twice.
+    return Jsonb(text, dumps=_identity)
+
+
+def _short(value: object) -> str:
+    return describe_value(value)
+
+
+# --- containers -------------------------------------------------------------------------------
+
+
+def _list_check(element: Dump, *, nullable_elements: bool) -> Dump:
+    def check(value: Any) -> list[Any]:
+        if isinstance(value, np.ndarray):
+            if value.ndim != 1:
+                _refuse(f"expected a 1-D array, got shape {value.shape}")
+            value = value.tolist()
+        elif not isinstance(value, (list, tuple)):
+            _refuse(f"expected list, got {type(value).__name__} {_short(value)}")
+        out: list[Any] = []
+        for i, item in enumerate(value):
+            if item is None:
+                if not nullable_elements:
+                    _refuse(f"None at index {i}; declare list[X | None] to allow NULL elements")
+                out.append(None)
+                continue
+            try:
+                out.append(element(item))
+            except Refused as exc:
+                _refuse(f"element {i}: {exc}")
+        return out
+
+    return check
+
+
+def _enum_type(enum_cls: type[enum.Enum]) -> ColumnType:
+    by_value = all(isinstance(m.value, str) for m in enum_cls)
+    lookup: dict[str, enum.Enum] = {
+        (m.value if by_value else m.name): m for m in enum_cls.__members__.values()
+    }
+
+    def dump(value: Any) -> str:
+        if isinstance(value, enum_cls):
+            return str(value.value) if by_value else value.name
+        if isinstance(value, str) and value in lookup:
+            return value
+        _refuse(f"expected {enum_cls.__name__}, got {_short(value)}")
+
+    def load(value: Any) -> enum.Enum:
+        return lookup[value]
+
+    return ColumnType(
+        label=f"text ({enum_cls.__name__})",
+        ddl=_TEXT,
+        copy_name="text",
+        python=enum_cls,
+        dump=dump,
+        load=load,
+    )
+
+
+def _ndarray_check(dtype: np.dtype[Any]) -> Dump:
+    def check(value: Any) -> list[Any]:
+        given = np.asarray(value)
+        if given.ndim != 1:
+            _refuse(f"expected a 1-D array, got shape {given.shape}")
+        if given.dtype == dtype:
+            return given.tolist()  # type: ignore[no-any-return]
+        if given.dtype.kind not in "biuf":
+            _refuse(f"array of {given.dtype} cannot be stored as {dtype}")
+        # Lists arrive as int64/float64: accept them when every value survives the narrowing.
+        with np.errstate(all="ignore"):
+            arr = given.astype(dtype)
+        if not np.array_equal(arr.astype(given.dtype), given, equal_nan=given.dtype.kind == "f"):
+            _refuse(f"array of {given.dtype} cannot be stored as {dtype} without loss")
+        return arr.tolist()  # type: ignore[no-any-return]
+
+    return check
+
+
+def _ndarray_load(dtype: np.dtype[Any]) -> Load:
+    def load(value: Any) -> np.ndarray[Any, Any]:
+        return np.array(value, dtype=dtype)
+
+    return load
+
+
+# --- SQL type texts ---------------------------------------------------------------------------
+
+_TEXT = sql.SQL("TEXT")
+_BIGINT = sql.SQL("BIGINT")
+_FLOAT8 = sql.SQL("DOUBLE PRECISION")
+_BOOL = sql.SQL("BOOLEAN")
+_TIMESTAMPTZ = sql.SQL("TIMESTAMPTZ")
+_DATE = sql.SQL("DATE")
+_TIME = sql.SQL("TIME")
+_INTERVAL = sql.SQL("INTERVAL")
+_NUMERIC = sql.SQL("NUMERIC")
+_UUID = sql.SQL("UUID")
+_BYTEA = sql.SQL("BYTEA")
+_JSONB = sql.SQL("JSONB")
+_ARRAY = sql.SQL("[]")
+
+
+def _scalar(label: str, ddl: sql.SQL, copy_name: str, python: Any, dump: Dump) -> ColumnType:
+    return ColumnType(label=label, ddl=ddl, copy_name=copy_name, python=python, dump=dump)
+
+
+TEXT: Final = _scalar("text", _TEXT, "text", str, _check_text)
+BIGINT: Final = _scalar("bigint", _BIGINT, "int8", int, _check_int)
+FLOAT8: Final = _scalar("double precision", _FLOAT8, "float8", float, _check_float)
+BOOLEAN: Final = _scalar("boolean", _BOOL, "bool", bool, _check_bool)
+TIMESTAMPTZ: Final = _scalar(
+    "timestamptz", _TIMESTAMPTZ, "timestamptz", dt.datetime, _check_datetime
+)
+DATE: Final = _scalar("date", _DATE, "date", dt.date, _check_date)
+TIME: Final = _scalar("time", _TIME, "time", dt.time, _check_time)
+INTERVAL: Final = _scalar("interval", _INTERVAL, "interval", dt.timedelta, _check_timedelta)
+NUMERIC: Final = _scalar("numeric", _NUMERIC, "numeric", Decimal, _check_decimal)
+UUID: Final = _scalar("uuid", _UUID, "uuid", uuid.UUID, _check_uuid)
+BYTEA: Final = _scalar("bytea", _BYTEA, "bytea", bytes, _check_bytes)
+JSONB: Final = ColumnType(
+    label="jsonb", ddl=_JSONB, copy_name="jsonb", python=dict, dump=_check_json
+)
+
+_SCALARS: Mapping[Any, ColumnType] = {
+    str: TEXT,
+    int: BIGINT,
+    float: FLOAT8,
+    bool: BOOLEAN,
+    dt.datetime: TIMESTAMPTZ,
+    dt.date: DATE,
+    dt.time: TIME,
+    dt.timedelta: INTERVAL,
+    Decimal: NUMERIC,
+    uuid.UUID: UUID,
+    bytes: BYTEA,
+    dict: JSONB,
+}
+
+_NUMPY_ELEMENT: Mapping[Any, tuple[str, sql.SQL, str]] = {
+    np.dtype(np.int64): ("bigint[]", _BIGINT, "int8[]"),
+    np.dtype(np.int32): ("integer[]", sql.SQL("INTEGER"), "int4[]"),
+    np.dtype(np.int16): ("smallint[]", sql.SQL("SMALLINT"), "int2[]"),
+    np.dtype(np.float64): ("double precision[]", _FLOAT8, "float8[]"),
+    np.dtype(np.float32): ("real[]", sql.SQL("REAL"), "float4[]"),
+    np.dtype(np.bool_): ("boolean[]", _BOOL, "bool[]"),
+}
+
+
+def array_of(element: ColumnType, *, nullable_elements: bool = False) -> ColumnType:
+    """Return the native PostgreSQL array type whose elements are *element*."""
+    return ColumnType(
+        label=f"{element.label}[]",
+        ddl=sql.Composed([element.ddl, _ARRAY]),
+        copy_name=f"{element.copy_name}[]",
+        python=list,
+        dump=_list_check(element.dump, nullable_elements=nullable_elements),
+        load=None,
+    )
+
+
+# --- compressed arrays ------------------------------------------------------------------------
+
+
+def compressed(python: Any, *, decimals: int | None) -> ColumnType:
+    """Return the type of a ``compress=True`` column: a codec frame in BYTEA.
+
+    *python* is ``np.ndarray``, ``list[int]`` or ``list[float]``; values read back as that type.
+    """
+    from orso_pg import codec
+
+    as_list = python is not np.ndarray
+    list_dtype: np.dtype[Any] | None = None
+    if python == list[int]:
+        list_dtype = np.dtype(np.int64)
+    elif python == list[float]:
+        list_dtype = np.dtype(np.float64)
+
+    def dump(value: Any) -> bytes:
+        if isinstance(value, np.ndarray):
+            arr = value
+        elif isinstance(value, (list, tuple)):
+            if list_dtype is None:
+                _refuse("expected a numpy array")
+            try:
+                arr = np.asarray(value, dtype=list_dtype)
+            except (TypeError, ValueError, OverflowError) as exc:
+                _refuse(f"cannot be read as an array of {list_dtype}: {exc}")
+            if list_dtype.kind == "i" and any(type(v) is not int for v in value):
+                _refuse("expected a list of int")
+        else:
+            _refuse(f"expected an array, got {type(value).__name__} {_short(value)}")
+        try:
+            frame: bytes = codec.encode(arr, decimals=decimals)
+        except ValueError as exc:
+            _refuse(str(exc))
+        return frame
+
+    def load(value: Any) -> Any:
+        arr = codec.decode(bytes(value))
+        return arr.tolist() if as_list else arr
+
+    label = "bytea (compressed " + (
+        "ndarray" if not as_list else typing.get_args(python)[0].__name__
+    )
+    return ColumnType(
+        label=label + ")",
+        ddl=_BYTEA,
+        copy_name="bytea",
+        python=python,
+        dump=dump,
+        load=load,
+        compressed=True,
+    )
+
+
+# --- vectors ----------------------------------------------------------------------------------
+
+
+def vector(dimensions: int) -> ColumnType:
+    """Return the type of a pgvector ``vector(N)`` column (values are lists of floats)."""
+
+    def dump(value: Any) -> str:
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape != (dimensions,):
+            _refuse(f"expected {dimensions} dimensions, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            _refuse("NaN and infinity are not allowed in a vector")
+        return "[" + ",".join(repr(float(x)) for x in arr) + "]"
+
+    def load(value: Any) -> list[float]:
+        text = value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+        return [float(x) for x in text.strip("[]").split(",") if x]
+
+    return ColumnType(
+        label=f"vector({dimensions})",
+        ddl=sql.SQL("vector({})").format(sql.Literal(dimensions)),
+        copy_name="text",
+        python=list,
+        dump=dump,
+        load=load,
+    )
+
+
+# --- user-declared SQL types ------------------------------------------------------------------
+
+_SQL_TYPE = re.compile(
+    r"""^\s*
+    (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\s+[A-Za-z_][A-Za-z0-9_]*)*?
+        (?:\.[A-Za-z_][A-Za-z0-9_]*)?)
+    \s*(?:\(\s*(?P<args>\d+(?:\s*,\s*-?\d+)?)\s*\))?
+    (?P<tail>(?:\s+with(?:out)?\s+time\s+zone)?)
+    \s*(?P<array>(?:\[\s*\])*)\s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+# Multi-word and keyword type names of the SQL standard, which cannot be written as identifiers.
+_KEYWORD_TYPES: Mapping[str, sql.SQL] = {
+    "double precision": _FLOAT8,
+    "character varying": sql.SQL("CHARACTER VARYING"),
+    "bit varying": sql.SQL("BIT VARYING"),
+    "timestamp": sql.SQL("TIMESTAMP"),
+    "timestamptz": _TIMESTAMPTZ,
+    "time": _TIME,
+    "timetz": sql.SQL("TIMETZ"),
+    "interval": _INTERVAL,
+    "character": sql.SQL("CHARACTER"),
+    "char": sql.SQL("CHAR"),
+    "varchar": sql.SQL("VARCHAR"),
+    "numeric": _NUMERIC,
+    "decimal": sql.SQL("DECIMAL"),
+    "bit": sql.SQL("BIT"),
+    "float": sql.SQL("FLOAT"),
+    "int": sql.SQL("INTEGER"),
+    "integer": sql.SQL("INTEGER"),
+    "smallint": sql.SQL("SMALLINT"),
+    "bigint": _BIGINT,
+    "real": sql.SQL("REAL"),
+    "boolean": _BOOL,
+    "text": _TEXT,
+    "bytea": _BYTEA,
+    "jsonb": _JSONB,
+    "json": sql.SQL("JSON"),
+    "uuid": _UUID,
+    "date": _DATE,
+}
+_TZ_TAIL: Mapping[str, sql.SQL] = {
+    "with time zone": sql.SQL(" WITH TIME ZONE"),
+    "without time zone": sql.SQL(" WITHOUT TIME ZONE"),
+}
+
+
+def _as_str(value: Any) -> str:
+    return value if type(value) is str else str(value)
+
+
+def _as_int(value: Any) -> int:
+    return value if type(value) is int else int(value)
+
+
+def _as_float(value: Any) -> float:
+    return value if type(value) is float else float(value)
+
+
+# psycopg loads a value by its SQL type: a str stored as uuid would come back a UUID, an int
+# stored as numeric a Decimal. These give it back as the annotated type.
+_AS_ANNOTATED: Mapping[Any, Load] = {str: _as_str, int: _as_int, float: _as_float}
+
+
+def type_from_sql(text: str, base: ColumnType) -> ColumnType:
+    """Return *base* stored as the user-declared SQL type *text* (``column(sql_type=...)``).
+
+    The text is parsed, never pasted: a name (a standard type keyword or an identifier, optionally
+    schema-qualified), optional numeric modifiers, an optional time-zone clause and ``[]``s.
+
+    Raises:
+        ValueError: *text* is not a type name this parser accepts.
+    """
+    match = _SQL_TYPE.match(text)
+    if match is None:
+        msg = f"sql_type {text!r} is not a type name (letters, digits, _, (n[,m]) and [])"
+        raise ValueError(msg)
+    name = " ".join(match["name"].lower().split())
+    parts: list[sql.Composable] = []
+    keyword = _KEYWORD_TYPES.get(name)
+    if keyword is not None:
+        parts.append(keyword)
+    elif " " in name:
+        msg = f"sql_type {text!r}: unknown multi-word type {name!r}"
+        raise ValueError(msg)
+    else:
+        parts.append(sql.Identifier(*name.split(".")))
+    if match["args"]:
+        numbers = [int(n) for n in match["args"].split(",")]
+        parts.append(sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(n) for n in numbers)))
+    tail = " ".join(match["tail"].lower().split())
+    if tail:
+        parts.append(_TZ_TAIL[tail])
+    dims = match["array"].count("[")
+    parts.extend([_ARRAY] * dims)
+    label = " ".join(text.lower().split())
+    load = base.load
+    if load is None and not dims:
+        load = _AS_ANNOTATED.get(base.python)
+    return attrs.evolve(base, label=label, ddl=sql.Composed(parts), load=load)
+
+
+# --- resolution -------------------------------------------------------------------------------
+
+
+def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """Split ``X | None`` into ``(X, True)``; anything else into ``(annotation, False)``."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) != len(typing.get_args(annotation))
+        if len(args) == 1:
+            return args[0], nullable
+        return typing.Union[tuple(args)], nullable  # noqa: UP007 - rebuilding a runtime Union
+    return annotation, False
+
+
+def resolve_type(
+    annotation: Any,
+    *,
+    compress: bool = False,
+    decimals: int | None = None,
+    vector_dimensions: int | None = None,
+) -> ColumnType:
+    """Return the :class:`ColumnType` for a (non-optional) Python annotation.
+
+    Raises:
+        TypeError: the annotation has no mapping; the message lists what is supported.
+    """
+    if vector_dimensions is not None:
+        return vector(vector_dimensions)
+    if compress:
+        if annotation is np.ndarray or typing.get_origin(annotation) is np.ndarray:
+            return compressed(np.ndarray, decimals=decimals)
+        if annotation in (list[int], list[float]):
+            return compressed(annotation, decimals=decimals)
+        msg = f"compress=True needs np.ndarray, list[int] or list[float], not {annotation!r}"
+        raise TypeError(msg)
+    if decimals is not None:
+        msg = "decimals= only applies to compress=True columns"
+        raise TypeError(msg)
+    found = _SCALARS.get(annotation)
+    if found is not None:
+        return found
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return _enum_type(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is dict or annotation is typing.Any:
+        return JSONB
+    if origin is list:
+        (element_annotation,) = typing.get_args(annotation) or (typing.Any,)
+        element, nullable_elements = unwrap_optional(element_annotation)
+        if element in (str, int, float, bool, Decimal, uuid.UUID, dt.date, dt.datetime):
+            return array_of(_SCALARS[element], nullable_elements=nullable_elements)
+        if typing.get_origin(element) is dict or element is typing.Any:
+            return attrs.evolve(JSONB, python=list)
+    if origin is np.ndarray:
+        dtype = _ndarray_dtype(annotation)
+        if dtype is not None and dtype in _NUMPY_ELEMENT:
+            label, ddl, copy_name = _NUMPY_ELEMENT[dtype]
+            return ColumnType(
+                label=label,
+                ddl=sql.Composed([ddl, _ARRAY]),
+                copy_name=copy_name,
+                python=np.ndarray,
+                dump=_ndarray_check(dtype),
+                load=_ndarray_load(dtype),
+            )
+    if annotation is np.ndarray:
+        msg = "np.ndarray needs compress=True or a dtype: numpy.typing.NDArray[np.int64]"
+        raise TypeError(msg)
+    msg = (
+        f"no PostgreSQL mapping for {annotation!r}; supported: str, int, float, bool, datetime, "
+        "date, time, timedelta, Decimal, UUID, bytes, dict (JSONB), Enum, list[X], "
+        "NDArray[dtype], np.ndarray with compress=True, or any type with sql_type="
+    )
+    raise TypeError(msg)
+
+
+def _ndarray_dtype(annotation: Any) -> np.dtype[Any] | None:
+    args = typing.get_args(annotation)
+    if len(args) != 2:  # noqa: PLR2004 - ndarray[shape, dtype[scalar]]
+        return None
+    scalar_args = typing.get_args(args[1])
+    if not scalar_args:
+        return None
+    try:
+        found: np.dtype[Any] = np.dtype(scalar_args[0])
+    except TypeError:
+        return None
+    return found

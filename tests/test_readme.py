@@ -1,0 +1,37 @@
+"""The README's quickstart runs as written, against each test server."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from tests.conftest import Server
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_block(section: str) -> str:
+    """Return the first ```python block under the README heading *section*."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"## {section}\n")
+    match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, start)
+    assert match is not None, f"no python block under {section!r}"
+    return match.group(1)
+
+
+def test_quickstart_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The quickstart block runs unchanged and its own asserts hold."""
+    # The block opens Database() with no argument: point ORSO_PG_DSN at this test's schema.
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_quickstart")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(python_block("Quickstart"), str(README), "exec"), module.__dict__)  # noqa: S102
+    latest = module.__dict__["latest"]
+    assert latest.price == 97_200.0
+    assert latest.created_at == module.__dict__["trade"].created_at

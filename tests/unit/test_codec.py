@@ -1,0 +1,782 @@
+"""Tests of orso_pg.codec: bit-exact round trips, the lossy mode, and refusal of bad frames."""
+
+from __future__ import annotations
+
+import doctest
+import math
+import random
+import struct
+import tracemalloc
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from orso_pg import CompressionError, codec
+
+DTYPES: list[np.dtype[Any]] = list(codec.SUPPORTED_DTYPES)
+FLOATS: list[np.dtype[Any]] = [dt for dt in DTYPES if dt.kind == "f"]
+HEADER = 40  # the fixed part of a frame
+
+
+def assert_round_trip(values: np.ndarray, *, decimals: int | None = None, level: int = 1) -> bytes:
+    """Encode and decode *values*; check dtype, shape, bytes and the input; return the frame."""
+    before = values.tobytes()
+    frame = codec.encode(values, decimals=decimals, level=level)
+    assert values.tobytes() == before  # encode never modifies its input
+    out = codec.decode(frame)
+    native = values.dtype.newbyteorder("=")
+    assert out.dtype == native
+    assert out.shape == values.shape
+    assert out.tobytes() == values.astype(native).tobytes()
+    assert out.flags.c_contiguous
+    assert out.flags.writeable
+    return frame
+
+
+def resign(frame: bytes | bytearray) -> bytes:
+    """Return *frame* with its CRC recomputed, so that only the edited fields are wrong."""
+    crc = zlib.crc32(frame[HEADER:], zlib.crc32(frame[:36]))
+    return bytes(frame[:36]) + struct.pack("<I", crc) + bytes(frame[HEADER:])
+
+
+def build_frame(
+    *,
+    dtype: int = 5,
+    layout: int = 1,
+    shape: tuple[int, ...] = (4,),
+    order: int = 0,
+    width: int = 8,
+    decimals: int = 255,
+    flags: int = 0,
+    reference: int = 0,
+    divisor: int = 1,
+    seeds: tuple[int, ...] = (),
+    payload: bytes = b"\x00\x01\x02\x03",
+    version: int = 1,
+) -> bytes:
+    """Build a frame from the module docstring's table, independently of the encoder."""
+    head = struct.pack(
+        "<4s8BQqQ",
+        b"OPGA",
+        version,
+        dtype,
+        layout,
+        len(shape),
+        order,
+        width,
+        decimals,
+        flags,
+        len(payload),
+        reference,
+        divisor,
+    )
+    tail = struct.pack(f"<{len(shape)}Q{len(seeds)}q", *shape, *seeds) + payload
+    return resign(head + b"\0\0\0\0" + tail)
+
+
+@st.composite
+def any_bits(draw: st.DrawFn) -> np.ndarray:
+    """Arrays of every dtype holding arbitrary bit patterns (NaN payloads, -0.0, extremes)."""
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9))
+    if dtype.kind == "b":
+        values = draw(hnp.arrays(dtype, shape))
+    else:
+        values = draw(hnp.arrays(np.dtype(f"u{dtype.itemsize}"), shape)).view(dtype)
+    if values.ndim and draw(st.booleans()):  # a strided or reversed view of the first axis
+        values = values[:: draw(st.sampled_from([2, 3, -1, -2]))]
+    return values
+
+
+@st.composite
+def structured(draw: st.DrawFn) -> np.ndarray:
+    """1-D arrays shaped like real series, to reach every packing path of the encoder."""
+    dtype = draw(st.sampled_from(DTYPES))
+    n = draw(st.integers(0, 400))
+    spread = draw(st.sampled_from([0, 1, 3, 9, 15, 200, 70_000, 2**40, 2**62]))
+    steps = draw(hnp.arrays(np.int64, n, elements=st.integers(-spread, spread)))
+    if draw(st.booleans()):
+        steps[draw(hnp.arrays(np.bool_, n))] = 0
+    steps *= draw(st.sampled_from([1, 2, 10, 1000, 60_000, 10**6]))
+    for _ in range(draw(st.integers(0, 2))):
+        steps = np.cumsum(steps)
+    values = steps + draw(st.integers(-(2**62), 2**62))
+    if dtype.kind == "b":
+        return np.asarray(values % 2 == 1)
+    if dtype.kind == "f" and draw(st.booleans()):
+        places = draw(st.integers(0, 4))
+        return np.asarray(values % 60_000 / 10**places, dtype)
+    return values.view(np.uint64).astype(f"u{dtype.itemsize}").view(dtype)
+
+
+# --- round trips -----------------------------------------------------------------------------
+
+
+@given(any_bits())
+def test_round_trip_any_bits(values):
+    """Every bit pattern of every dtype and shape comes back exactly."""
+    assert_round_trip(values)
+
+
+@given(structured())
+def test_round_trip_structured(values):
+    """Series with deltas, divisors, zeros and decimals come back exactly."""
+    assert_round_trip(values)
+
+
+@given(any_bits() | structured())
+def test_encoding_is_deterministic(values):
+    """The same values give the same bytes, whatever their memory layout."""
+    assert codec.encode(values) == codec.encode(values.copy())
+    assert codec.encode(values) == codec.encode(np.asfortranarray(values).reshape(values.shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_integer_extremes(dtype):
+    """The smallest and largest values of each dtype survive every delta order."""
+    edges: list[object]
+    if dtype.kind == "f":
+        floats = np.finfo(dtype)
+        edges = [floats.min, floats.max, floats.tiny, floats.smallest_subnormal, 0.0, -0.0]
+    elif dtype.kind == "b":
+        edges = [True, False]
+    else:
+        ints = np.iinfo(dtype)
+        edges = [ints.min, ints.max, 0, 1, ints.max - 1, ints.min + 1]
+    base = np.array(edges, dtype)
+    for pattern in (base, np.tile(base, 50), np.repeat(base, 50), np.sort(np.tile(base, 50))):
+        assert_round_trip(pattern)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_special_floats(dtype):
+    """NaN payloads, signed zeros, infinities and subnormals come back bit for bit."""
+    bits = np.dtype(f"u{dtype.itemsize}")
+    exponent = np.finfo(dtype).nexp
+    mantissa = np.finfo(dtype).nmant
+    quiet = ((1 << exponent) - 1) << mantissa | 1 << (mantissa - 1)
+    nans = np.array([quiet, quiet | 1, quiet | 0x155, (1 << exponent) - 1 << mantissa | 1], bits)
+    specials = np.concatenate(
+        [
+            nans.view(dtype),
+            (nans | 1 << (8 * dtype.itemsize - 1)).view(dtype),
+            np.array([0.0, -0.0, np.inf, -np.inf, np.finfo(dtype).smallest_subnormal], dtype),
+        ]
+    )
+    assert_round_trip(specials)
+    assert_round_trip(np.tile(specials, 100))
+    prices = np.round(np.linspace(1, 100, 500), 2).astype(dtype)
+    prices[7] = -0.0
+    prices[99] = np.nan
+    assert_round_trip(prices)
+
+
+@pytest.mark.parametrize(
+    "shape", [(), (0,), (0, 3), (3, 0), (1,), (2, 3), (4, 5, 6), (1, 1, 1, 1)], ids=str
+)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_shapes(shape, dtype):
+    """Scalars, empty arrays and N-dimensional arrays keep their shape."""
+    values = np.arange(math.prod(shape)).astype(dtype).reshape(shape)
+    assert_round_trip(values)
+
+
+def test_memory_layouts():
+    """Fortran order, strided views, big-endian and read-only inputs all round-trip."""
+    grid = np.arange(600, dtype=np.int64).reshape(20, 30) * 7
+    noise = np.random.default_rng(0).integers(-(2**63), 2**63 - 1, (100, 3), dtype=np.int64)
+    for view in (noise[::2, 0], noise[:, 1], noise[::-1, 2], grid[:, 3], grid[::-4, 0]):
+        assert_round_trip(view)  # 1-D strided views, raw and packed
+    assert_round_trip(np.asfortranarray(grid))
+    assert_round_trip(grid[::3, ::-2])
+    assert_round_trip(grid.T)
+    assert_round_trip(grid.astype(">i8"))
+    assert_round_trip(np.linspace(0, 1, 77).astype(">f4"))
+    frozen = grid.copy()
+    frozen.flags.writeable = False
+    before = frozen.tobytes()
+    assert_round_trip(frozen)
+    assert frozen.tobytes() == before
+
+
+class _Subclass(np.ndarray):
+    """An ndarray subclass, standing in for np.matrix and np.memmap."""
+
+
+def test_ndarray_subclasses_encode_as_plain_arrays():
+    """A subclass of ndarray keeps its shape and decodes as a plain ndarray."""
+    values = np.arange(6.0).reshape(2, 3).view(_Subclass)
+    out = codec.decode(codec.encode(values))
+    assert type(out) is np.ndarray
+    assert out.shape == (2, 3)
+    assert out.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+
+
+def test_bool_views_are_stored_as_zero_and_one():
+    """A bool array viewed from other bytes stores its truth values, as numpy reads them."""
+    odd = np.array([0, 1, 2, 255], np.uint8).view(bool)
+    assert codec.decode(codec.encode(odd)).tolist() == [False, True, True, True]
+    assert codec.decode(codec.encode(np.repeat(odd, 100))).view(np.uint8).max() == 1
+
+
+def test_decode_accepts_any_contiguous_buffer_view():
+    """Memoryviews of other item sizes decode; non-contiguous ones raise CompressionError."""
+    frame = codec.encode(np.arange(0, 500, 5))
+    assert len(frame) == 56
+    assert (codec.decode(np.frombuffer(frame, np.int64).data) == np.arange(0, 500, 5)).all()
+    with pytest.raises(CompressionError, match="memoryview"):
+        codec.decode(memoryview(frame + frame)[::2])
+
+
+def test_decode_returns_a_fresh_array():
+    """Decoding gives an array that owns writable memory, unrelated to the frame."""
+    frame = codec.encode(np.arange(10_000, dtype=np.int64))
+    out = codec.decode(bytearray(frame))
+    out[:] = 0
+    assert (codec.decode(memoryview(frame)) == np.arange(10_000)).all()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 100, 5000, 70_000, 300_000])
+def test_sizes_and_paths(n):
+    """Arrays from one element to the large-array code paths round-trip."""
+    rng = np.random.default_rng(n)
+    walk = np.cumsum(rng.integers(-3, 4, n)) * 1_000_000
+    assert_round_trip(walk)
+    assert_round_trip(walk / 1e8)
+    assert_round_trip(np.where(rng.random(n) < 0.7, 0, rng.integers(0, 2**20, n)))
+    assert_round_trip(5_000_000_000 + np.cumsum(rng.geometric(0.8, n)))
+    assert_round_trip(rng.standard_normal(n).cumsum())
+    assert_round_trip(rng.integers(0, 2, n).astype(bool))
+
+
+@pytest.mark.parametrize("level", [1, 3, 9, 19])
+def test_levels(level):
+    """Every zstd level decodes with the same decoder."""
+    values = np.cumsum(np.random.default_rng(0).integers(0, 50, 20_000))
+    assert_round_trip(values, level=level)
+
+
+def test_regular_series_compress_to_the_header():
+    """A constant step stores only the header, the shape and one seed."""
+    minutes = np.arange(1_700_000_000_000, 1_700_000_000_000 + 60_000 * 10**5, 60_000)
+    frame = codec.encode(minutes)
+    assert len(frame) == HEADER + 8 + 8
+    assert frame == build_frame(
+        shape=(10**5,), order=1, width=0, reference=60_000, seeds=(minutes[0],), payload=b""
+    )
+
+
+def test_decimal_prices_are_stored_as_integers():
+    """Two-decimal float prices compress like integer ticks."""
+    ticks = 3_000_000 + np.cumsum(np.random.default_rng(1).integers(-50, 51, 10_000))
+    frame = codec.encode(ticks / 100)
+    assert frame[10] == 2  # decimals
+    assert len(frame) < len(codec.encode(ticks * 1.0000001))
+    assert_round_trip(ticks / 100)
+
+
+def test_floats_needing_ever_more_places_keep_their_bits():
+    """Floats whose decimal places the samples keep underestimating are stored as float bits."""
+    values = np.round(np.random.default_rng(4).uniform(0, 100, 10_000), 2)
+    for places, block in enumerate(range(100, 500, 100), start=3):
+        values[block : block + 100] = np.round(values[block : block + 100] + 0.1**places, places)
+    values[::156] = 1.5  # what the first sample sees
+    frame = assert_round_trip(values)
+    assert frame[10] == 255  # no decimals
+    values[100:500] = 2.5
+    assert assert_round_trip(values)[10] == 2
+
+
+def test_common_divisor_found_beyond_the_sample():
+    """A divisor the spread-out sample overestimates is corrected by the other values."""
+    lots = np.random.default_rng(6).integers(0, 10**6, 10_000) * 1000
+    lots[5] = 1_000_070  # not a sampled position: the whole array's divisor is 10
+    out = codec.decode(frame := codec.encode(lots))
+    assert (out == lots).all()
+    assert struct.unpack_from("<Q", frame, 28)[0] == 10
+    lots[5] = 1_000_007  # now nothing but 1 divides everything
+    assert struct.unpack_from("<Q", assert_round_trip(lots), 28)[0] == 1
+
+
+def test_zero_mask_choice_on_large_arrays():
+    """Large arrays pick the zero mask from a prefix, or from a full trial when it is tiny."""
+    rng = np.random.default_rng(8)
+    n = 300_000
+    repeats = np.cumsum(np.where(rng.random(n) < 0.4, 0, rng.integers(1, 90_000, n)))
+    assert assert_round_trip(repeats)[11] == 1
+    rare_gaps = np.cumsum(np.where(rng.random(n) < 0.9999, 60, 600))
+    assert assert_round_trip(rare_gaps)[11] in {0, 1}
+    steps = np.cumsum(np.where(rng.random(n) < 0.6, 0, rng.integers(-3, 4, n)))
+    assert assert_round_trip(steps)[11] == 0
+
+
+def test_incompressible_data_grows_by_the_header_at_most():
+    """Random bytes never cost more than the header and the shape."""
+    rng = np.random.default_rng(7)
+    for dtype in DTYPES:
+        for n in (0, 1, 2, 7, 100, 1000, 10_000):
+            raw = rng.integers(0, 256, n * dtype.itemsize, dtype=np.uint8)
+            values = raw.astype(bool) if dtype.kind == "b" else raw.view(dtype)
+            assert len(assert_round_trip(values)) <= values.nbytes + HEADER + 8
+
+
+# --- input handling --------------------------------------------------------------------------
+
+
+def test_lists_of_ints_and_floats():
+    """Python int lists become int64 and float lists float64."""
+    ints = codec.decode(codec.encode([1, -2, 3, 2**62]))
+    assert ints.dtype == np.int64
+    assert ints.tolist() == [1, -2, 3, 2**62]
+    floats = codec.decode(codec.encode([0.1, -0.0, float("inf"), 1e300]))
+    assert floats.dtype == np.float64
+    assert floats.tobytes() == np.array([0.1, -0.0, float("inf"), 1e300]).tobytes()
+    assert codec.decode(codec.encode((1.5, 2))).tolist() == [1.5, 2.0]
+    assert codec.decode(codec.encode([])).size == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [True, False],
+        ["a", "b"],
+        [1, "a"],
+        [2**64],
+        [-1, 2**63],
+        [[1, 2], [3, 4]],
+        [[1], [1, 2]],
+        [None],
+        "123",
+        b"123",
+        {"a": 1},
+        None,
+        3,
+        np.array(["x"]),
+        np.array([1 + 2j]),
+        np.array([1], dtype="datetime64[s]"),
+        np.array([object()]),
+        np.ma.masked_array([1, 2], mask=[False, True]),
+        np.zeros((1,) * 33),
+    ],
+    ids=repr,
+)
+def test_unsupported_input_is_refused(value):
+    """Anything but a numeric array or a flat int or float list raises CompressionError."""
+    with pytest.raises(CompressionError):
+        codec.encode(value)
+
+
+def test_numpy_scalars_are_arrays_of_shape_empty():
+    """A numpy scalar encodes as a 0-dimensional array."""
+    out = codec.decode(codec.encode(np.float32(2.5)))
+    assert out.shape == ()
+    assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"level": 0}, "level"),
+        ({"level": 23}, "level"),
+        ({"level": True}, "level"),
+        ({"level": 1.0}, "level"),
+        ({"decimals": -1}, "decimals"),
+        ({"decimals": 19}, "decimals"),
+        ({"decimals": 2.0}, "decimals"),
+    ],
+    ids=repr,
+)
+def test_bad_options_are_refused(options, match):
+    """Out-of-range levels and decimals raise CompressionError."""
+    with pytest.raises(CompressionError, match=match):
+        codec.encode(np.arange(3.0), **options)
+
+
+# --- lossy mode ------------------------------------------------------------------------------
+
+
+@st.composite
+def rounded_input(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+    """Finite float arrays with a number of places they can be rounded to."""
+    dtype = draw(st.sampled_from([dt for dt in FLOATS if dt.itemsize > 2]))
+    places = draw(st.integers(0, 12))
+    bound = 2.0 ** math.floor(math.log2(min(1e9, 2.0**52 / 10**places)))
+    elements = st.floats(
+        -bound, bound, allow_nan=False, allow_infinity=False, width=8 * dtype.itemsize
+    )
+    return draw(hnp.arrays(dtype, st.integers(0, 300), elements=elements)), places
+
+
+@given(rounded_input())
+def test_lossy_error_bound(case):
+    """decimals=N stays within 0.5 * 10**-N plus two ulps of every value."""
+    values, places = case
+    out = codec.decode(codec.encode(values, decimals=places))
+    assert out.dtype == values.dtype
+    assert out.shape == values.shape
+    wide, back = values.astype(np.float64), out.astype(np.float64)
+    ulp = np.spacing(np.maximum(np.abs(values), np.abs(out))).astype(np.float64)
+    assert (np.abs(wide - back) <= 0.5 * 10.0**-places + 2 * ulp).all()
+
+
+def test_lossy_mode_rounds_and_compresses():
+    """Rounding noisy floats to cents stores them as cents, and -0.0 becomes 0.0."""
+    noisy = 100 + np.cumsum(np.random.default_rng(3).normal(0, 0.01, 10_000))
+    frame = codec.encode(noisy, decimals=2)
+    out = codec.decode(frame)
+    assert (np.round(out, 2) == out).all()
+    assert np.abs(out - noisy).max() <= 0.005 + 1e-12
+    assert len(frame) < len(codec.encode(noisy)) / 2
+    signed = codec.decode(codec.encode(np.array([-0.0, -0.001, 0.004]), decimals=2))
+    assert signed.tobytes() == np.zeros(3).tobytes()
+
+
+def test_lossy_mode_keeps_raw_fallback_rounded():
+    """Rounded values stay rounded even when the frame falls back to raw storage."""
+    wild = np.random.default_rng(5).uniform(-1e6, 1e6, 50).astype(np.float32)
+    frame = codec.encode(wild, decimals=6)
+    assert frame[6] == 0  # raw: five-byte integers do not beat four-byte floats
+    out = codec.decode(frame)
+    assert (out == (np.rint(wild.astype(np.float64) * 1e6) / 1e6).astype(np.float32)).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 2.0**60, 1e300])
+def test_lossy_mode_refuses_values_it_cannot_round(bad):
+    """NaN, infinities and values beyond 2**53 after scaling raise CompressionError."""
+    values = np.array([1.0, 2.0, bad, 4.0])
+    with pytest.raises(CompressionError, match="element 2"):
+        codec.encode(values, decimals=2)
+    assert_round_trip(values)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float16", "bool"])
+def test_lossy_mode_is_for_float32_and_float64(dtype):
+    """decimals on other dtypes raises CompressionError."""
+    with pytest.raises(CompressionError, match="decimals"):
+        codec.encode(np.ones(3, dtype), decimals=2)
+
+
+# --- refusing bad frames ---------------------------------------------------------------------
+
+
+def small_frames() -> dict[str, bytes]:
+    """Return one small frame of each layout and packing."""
+    rng = np.random.default_rng(11)
+    return {
+        "raw": codec.encode(rng.integers(-(2**63), 2**63 - 1, 9, dtype=np.int64)),
+        "empty": codec.encode(np.zeros((0, 3))),
+        "constant": codec.encode(np.arange(0, 500, 5)),
+        "bits": codec.encode(np.cumsum(rng.integers(-3, 4, 60))),
+        "planes": codec.encode(np.cumsum(rng.integers(0, 70_000, 60))),
+        "zstd": codec.encode(np.repeat(np.arange(30, dtype=np.int32), 9)),
+        "decimals": codec.encode(np.round(rng.uniform(0, 100, 40), 2).astype(np.float32)),
+        "mask": codec.encode(
+            np.cumsum(np.where(rng.random(400) < 0.6, 0, rng.integers(1, 70_000, 400)))
+        ),
+        "float_bits": codec.encode(rng.standard_normal(30).cumsum().reshape(5, 6)),
+        "bool": codec.encode(rng.random(64) < 0.5),
+    }
+
+
+FRAMES = small_frames()
+
+
+def test_small_frames_cover_every_layout():
+    """The frames that the damage tests use include every layout and a zero mask."""
+    assert {frame[6] for frame in FRAMES.values()} == {0, 1, 2}
+    assert FRAMES["mask"][11] == 1
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_every_single_bit_flip_is_detected(name):
+    """Flipping any one bit of a small frame raises CompressionError."""
+    frame = FRAMES[name]
+    for bit in range(8 * len(frame)):
+        damaged = bytearray(frame)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(CompressionError):
+            codec.decode(damaged)
+
+
+def test_random_bit_flips_of_a_large_frame_never_decode():
+    """2,000 random single-bit flips of a 200,000-element frame all raise CompressionError."""
+    rng = np.random.default_rng(2000)
+    values = 3_000_000_000_000 + np.cumsum(rng.integers(-300, 301, 200_000)) * 1_000_000
+    frame = codec.encode(values)
+    assert frame[6] == 2  # zstd
+    flips = random.Random(2000)
+    silent = 0
+    for _ in range(2000):
+        bit = flips.randrange(8 * len(frame))
+        damaged = bytearray(frame)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        try:
+            codec.decode(damaged)
+        except CompressionError:
+            continue
+        silent += 1
+    assert silent == 0
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_every_truncation_is_detected(name):
+    """Every proper prefix of a frame raises CompressionError."""
+    frame = FRAMES[name]
+    for length in range(len(frame)):
+        with pytest.raises(CompressionError):
+            codec.decode(frame[:length])
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_padding_is_detected(name):
+    """Bytes after the end of a frame raise CompressionError."""
+    frame = FRAMES[name]
+    for extra in (b"\0", b"\0" * 7, frame):
+        with pytest.raises(CompressionError, match="padded"):
+            codec.decode(frame + extra)
+
+
+@pytest.mark.parametrize(
+    ("blob", "match"),
+    [
+        (b"", "empty"),
+        (b"O", "truncated"),
+        (b"X", "not an orso_pg"),
+        (b"OPG", "truncated"),
+        (b"OPGA\x01" + b"\0" * 20, "truncated"),
+        (b"CYDEC\x01\x01\x04" + struct.pack("<Q", 3) + b"\0" * 24, "cydec"),
+        (b"ORSO" + b"\x01" * 60, "not an orso_pg"),
+        (zstandard.ZstdCompressor().compress(np.arange(100).tobytes()), "zstd"),
+        (np.arange(100).tobytes(), "not an orso_pg"),
+    ],
+    ids=[
+        "empty",
+        "one byte",
+        "other byte",
+        "magic prefix",
+        "short header",
+        "cydec",
+        "orso",
+        "zstd",
+        "raw",
+    ],
+)
+def test_foreign_blobs_are_refused(blob, match):
+    """Empty, foreign and bare-zstd blobs raise CompressionError naming what they are."""
+    with pytest.raises(CompressionError, match=match):
+        codec.decode(blob)
+
+
+def test_random_bytes_are_refused():
+    """Random blobs of every length up to 300 bytes raise CompressionError."""
+    rng = np.random.default_rng(99)
+    for length in range(300):
+        with pytest.raises(CompressionError):
+            codec.decode(rng.integers(0, 256, length, dtype=np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("value", ["OPGA", 12, None, [1, 2], np.zeros(3)], ids=repr)
+def test_non_bytes_are_refused(value):
+    """Decoding something that is not bytes raises CompressionError."""
+    with pytest.raises(CompressionError, match="cannot decode"):
+        codec.decode(value)
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_other_versions_are_refused(version):
+    """A frame with another format version raises CompressionError naming the version."""
+    frame = bytearray(FRAMES["planes"])
+    frame[4] = version
+    with pytest.raises(CompressionError, match="version"):
+        codec.decode(bytes(frame))
+    with pytest.raises(CompressionError, match="version"):
+        codec.decode(resign(frame))
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"dtype": 0}, "dtype"),
+        ({"dtype": 13}, "dtype"),
+        ({"layout": 3}, "layout"),
+        ({"flags": 2}, "flags"),
+        ({"width": 3}, "out of range"),
+        ({"width": 72}, "out of range"),
+        ({"dtype": 2, "width": 16, "payload": b"\0" * 8}, "out of range"),
+        ({"divisor": 0}, "out of range"),
+        ({"dtype": 3, "reference": 2**15}, "out of range"),
+        ({"order": 2, "shape": (2,), "seeds": (1, 2)}, "out of range"),
+        ({"order": 1, "seeds": (2**63 - 1,), "dtype": 4, "payload": b"\0" * 3}, "out of range"),
+        ({"width": 0, "flags": 1, "payload": b""}, "out of range"),
+        ({"decimals": 2}, "decimals"),
+        ({"dtype": 10, "decimals": 2}, "decimals"),
+        ({"dtype": 12, "decimals": 19}, "decimals"),
+        ({"payload": b"\0" * 5}, "packed bytes"),
+        ({"layout": 0, "width": 0}, "raw bytes"),
+        ({"layout": 0}, "raw frame"),
+        ({"layout": 0, "width": 0, "divisor": 2, "payload": b"\0" * 32}, "raw frame"),
+        ({"layout": 2, "payload": b"\0" * 9}, "zstd"),
+        ({"layout": 2, "payload": zstandard.ZstdCompressor().compress(b"\0" * 9)}, "zstd"),
+        ({"layout": 2, "payload": zstandard.ZstdCompressor().compress(b"\0" * 3)}, "packed"),
+        ({"flags": 1, "payload": b"\xff"}, "packed bytes"),
+        ({"flags": 1, "shape": (9,), "payload": b"\xff"}, "mask"),
+        ({"dtype": 1, "layout": 0, "width": 0, "payload": b"\0\1\2\0"}, "bool"),
+        ({"dtype": 1, "width": 8, "payload": b"\0\1\2\0"}, "bool"),
+        ({"shape": (2**40, 2**40, 0), "payload": b"", "layout": 0, "width": 0}, "shape"),
+        ({"shape": (1,) * 33}, "ndim"),
+        ({"order": 3}, "order"),
+    ],
+    ids=repr,
+)
+def test_inconsistent_fields_are_refused(fields, match):
+    """A frame with a valid checksum but fields no encoder writes raises CompressionError."""
+    with pytest.raises(CompressionError, match=match):
+        codec.decode(build_frame(**fields))
+
+
+def test_hand_built_frames_decode():
+    """Frames built from the documented layout decode to the values they describe."""
+    planes = build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2]))
+    assert codec.decode(planes).tolist() == [1, 258, 3, 516]
+    bits = build_frame(dtype=3, width=4, order=1, seeds=(-5,), reference=-2, divisor=3,
+                       shape=(5,), payload=bytes([0x12, 0x30]))  # fmt: skip
+    assert codec.decode(bits).tolist() == [-5, -4, 0, 7, 5]
+    mask = build_frame(dtype=6, width=8, flags=1, shape=(10,), payload=bytes([0x90, 0x40, 7, 9, 4]))
+    assert codec.decode(mask).tolist() == [7, 0, 0, 9, 0, 0, 0, 0, 0, 4]
+    cents = build_frame(dtype=12, width=8, decimals=2, payload=bytes([1, 5, 250, 100]))
+    assert codec.decode(cents).tolist() == [0.01, 0.05, 2.5, 1.0]
+
+
+# --- size cap --------------------------------------------------------------------------------
+
+
+def test_decompression_bomb_is_refused_before_allocating():
+    """A frame whose zstd content is larger than its declared shape fails before inflating."""
+    bomb = zstandard.ZstdCompressor().compress(bytes(50_000_000))
+    frame = build_frame(shape=(1000,), layout=2, payload=bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CompressionError, match="zstd content"):
+            codec.decode(frame)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_huge_declared_shapes_are_refused_before_allocating():
+    """A frame declaring more than max_bytes raises CompressionError without allocating it."""
+    frame = build_frame(shape=(2**40,), width=0, payload=b"")
+    tracemalloc.start()
+    try:
+        with pytest.raises(CompressionError, match="max_bytes"):
+            codec.decode(frame)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_a_large_zero_mask_needs_no_position_per_value():
+    """A masked uint8 frame decodes within a few times its output, not 8 bytes per value."""
+    n = 1_000_000
+    frame = build_frame(dtype=6, flags=1, shape=(n,), payload=b"\xff" * (n // 8) + b"\x07" * n)
+    tracemalloc.start()
+    try:
+        out = codec.decode(frame)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.dtype == np.uint8
+    assert (out == 7).all()
+    assert peak < 4 * n  # a few buffers of one byte per value, not positions of eight
+
+
+def test_max_bytes_per_call_and_globally():
+    """The size cap applies per call, per ArrayCodec and module-wide."""
+    values = np.arange(1000, dtype=np.int64)
+    frame = codec.encode(values)
+    with pytest.raises(CompressionError, match="max_bytes"):
+        codec.decode(frame, max_bytes=7999)
+    assert codec.decode(frame, max_bytes=8000).size == 1000
+    assert codec.get_max_bytes() == codec.DEFAULT_MAX_BYTES
+    previous = codec.set_max_bytes(4000)
+    try:
+        assert previous == codec.DEFAULT_MAX_BYTES
+        with pytest.raises(CompressionError, match="max_bytes"):
+            codec.decode(frame)
+        with pytest.raises(CompressionError, match="max_bytes"):
+            codec.encode(values)
+        assert codec.ArrayCodec(max_bytes=8000).decode(frame).size == 1000
+    finally:
+        assert codec.set_max_bytes(None) == 4000
+    assert codec.get_max_bytes() == codec.DEFAULT_MAX_BYTES
+    with pytest.raises(CompressionError, match="max_bytes"):
+        codec.ArrayCodec(max_bytes=100).encode(values)
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(CompressionError, match="max_bytes"):
+            codec.set_max_bytes(bad)  # type: ignore[arg-type]
+        with pytest.raises(CompressionError, match="max_bytes"):
+            codec.decode(frame, max_bytes=bad)  # type: ignore[arg-type]
+
+
+# --- the codec object and the module contract ------------------------------------------------
+
+
+def test_array_codec_holds_settings():
+    """ArrayCodec encodes with its level and decimals and refuses bad settings."""
+    lossy = codec.ArrayCodec(decimals=1, level=3)
+    out = lossy.decode(lossy.encode(np.array([1.04, 2.06])))
+    assert out.tolist() == [1.0, 2.1]
+    assert codec.ArrayCodec().encode([1, 2, 3]) == codec.encode([1, 2, 3])
+    with pytest.raises(CompressionError):
+        codec.ArrayCodec(level=99)
+    with pytest.raises(CompressionError):
+        codec.ArrayCodec(decimals=-3)
+    with pytest.raises(CompressionError):
+        codec.ArrayCodec(max_bytes=-3)
+
+
+def test_constants():
+    """The documented constants have their documented values."""
+    assert codec.MAGIC == b"OPGA"
+    assert codec.FORMAT_VERSION == 1
+    assert codec.DEFAULT_MAX_BYTES == 256 * 2**20
+    assert " ".join(dt.name for dt in codec.SUPPORTED_DTYPES) == (
+        "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64"
+    )
+    assert codec.encode([1])[:5] == b"OPGA\x01"
+
+
+def test_docstring_example():
+    """The example in the module docstring runs as written."""
+    result = doctest.testmod(codec, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_errors_are_value_errors():
+    """CompressionError is a ValueError, so generic handlers still catch it."""
+    with pytest.raises(ValueError, match="checksum"):
+        codec.decode(FRAMES["planes"][:-1] + bytes([FRAMES["planes"][-1] ^ 1]))
+
+
+@settings(max_examples=30)
+@given(any_bits())
+def test_thread_safety(values):
+    """Encoding and decoding from several threads gives the same bytes as one thread."""
+    expected = codec.encode(values)
+    with ThreadPoolExecutor(4) as pool:
+        frames = list(pool.map(codec.encode, [values] * 8))
+        decoded = list(pool.map(codec.decode, frames))
+    assert all(frame == expected for frame in frames)
+    assert all(
+        out.tobytes() == values.astype(values.dtype.newbyteorder("=")).tobytes() for out in decoded
+    )
