@@ -342,6 +342,9 @@ def _check_identifier(cls: type, field: str | None, kind: str, ident: str) -> No
         _fail(cls, field, f"empty {kind} name")
     if "\x00" in ident:
         _fail(cls, field, f"{kind} name {ident!r} contains NUL")
+    if "%" in ident:
+        # psycopg reads % in a statement's text as a placeholder, even inside a quoted name.
+        _fail(cls, field, f"{kind} name {ident!r} contains %, which psycopg reads as a placeholder")
     size = len(ident.encode("utf-8"))
     if size > MAX_IDENTIFIER_BYTES:
         _fail(

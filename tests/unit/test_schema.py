@@ -203,8 +203,17 @@ def _define(**annotations: Any) -> type:
         (lambda: table("t2")(_define(x=np.ndarray)), r"Bad\.x: np.ndarray needs compress"),
         (lambda: table("t" * 64)(_define(x=int)), "64 bytes"),
         (lambda: table("t3")(_define(**{"é" * 32: int})), "64 bytes"),
+        (lambda: table("ratio%")(_define(x=int)), r"table name 'ratio%' contains %"),
+        (lambda: table("t4", schema="a%b")(_define(x=int)), r"schema name 'a%b' contains %"),
     ],
-    ids=["unmappable", "bare-ndarray", "long-table", "long-column"],
+    ids=[
+        "unmappable",
+        "bare-ndarray",
+        "long-table",
+        "long-column",
+        "percent-table",
+        "percent-schema",
+    ],
 )
 def test_bad_definitions_name_class_and_field(build: Any, message: str):
     """An unmappable type or an over-long identifier fails at decoration, naming the field."""
