@@ -163,6 +163,15 @@ def _model_fks(meta: TableMeta) -> list[tuple[str, str, str, str]]:
     return [_fk_spec(c) for c in meta.columns if c.ref_table is not None]
 
 
+def _fk_matches(column: Column, spec: tuple[str, str, str, str], schema: str | None) -> bool:
+    """Whether the live foreign key *spec* into *schema* is *column*'s.
+
+    A column naming no schema (a reference by table name) takes the table wherever the
+    search_path found it; one referencing a model declared with a schema needs that schema.
+    """
+    return _fk_spec(column) == spec and column.ref_schema in (None, schema)
+
+
 def describe(meta: TableMeta, target: LiveTable) -> dict[str, Any]:
     """Return the schema the model asks for, as JSON-ready data (kept in the history).
 
@@ -345,13 +354,14 @@ class _Planner:
     # -- constraints and indexes that leave
 
     def plan_drop_constraints(self) -> None:
-        model_fks = set(_model_fks(self.meta))
+        refs = [c for c in self.meta.columns if c.ref_table is not None]
         for con in self.live.of_kind("f"):
             if len(con.columns) != 1 or con.ref_table is None or self.involves_extra(con.columns):
                 continue
             spec = (con.columns[0], con.ref_table, con.ref_columns[0], con.on_delete)
             now = (self.now(con.columns[0]), *spec[1:])
-            if now not in model_fks and self.owned("foreign_keys", list(spec)):
+            kept = any(_fk_matches(c, now, con.ref_schema) for c in refs)
+            if not kept and self.owned("foreign_keys", list(spec)):
                 self.steps.append(
                     _step(
                         f"drop foreign key {con.name} ({spec[0]} -> {spec[1]}.{spec[2]})",
@@ -782,17 +792,20 @@ class _Planner:
             )
 
     def plan_fk_add(self) -> None:
-        have = {
-            (self.now(con.columns[0]), con.ref_table, con.ref_columns[0], con.on_delete)
+        have = [
+            ((self.now(con.columns[0]), con.ref_table, con.ref_columns[0], con.on_delete), con)
             for con in self.live.of_kind("f")
-            if len(con.columns) == 1
-        }
+            if len(con.columns) == 1 and con.ref_table is not None
+        ]
         for column in self.meta.columns:
-            if column.ref_table is None or _fk_spec(column) in have:
+            if column.ref_table is None or any(
+                _fk_matches(column, spec, con.ref_schema) for spec, con in have
+            ):
                 continue
             self.late.append(
                 _step(
-                    f"add foreign key {column.name} -> {column.ref_table}."
+                    f"add foreign key {column.name} -> "
+                    f"{column.ref_schema + '.' if column.ref_schema else ''}{column.ref_table}."
                     f"{column.ref_column or 'id'}",
                     _alter(
                         self.ident,

@@ -29,6 +29,7 @@ from orso_pg import (
     table_of,
 )
 from orso_pg.history import HISTORY_TABLE
+from tests.conftest import isolated_schema
 from tests.migration_helpers import (
     CHILDREN,
     ROWS,
@@ -474,3 +475,44 @@ def test_widening_matrix_rewrites_only_where_it_says_and_keeps_every_value(db, r
         " WHERE seen <> (timestamp '2020-01-01' + id * interval '1 minute') AT TIME ZONE 'UTC'"
     ).fetchone()
     assert moved == (0,)
+
+
+def test_a_foreign_key_moved_to_a_same_named_table_in_another_schema_is_replaced(db, raw, server):
+    """A reference to another schema's table is not satisfied by the local namesake."""
+    with isolated_schema(server) as other:
+
+        @table("fk_owners", schema=other)
+        class Owner(Orso):
+            id: int | None = column(primary_key=True, default=None)
+
+        @table("fk_pets")
+        class LocalPet(Orso):
+            id: int | None = column(primary_key=True, default=None)
+            owner_id: int = column(ref="fk_owners")
+
+        @table("fk_pets")
+        class Pet(Orso):
+            id: int | None = column(primary_key=True, default=None)
+            owner_id: int = column(ref=Owner)
+
+        for where in (sql.Identifier(other, "fk_owners"), sql.Identifier("fk_owners")):
+            raw.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY)").format(where))
+            raw.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(where))
+        Migrations.init(db, [migration(LocalPet)])
+        LocalPet(owner_id=1).insert(db)
+        target = (
+            "SELECT confrelid::regclass::text FROM pg_constraint"
+            " WHERE contype = 'f' AND conrelid = 'fk_pets'::regclass"
+        )
+        assert raw.execute(target).fetchall() == [("fk_owners",)]
+
+        (plan,) = Migrations.plan(db, [migration(Pet)])
+        assert [s.description.split(" (")[0] for s in plan.steps] == [
+            "drop foreign key fk_pets_owner_id_fkey",
+            f"add foreign key owner_id -> {other}.fk_owners.id",
+        ]
+        (result,) = Migrations.init(db, [migration(Pet)])
+        assert result.steps == plan.steps
+        assert raw.execute(target).fetchall() == [(f"{other}.fk_owners",)]
+        assert Migrations.plan(db, [migration(Pet)])[0].steps == ()
+        assert Pet.count(db) == 1
