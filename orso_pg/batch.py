@@ -58,6 +58,7 @@ __all__ = [
     "insert_rows",
     "update",
     "upsert",
+    "upsert_rows",
 ]
 
 DEFAULT_CHUNK_SIZE: Final = 50_000
@@ -192,7 +193,7 @@ def _locate(
         raise err
     i, column = found
     obj, position = group.rows[i], group.position(i, offset)
-    refused = batch_rows.diagnose(meta, label, obj)
+    refused = batch_rows.diagnose(meta, label, obj, group.names)
     if refused is not None:
         # Our own check refuses it too: report it as the ValidationError the single-row path
         # would have raised, with PostgreSQL's error kept as the cause.
@@ -480,14 +481,21 @@ def _apply(
     try:
         return run()
     except DatabaseError as exc:
-        if exc.sqlstate == "21000":
-            exc.message += (
-                " (two rows of the batch have keys PostgreSQL finds equal though Python does "
-                "not, such as a str and a UUID or NaN)"
-            )
-            exc.args = (exc.message,)
-            raise
-        _locate(exc, meta, label, group, offset, _find_row(exc, meta, group.rows))
+        _apply_failed(exc, meta, label, group, offset)
+
+
+def _apply_failed(
+    exc: DatabaseError, meta: TableMeta, label: str, group: _Group, offset: int
+) -> NoReturn:
+    """Raise the error for a statement applying *group*'s staged rows (instances)."""
+    if exc.sqlstate == "21000":
+        exc.message += (
+            " (two rows of the batch have keys PostgreSQL finds equal though Python does "
+            "not, such as a str and a UUID or NaN)"
+        )
+        exc.args = (exc.message,)
+        raise exc
+    _locate(exc, meta, label, group, offset, _find_row(exc, meta, group.rows))
 
 
 # --- running a batch --------------------------------------------------------------------------
@@ -727,6 +735,83 @@ def insert(
     return sum(counts)
 
 
+def _copy_plain(
+    ex: Executor,
+    meta: TableMeta,
+    table: str | None,
+    label: str,
+    names: tuple[str, ...],
+    source: Iterator[Any],
+    rows: list[Any],
+    offset: int,
+    *,
+    stage: bool,
+) -> tuple[int, bool]:
+    """COPY plain rows (tuples or mappings) of *names*, recording each in *rows*.
+
+    Returns the rows loaded and whether they are mappings (the first row decides).
+    """
+    first = next(source)
+    mapping = isinstance(first, Mapping)
+    shape = batch_rows.shape(meta, names)
+    feed = batch_rows.row_feeder(meta, names, mapping=mapping)
+    query = batch_sql.copy(meta, table, names, binary=shape.binary, stage=stage)
+    try:
+        stream = feed(itertools.chain((first,), source), rows)
+        return ex.copy_rows(query, shape.types, stream, table=label), mapping
+    except CopyRowError as exc:
+        i = len(rows) - 1
+        _unsent(
+            meta,
+            label,
+            names,
+            _instance(meta, label, names, rows[i], offset + i),
+            offset + i,
+            exc.__cause__,
+        )
+    except DatabaseError as exc:
+        _copy_failed(
+            exc,
+            meta,
+            label,
+            _Group(names, _instances(meta, label, names, rows, offset), None),
+            offset,
+        )
+
+
+def _instance(
+    meta: TableMeta, label: str, names: tuple[str, ...], row: object, position: int
+) -> object:
+    """Return an instance holding a plain row's values, to name what is wrong with it."""
+    obj = batch_rows.as_instance(meta, names, row)
+    if isinstance(obj, str):
+        err = ValidationError(f"{label}: {obj}", table=label, value=row)
+        raise _mark(err, position=position)
+    return obj
+
+
+def _instances(
+    meta: TableMeta, label: str, names: tuple[str, ...], rows: list[Any], offset: int
+) -> list[object]:
+    return [_instance(meta, label, names, r, offset + i) for i, r in enumerate(rows)]
+
+
+def _plain_columns(
+    meta: TableMeta, label: str, columns: Sequence[str] | None, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Return the columns plain rows hold: *columns* checked against the model, or *default*."""
+    if columns is None:
+        return default
+    if isinstance(columns, str):
+        msg = f"columns must be a sequence of column names, not the str {columns!r}"
+        raise QueryError(msg, table=label, value=columns)
+    names = tuple(meta.column(name).name for name in columns)
+    if len(set(names)) != len(names):
+        msg = f"columns {list(names)} name a column twice"
+        raise QueryError(msg, table=label, value=list(names))
+    return names
+
+
 @attrs.frozen
 class _InsertRows(_Operation[int]):
     meta: TableMeta
@@ -735,26 +820,9 @@ class _InsertRows(_Operation[int]):
     names: tuple[str, ...]
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
-        first = next(source)
-        mapping = isinstance(first, Mapping)
-        meta, label, names = self.meta, self.label, self.names
-        shape = batch_rows.shape(meta, names)
-        feed = batch_rows.row_feeder(meta, names, mapping=mapping)
-        query = batch_sql.copy(meta, self.table, names, binary=shape.binary, stage=False)
-        try:
-            stream = feed(itertools.chain((first,), source), rows)
-            return ex.copy_rows(query, shape.types, stream, table=label)
-        except CopyRowError as exc:
-            i = len(rows) - 1
-            obj = batch_rows.as_instance(meta, names, rows[i])
-            if isinstance(obj, str):
-                msg = f"{label}: {obj}"
-                err = ValidationError(msg, table=label, value=rows[i])
-                raise _mark(err, position=offset + i) from exc.__cause__
-            _unsent(meta, label, names, obj, offset + i, exc.__cause__)
-        except DatabaseError as exc:
-            instances = [batch_rows.as_instance(meta, names, r) for r in rows]
-            _copy_failed(exc, meta, label, _Group(names, instances, None), offset)
+        meta, table, label, names = self.meta, self.table, self.label, self.names
+        loaded, _ = _copy_plain(ex, meta, table, label, names, source, rows, offset, stage=False)
+        return loaded
 
 
 def insert_rows(
@@ -788,17 +856,8 @@ def insert_rows(
         The number of rows inserted.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    if columns is None:
-        names = tuple(c.name for c in meta.columns if not c.generated)
-    else:
-        if isinstance(columns, str):
-            msg = f"columns must be a sequence of column names, not the str {columns!r}"
-            raise QueryError(msg, table=label, value=columns)
-        names = tuple(meta.column(name).name for name in columns)
-        if len(set(names)) != len(names):
-            msg = f"columns {list(names)} name a column twice"
-            raise QueryError(msg, table=label, value=list(names))
-    op = _InsertRows(meta, table, label, names)
+    default = tuple(c.name for c in meta.columns if not c.generated)
+    op = _InsertRows(meta, table, label, _plain_columns(meta, label, columns, default))
     return sum(_run(op, session, label, rows, _options(label, options)))
 
 
@@ -973,6 +1032,115 @@ def upsert(
         do_nothing=on_conflict == "nothing",
     )
     counts = _run(op, session, label, models, _options(label, options))
+    return sum(counts, UpsertResult())
+
+
+@attrs.define
+class _UpsertRows(_Upsert):
+    names: tuple[str, ...] = ()
+
+    def chunk(
+        self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]
+    ) -> UpsertResult:
+        meta, table, label, names = self.meta, self.table, self.label, self.names
+        self.ready(ex)
+        _, mapping = _copy_plain(ex, meta, table, label, names, source, rows, offset, stage=True)
+        staged: list[Any] = rows
+        kept: Sequence[int] | None = None
+        if not self.do_nothing:
+            key = self.conflict if mapping else tuple(names.index(c) for c in self.conflict)
+            if _has_duplicates(list(map(operator.itemgetter(*key), rows))):
+                # Rare: keep the last row of each key, as for instances, and stage those again.
+                instances = _instances(meta, label, names, rows, offset)
+                _, kept = _last_wins(meta, label, instances, offset, self.conflict)
+                if kept is not None:
+                    staged = [rows[i] for i in kept]
+                    self.ready(ex)
+                    _copy_plain(ex, meta, table, label, names, iter(staged), [], 0, stage=True)
+        stmt = batch_sql.upsert_from_stage(
+            meta, table, names, self.conflict, update=self.update, do_nothing=self.do_nothing
+        )
+        try:
+            row = ex.fetch_one(stmt, table=label)
+        except DatabaseError as exc:
+            group = _Group(names, _instances(meta, label, names, staged, offset), kept)
+            _apply_failed(exc, meta, label, group, offset)
+        assert row is not None  # noqa: S101 - an aggregate always returns a row
+        return UpsertResult(row[0], row[1], len(rows) - row[0] - row[1])
+
+
+def upsert_rows(
+    cls: type,
+    rows: Iterable[Sequence[Any] | Mapping[str, Any]],
+    db: object,
+    table_name: object = None,
+    *,
+    columns: Sequence[str] | None = None,
+    key: Sequence[str] | None = None,
+    update_columns: Sequence[str] | None = None,
+    on_conflict: Literal["update", "nothing"] = "update",
+    **options: Unpack[BatchOptions],
+) -> UpsertResult:
+    """Upsert plain rows (tuples or dicts) as :func:`upsert` does instances, building none.
+
+    Rows are checked as an instance's values would be and staged with COPY; the same key
+    twice keeps the last row. Only the columns the rows hold are written: on conflict, those
+    outside the key (or *update_columns*) are overwritten and the others keep their values; a
+    new row gets the defaults of the columns it does not hold.
+
+    Args:
+        cls: The model whose table receives the rows.
+        rows: Any iterable of tuples or lists holding the values of *columns* in order, or of
+            mappings from column name to value.
+        db: A ``Database`` or a ``Transaction``.
+        table_name: Upsert into this table instead of the model's.
+        columns: The columns the rows hold; they must include the key and every NOT NULL
+            column the server does not fill. By default the key and every column the server
+            does not fill, in declaration order.
+        key: The conflict key, when not the model's declared one.
+        update_columns: Overwrite only these columns of existing rows.
+        on_conflict: ``"update"``, or ``"nothing"`` to leave existing rows alone.
+        **options: :class:`BatchOptions`.
+
+    Returns:
+        The counts of inserted, updated and skipped rows.
+    """
+    meta, table, label, session = ops.setup(cls, db, table_name)
+    if on_conflict not in ("update", "nothing"):
+        msg = f"on_conflict must be 'update' or 'nothing', not {on_conflict!r}"
+        raise ValidationError(msg, table=label, value=on_conflict)
+    conflict = _conflict_key(meta, key)
+    default = tuple(c.name for c in meta.columns if not c.generated or c.name in conflict)
+    names = _plain_columns(meta, label, columns, default)
+    missing = [c for c in conflict if c not in names]
+    if missing:
+        msg = f"columns {list(names)} leave out the conflict key column(s) {missing}"
+        raise QueryError(msg, table=label, value=list(names))
+    # PostgreSQL checks NOT NULL on the row to insert before it looks for a conflict, so a
+    # column the rows leave out must be nullable or filled by the server, even for updates.
+    required = [c.name for c in meta.columns if c.not_null and not c.generated]
+    unfilled = [c for c in required if c not in names]
+    if unfilled:
+        msg = (
+            f"columns {list(names)} leave out the NOT NULL column(s) {unfilled}, which an "
+            "upsert must hold: PostgreSQL checks the row to insert before finding the conflict"
+        )
+        raise QueryError(msg, table=label, value=list(names))
+    update = _columns(meta, update_columns, "update_columns")
+    absent = [c for c in update or () if c not in names]
+    if absent:
+        msg = f"update_columns {absent} are not among the columns the rows hold {list(names)}"
+        raise QueryError(msg, table=label, value=list(absent))
+    op = _UpsertRows(
+        meta,
+        table,
+        label,
+        conflict=conflict,
+        update=update,
+        do_nothing=on_conflict == "nothing",
+        names=names,
+    )
+    counts = _run(op, session, label, rows, _options(label, options))
     return sum(counts, UpsertResult())
 
 

@@ -686,6 +686,60 @@ class Orso:
         return batch.insert_rows(cls, rows, db, table_name, columns=columns, **options)
 
     @classmethod
+    def batch_upsert_rows(
+        cls,
+        rows: Iterable[Sequence[Any] | Mapping[str, Any]],
+        db: Session,
+        *,
+        columns: Sequence[str] | None = None,
+        key: Sequence[str] | None = None,
+        update_columns: Sequence[str] | None = None,
+        on_conflict: Literal["update", "nothing"] = "update",
+        **options: Unpack[BatchOptions],
+    ) -> UpsertResult:
+        """Upsert plain tuples or dicts without building instances; the last duplicate wins.
+
+        Tuples hold the values of *columns* in order (by default the key and every column the
+        server does not fill). See :func:`orso_pg.batch.upsert_rows`.
+        """
+        return batch.upsert_rows(
+            cls,
+            rows,
+            db,
+            columns=columns,
+            key=key,
+            update_columns=update_columns,
+            on_conflict=on_conflict,
+            **options,
+        )
+
+    @classmethod
+    def batch_upsert_rows_with_table(
+        cls,
+        rows: Iterable[Sequence[Any] | Mapping[str, Any]],
+        db: Session,
+        table_name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        key: Sequence[str] | None = None,
+        update_columns: Sequence[str] | None = None,
+        on_conflict: Literal["update", "nothing"] = "update",
+        **options: Unpack[BatchOptions],
+    ) -> UpsertResult:
+        """:meth:`batch_upsert_rows` in *table_name*."""
+        return batch.upsert_rows(
+            cls,
+            rows,
+            db,
+            table_name,
+            columns=columns,
+            key=key,
+            update_columns=update_columns,
+            on_conflict=on_conflict,
+            **options,
+        )
+
+    @classmethod
     def batch_update(
         cls,
         models: Iterable[Self],

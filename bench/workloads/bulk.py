@@ -176,6 +176,9 @@ class BulkUpsert(TradesWorkload):
         def orso_prebuilt(models: list[Trade]) -> None:
             Trade.batch_upsert(models, clients.db)
 
+        def orso_rows() -> None:
+            Trade.batch_upsert_rows(rows, clients.db)
+
         def upsert_of(target: Any) -> Any:
             stmt = pg_insert(target)
             return stmt.on_conflict_do_update(
@@ -195,6 +198,7 @@ class BulkUpsert(TradesWorkload):
             Variant("raw", "copy_staging", raw_staging),
             Variant("raw", "executemany", raw_executemany),
             Variant("orso_pg", "batch_upsert", orso_batch),
+            Variant("orso_pg", "batch_upsert_rows (tuples)", orso_rows),
             Variant(
                 "orso_pg",
                 "batch_upsert, models built untimed",

@@ -1,4 +1,5 @@
-"""batch_create_rows: plain tuples and dicts through COPY, checked like instances."""
+"""batch_create_rows and batch_upsert_rows: plain tuples and dicts through COPY, checked like
+instances."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pytest
 
 from orso_pg import (
     Database,
+    Filter,
     Orso,
     QueryError,
     UniqueViolationError,
+    UpsertResult,
     ValidationError,
     column,
     table,
@@ -121,4 +124,139 @@ def test_rows_into_another_table(fills: Database):
 
     Migrations.init(fills, [migration(Fill, "fills_archive")])
     assert Fill.batch_create_rows_with_table([_row(1)], fills, "fills_archive") == 1
+    assert (Fill.count(fills), Fill.count_with_table(fills, "fills_archive")) == (0, 1)
+
+
+# --- batch_upsert_rows ------------------------------------------------------------------------
+
+NAMES = ["venue", "fill_no", "ts", "price", "tags", "meta"]
+
+
+def _moved(i: int) -> tuple[Any, ...]:
+    """Row *i* with a new price and tags: what an upsert writes over it."""
+    venue, fill_no, ts, price, _, meta = _row(i)
+    return (venue, fill_no, ts, price + 0.5, ["moved"], meta)
+
+
+def _stored(db: Database) -> dict[int, Fill]:
+    return {f.fill_no: f for f in Fill.find_all(db)}
+
+
+@pytest.mark.parametrize("shape", ["tuples", "dicts"])
+def test_upsert_rows_inserts_new_keys_and_updates_existing_ones(fills: Database, shape: str):
+    """Rows with a known key overwrite it (id and created_at kept); the others are inserted."""
+    Fill.batch_create_rows([_row(i) for i in range(5)], fills)
+    before = _stored(fills)
+    rows: list[Any] = [_moved(i) for i in range(3, 8)]
+    if shape == "dicts":
+        rows = [dict(zip(NAMES, r, strict=True)) for r in rows]
+    with count_statements(fills) as log:
+        result = Fill.batch_upsert_rows(rows, fills)
+    assert result == UpsertResult(inserted=3, updated=2, skipped=0)
+    assert sum(text.startswith("COPY") for text in log.texts()) == 1
+    after = _stored(fills)
+    assert sorted(after) == list(range(8))
+    for i, f in after.items():
+        expected = _moved(i) if i >= 3 else _row(i)
+        assert (f.venue, f.fill_no, f.ts, f.price, f.tags, f.meta) == expected
+        if i in before:
+            assert (f.id, f.created_at) == (before[i].id, before[i].created_at)
+
+
+def test_upsert_rows_matches_batch_upsert_of_the_same_instances(fills: Database):
+    """The same data upserted as rows or as instances leaves the same table and counts."""
+    Fill.batch_create_rows([_row(i) for i in range(0, 40, 2)], fills)
+    rows = [_moved(i) for i in range(0, 40, 3)] + [_moved(9)]  # one key twice: the last wins
+    as_rows = Fill.batch_upsert_rows(rows, fills, chunk_size=5)
+    by_rows = {i: (f.price, f.tags) for i, f in _stored(fills).items()}
+    Fill.delete_where(Filter.is_not_null("id"), fills)
+    Fill.batch_create_rows([_row(i) for i in range(0, 40, 2)], fills)
+    models = [Fill(**dict(zip(NAMES, r, strict=True))) for r in rows]
+    assert Fill.batch_upsert(models, fills, chunk_size=5) == as_rows
+    assert {i: (f.price, f.tags) for i, f in _stored(fills).items()} == by_rows
+
+
+def test_upsert_rows_keeps_the_last_row_of_a_repeated_key(fills: Database):
+    """The same key twice in one chunk: the later row is written and the earlier skipped."""
+    rows = [_row(1), _row(2), _moved(1), _row(3)]
+    assert Fill.batch_upsert_rows(rows, fills) == UpsertResult(inserted=3, updated=0, skipped=1)
+    assert _stored(fills)[1].tags == ["moved"]
+
+
+def test_upsert_rows_writes_only_the_columns_the_rows_hold(fills: Database):
+    """Leaving a nullable column out keeps its value on update, duplicates included."""
+    Fill.batch_create_rows([_row(i) for i in range(3)], fills)
+    columns = ["venue", "fill_no", "ts", "price", "tags"]
+    rows = [
+        ("X", 0, T0, 7.0, []),
+        ("X", 1, T0, 8.0, []),
+        ("X", 0, T0, 9.0, ["z"]),
+        ("X", 5, T0, 1.0, []),
+    ]
+    result = Fill.batch_upsert_rows(rows, fills, columns=columns)
+    assert result == UpsertResult(inserted=1, updated=2, skipped=1)
+    stored = _stored(fills)
+    assert {i: (f.price, f.tags, f.meta) for i, f in stored.items()} == {
+        0: (9.0, ["z"], None),
+        1: (8.0, [], {"i": 1}),
+        2: (102.0, ["t2"], None),
+        5: (1.0, [], None),
+    }
+
+
+def test_upsert_rows_on_conflict_nothing_skips_existing_keys(fills: Database):
+    """on_conflict="nothing" inserts the new keys and leaves existing rows untouched."""
+    Fill.batch_create_rows([_row(i) for i in range(3)], fills)
+    result = Fill.batch_upsert_rows([_moved(i) for i in range(5)], fills, on_conflict="nothing")
+    assert result == UpsertResult(inserted=2, updated=0, skipped=3)
+    assert [f.tags for _, f in sorted(_stored(fills).items())] == [
+        ["t0"],
+        ["t1"],
+        ["t2"],
+        ["moved"],
+        ["moved"],
+    ]
+
+
+def test_upsert_rows_checks_its_columns_before_anything_runs(fills: Database):
+    """The rows must hold the key, and update_columns must be among what they hold."""
+    with pytest.raises(QueryError, match=r"leave out the conflict key column\(s\) \['fill_no'\]"):
+        Fill.batch_upsert_rows([("X", 1.0)], fills, columns=["venue", "price"])
+    with pytest.raises(QueryError, match=r"update_columns \['meta'\] are not among"):
+        Fill.batch_upsert_rows([_row(1)[:5]], fills, columns=NAMES[:5], update_columns=["meta"])
+    with pytest.raises(QueryError, match=r"leave out the NOT NULL column\(s\) \['ts', 'tags'\]"):
+        Fill.batch_upsert_rows([("X", 1, 1.0)], fills, columns=["venue", "fill_no", "price"])
+    with pytest.raises(QueryError, match="not the primary key nor a declared unique key"):
+        Fill.batch_upsert_rows([_row(1)], fills, key=["price"])
+    assert Fill.count(fills) == 0
+
+
+def test_a_bad_upsert_row_fails_the_batch_naming_it(fills: Database):
+    """A value the column refuses, or a key that is taken, fails the batch; nothing is written."""
+    Fill.batch_create_rows([_row(i) for i in range(3)], fills)
+    rows = [_moved(i) for i in range(10)]
+    rows[6] = ("X", 6, T0, "cheap", [], None)
+    with pytest.raises(ValidationError, match=r"fills\.price = 'cheap'") as info:
+        Fill.batch_upsert_rows(rows, fills)
+    assert info.value.position == 6
+    with pytest.raises(ValidationError, match=r"fills\.tags is NOT NULL") as missing:
+        Fill.batch_upsert_rows([_moved(1), ("X", 2, T0, 1.0, None, None)], fills, chunk_size=1)
+    assert missing.value.position == 1
+    # A new key given the id of a row outside the batch: PostgreSQL refuses it, named.
+    stored = _stored(fills)
+    with_ids = [(stored[1].id, *_moved(1)), (stored[0].id, *_row(50)), (stored[2].id, *_moved(2))]
+    with pytest.raises(UniqueViolationError) as refused:
+        Fill.batch_upsert_rows(with_ids, fills, columns=["id", *NAMES])
+    assert refused.value.position == 1
+    assert refused.value.column == "id"
+    assert [f.price for _, f in sorted(_stored(fills).items())] == [100.0, 101.0, 102.0]
+
+
+def test_upsert_rows_into_another_table(fills: Database):
+    """The _with_table twin upserts into the named table."""
+    from orso_pg import Migrations, migration
+
+    Migrations.init(fills, [migration(Fill, "fills_archive")])
+    result = Fill.batch_upsert_rows_with_table([_row(1), _moved(1)], fills, "fills_archive")
+    assert result == UpsertResult(inserted=1, updated=0, skipped=1)
     assert (Fill.count(fills), Fill.count_with_table(fills, "fills_archive")) == (0, 1)
