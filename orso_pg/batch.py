@@ -983,6 +983,21 @@ def _conflict_key(meta: TableMeta, key: Sequence[str] | None) -> tuple[str, ...]
     raise QueryError(msg, table=meta.name, value=key)
 
 
+def _upsert_options(
+    meta: TableMeta,
+    label: str,
+    key: Sequence[str] | None,
+    update_columns: Sequence[str] | None,
+    on_conflict: object,
+) -> tuple[tuple[str, ...], tuple[str, ...] | None, bool]:
+    """Check an upsert's options; return the conflict key, the columns to update, DO NOTHING."""
+    if on_conflict not in ("update", "nothing"):
+        msg = f"on_conflict must be 'update' or 'nothing', not {on_conflict!r}"
+        raise ValidationError(msg, table=label, value=on_conflict)
+    update = _columns(meta, update_columns, "update_columns")
+    return _conflict_key(meta, key), update, on_conflict == "nothing"
+
+
 def upsert(
     cls: type[M],
     models: Iterable[M],
@@ -1020,17 +1035,8 @@ def upsert(
         The counts of inserted, updated and skipped rows.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    if on_conflict not in ("update", "nothing"):
-        msg = f"on_conflict must be 'update' or 'nothing', not {on_conflict!r}"
-        raise ValidationError(msg, table=label, value=on_conflict)
-    op = _Upsert(
-        meta,
-        table,
-        label,
-        conflict=_conflict_key(meta, key),
-        update=_columns(meta, update_columns, "update_columns"),
-        do_nothing=on_conflict == "nothing",
-    )
+    conflict, update, do_nothing = _upsert_options(meta, label, key, update_columns, on_conflict)
+    op = _Upsert(meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing)
     counts = _run(op, session, label, models, _options(label, options))
     return sum(counts, UpsertResult())
 
@@ -1106,10 +1112,7 @@ def upsert_rows(
         The counts of inserted, updated and skipped rows.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    if on_conflict not in ("update", "nothing"):
-        msg = f"on_conflict must be 'update' or 'nothing', not {on_conflict!r}"
-        raise ValidationError(msg, table=label, value=on_conflict)
-    conflict = _conflict_key(meta, key)
+    conflict, update, do_nothing = _upsert_options(meta, label, key, update_columns, on_conflict)
     default = tuple(c.name for c in meta.columns if not c.generated or c.name in conflict)
     names = _plain_columns(meta, label, columns, default)
     missing = [c for c in conflict if c not in names]
@@ -1126,19 +1129,12 @@ def upsert_rows(
             "upsert must hold: PostgreSQL checks the row to insert before finding the conflict"
         )
         raise QueryError(msg, table=label, value=list(names))
-    update = _columns(meta, update_columns, "update_columns")
     absent = [c for c in update or () if c not in names]
     if absent:
         msg = f"update_columns {absent} are not among the columns the rows hold {list(names)}"
         raise QueryError(msg, table=label, value=list(absent))
     op = _UpsertRows(
-        meta,
-        table,
-        label,
-        conflict=conflict,
-        update=update,
-        do_nothing=on_conflict == "nothing",
-        names=names,
+        meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing, names=names
     )
     counts = _run(op, session, label, rows, _options(label, options))
     return sum(counts, UpsertResult())
