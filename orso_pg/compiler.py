@@ -10,8 +10,8 @@ automatic prepared statements apply and repeated calls skip compilation.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import attrs
 from psycopg import sql
@@ -223,19 +223,27 @@ def upsert(
 
 def count(meta: TableMeta, table_name: str | None, where: Statement | None = None) -> Statement:
     """Return the statement counting the rows of the table (matching *where* when given)."""
-    head = sql.SQL("SELECT count(*) FROM {}").format(meta.qualified(table_name))
-    if where is None:
-        return Statement(head)
-    return Statement(sql.SQL("{} WHERE {}").format(head, where.query), where.params)
+    fragment = None if where is None else where.query
+
+    def build() -> sql.Composable:
+        return _where(
+            sql.SQL("SELECT count(*) FROM {}").format(meta.qualified(table_name)), fragment
+        )
+
+    query = _around(("count", meta, table_name), (fragment,), build)
+    return Statement(query, () if where is None else where.params)
 
 
 def exists(meta: TableMeta, table_name: str | None, where: Statement | None = None) -> Statement:
     """Return ``SELECT EXISTS (SELECT 1 FROM <table> [WHERE ...])``, which stops at one row."""
-    inner = sql.SQL("SELECT 1 FROM {}").format(meta.qualified(table_name))
-    if where is not None:
-        inner = sql.SQL("{} WHERE {}").format(inner, where.query)
-    params = where.params if where is not None else ()
-    return Statement(sql.SQL("SELECT EXISTS ({})").format(inner), params)
+    fragment = None if where is None else where.query
+
+    def build() -> sql.Composable:
+        inner = _where(sql.SQL("SELECT 1 FROM {}").format(meta.qualified(table_name)), fragment)
+        return sql.SQL("SELECT EXISTS ({})").format(inner)
+
+    query = _around(("exists", meta, table_name), (fragment,), build)
+    return Statement(query, () if where is None else where.params)
 
 
 # --- filtered reads and writes ----------------------------------------------------------------
@@ -243,6 +251,31 @@ def exists(meta: TableMeta, table_name: str | None, where: Statement | None = No
 
 def _where(head: sql.Composable, where: sql.Composable | None) -> sql.Composable:
     return head if where is None else sql.SQL("{} WHERE {}").format(head, where)
+
+
+# Statements around a WHERE (and ORDER BY) fragment, per fragment object. The filter module
+# hands back one fragment object per filter shape, so a filtered call made again finds its
+# statement here, already composed, and the executor's rendering of it too. An entry keeps its
+# fragments alive, so an id in a key cannot be reused by another object while it is cached.
+_AROUND_SIZE: Final = 2048
+_AROUND: dict[tuple[Any, ...], tuple[tuple[object, ...], sql.Composable]] = {}
+
+
+def _around(
+    key: tuple[Any, ...],
+    fragments: tuple[sql.Composable | None, ...],
+    build: Callable[[], sql.Composable],
+) -> sql.Composable:
+    """Return the statement *build* makes from *fragments*, built once per fragment objects."""
+    full = (*key, *map(id, fragments))
+    entry = _AROUND.get(full)
+    if entry is not None and all(a is b for a, b in zip(entry[0], fragments, strict=True)):
+        return entry[1]
+    query = build()
+    if len(_AROUND) >= _AROUND_SIZE:
+        _AROUND.clear()
+    _AROUND[full] = (fragments, query)
+    return query
 
 
 def select_where(
@@ -259,17 +292,24 @@ def select_where(
 
     Limits and offsets are bound parameters, so pages of one query share one SQL text.
     """
-    query = _where(select(meta, table_name), where)
+
+    def build() -> sql.Composable:
+        query = _where(select(meta, table_name), where)
+        if order_by is not None:
+            query = sql.SQL("{} ORDER BY {}").format(query, order_by)
+        if limit is not None:
+            query = sql.SQL("{} LIMIT %s").format(query)
+        if offset:
+            query = sql.SQL("{} OFFSET %s").format(query)
+        return query
+
+    key = ("select", meta, table_name, limit is not None, bool(offset))
     args = list(params)
-    if order_by is not None:
-        query = sql.SQL("{} ORDER BY {}").format(query, order_by)
     if limit is not None:
-        query = sql.SQL("{} LIMIT %s").format(query)
         args.append(limit)
     if offset:
-        query = sql.SQL("{} OFFSET %s").format(query)
         args.append(offset)
-    return Statement(query, tuple(args))
+    return Statement(_around(key, (where, order_by), build), tuple(args))
 
 
 def paginated(
@@ -287,19 +327,23 @@ def paginated(
     laterally to the count, so an empty page still returns one row carrying the total, with
     ``present`` NULL.
     """
-    counted = _where(
-        sql.SQL("SELECT count(*) AS total FROM {}").format(meta.qualified(table_name)), where
-    )
-    page = _where(
-        sql.SQL("SELECT TRUE AS present, {} FROM {}").format(
-            column_list(meta.columns), meta.qualified(table_name)
-        ),
-        where,
-    )
-    page = sql.SQL("{} ORDER BY {} LIMIT %s OFFSET %s").format(page, order_by)
-    query = sql.SQL(
-        "SELECT c.total, p.* FROM ({}) AS c LEFT JOIN LATERAL ({}) AS p ON TRUE"
-    ).format(counted, page)
+
+    def build() -> sql.Composable:
+        counted = _where(
+            sql.SQL("SELECT count(*) AS total FROM {}").format(meta.qualified(table_name)), where
+        )
+        page = _where(
+            sql.SQL("SELECT TRUE AS present, {} FROM {}").format(
+                column_list(meta.columns), meta.qualified(table_name)
+            ),
+            where,
+        )
+        page = sql.SQL("{} ORDER BY {} LIMIT %s OFFSET %s").format(page, order_by)
+        return sql.SQL(
+            "SELECT c.total, p.* FROM ({}) AS c LEFT JOIN LATERAL ({}) AS p ON TRUE"
+        ).format(counted, page)
+
+    query = _around(("paginated", meta, table_name), (where, order_by), build)
     return Statement(query, (*params, *params, limit, offset))
 
 
@@ -307,21 +351,30 @@ def aggregate(
     meta: TableMeta,
     table_name: str | None,
     function: sql.Composable,
-    column: sql.Composable,
+    column: str | None,
     where: sql.Composable | None,
     params: tuple[Any, ...],
 ) -> Statement:
-    """Return ``SELECT fn(column) FROM t [WHERE ...]``."""
-    head = sql.SQL("SELECT {}({}) FROM {}").format(function, column, meta.qualified(table_name))
-    return Statement(_where(head, where), params)
+    """Return ``SELECT fn(column) FROM t [WHERE ...]``; *column* None means ``*``."""
+
+    def build() -> sql.Composable:
+        expr = sql.SQL("*") if column is None else sql.Identifier(column)
+        head = sql.SQL("SELECT {}({}) FROM {}").format(function, expr, meta.qualified(table_name))
+        return _where(head, where)
+
+    query = _around(("aggregate", meta, table_name, column), (function, where), build)
+    return Statement(query, params)
 
 
 def delete_where(
     meta: TableMeta, table_name: str | None, where: sql.Composable | None, params: tuple[Any, ...]
 ) -> Statement:
     """Return ``DELETE FROM t [WHERE ...]``."""
-    head = sql.SQL("DELETE FROM {}").format(meta.qualified(table_name))
-    return Statement(_where(head, where), params)
+
+    def build() -> sql.Composable:
+        return _where(sql.SQL("DELETE FROM {}").format(meta.qualified(table_name)), where)
+
+    return Statement(_around(("delete", meta, table_name), (where,), build), params)
 
 
 def update_where(

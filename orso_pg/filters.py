@@ -7,6 +7,9 @@ model before it reaches SQL, and every value goes through the column's own check
 TIMESTAMPTZ column refuses a naive datetime just as an insert does. An operator that does not fit
 the column's type (LIKE on a number, ``any`` on a scalar, ``has_key`` outside JSONB, anything but
 a NULL test on a compressed column) is a :class:`QueryError` here, not a server error later.
+The SQL of a filter shape (its columns and operators, not its values) and of a list of sorts is
+composed once per model and handed back as the same object afterwards; values are checked and
+bound on every call.
 
 Semantics follow SQL: comparisons with NULL are unknown, ``~`` of unknown is unknown, and a row
 matches only when the whole filter is true. Two conveniences differ from raw SQL:
@@ -24,7 +27,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, ClassVar, Final, Literal
 
 import attrs
@@ -89,6 +92,19 @@ class Filter:
     def compile(self, ctx: CompileContext) -> sql.Composable:
         """Return this filter as SQL, appending its parameters to *ctx*."""
         raise NotImplementedError
+
+    def bind(self, ctx: CompileContext) -> None:
+        """Check the values and append the parameters :meth:`compile` would, without the SQL."""
+        raise NotImplementedError
+
+    def shape(self) -> Hashable | None:
+        """Return what the SQL of this filter depends on besides the model, or None.
+
+        Two filters of equal shape compile to the same SQL text with different parameters,
+        which lets :func:`compile_filter` build the text once. None means "do not reuse"
+        (hand-written SQL, or arguments too odd to compare).
+        """
+        return None
 
     # --- constructors (orso's Filter::eq, ...) ------------------------------------------------
 
@@ -280,15 +296,24 @@ class CompileContext:
         return sql.Identifier(col.name), col
 
     def value(self, column: Column | None, value: object) -> sql.Composable:
-        """Check *value* against *column*, bind it, and return its placeholder.
+        """Check *value* against *column*, bind it, and return its placeholder."""
+        self.bind(column, value)
+        return placeholder(column)
 
-        An array column's placeholder is cast to the column's type: psycopg types a list of
-        small ints as ``smallint[]``, and PostgreSQL has no ``bigint[] = smallint[]``.
-        """
+    def bind(self, column: Column | None, value: object) -> None:
+        """Check *value* against *column* and append it to the parameters."""
         self.params.append(dump_for(self, column, value))
-        if column is not None and _is_array(column):
-            return sql.SQL("{}::{}").format(sql.Placeholder(), column.type.ddl)
-        return sql.Placeholder()
+
+
+def placeholder(column: Column | None) -> sql.Composable:
+    """Return the placeholder of a value compared with *column*.
+
+    An array column's placeholder is cast to the column's type: psycopg types a list of small
+    ints as ``smallint[]``, and PostgreSQL has no ``bigint[] = smallint[]``.
+    """
+    if column is not None and _is_array(column):
+        return sql.SQL("{}::{}").format(sql.Placeholder(), column.type.ddl)
+    return sql.Placeholder()
 
 
 def dump_for(ctx: CompileContext, column: Column | None, value: object) -> object:
@@ -350,64 +375,64 @@ class Condition(Filter):
     def compile(self, ctx: CompileContext) -> sql.Composable:
         """Return this comparison as SQL."""
         expr, col = ctx.column(self.column)
+        # The SQL first: it refuses an operator that does not fit the column before any value
+        # is checked against that column.
+        text = self._sql(ctx, expr, col)
+        self._bind(ctx, col)
+        return text
+
+    def bind(self, ctx: CompileContext) -> None:
+        """Check the values and append their parameters."""
+        self._bind(ctx, ctx.column(self.column)[1])
+
+    def shape(self) -> Hashable | None:
+        """The column and the operator: the SQL does not depend on the values."""
+        if isa(self.column, str) and isa(self.op, str):
+            return (self.column, self.op)
+        return None
+
+    def _sql(self, ctx: CompileContext, expr: sql.Composable, col: Column | None) -> sql.Composable:
         op = self.op
         if op in _TEXT_OPS:
-            (pattern,) = self.values
             _require(ctx, self, col, _is_text(col), "a text column")
-            ctx.params.append(_pattern(ctx, self, col, pattern))
             return _BINARY[op].format(expr, sql.Placeholder())
         if op in _BINARY:
-            (value,) = self.values
-            return _BINARY[op].format(expr, ctx.value(col, value))
+            return _BINARY[op].format(expr, placeholder(col))
         if op == "is_null":
             return sql.SQL("{} IS NULL").format(expr)
         if op == "is_not_null":
             return sql.SQL("{} IS NOT NULL").format(expr)
         if op in ("between", "not_between"):
-            low, high = self.values
             template = (
                 sql.SQL("{} BETWEEN {} AND {}")
                 if op == "between"
                 else sql.SQL("{} NOT BETWEEN {} AND {}")
             )
-            return template.format(expr, ctx.value(col, low), ctx.value(col, high))
+            return template.format(expr, placeholder(col), placeholder(col))
         if op in ("in", "not_in"):
-            return self._compile_in(ctx, expr, col)
-        if op in ("contains", "overlaps"):
-            (value,) = self.values
-            if op == "overlaps":
-                _require(ctx, self, col, _is_array(col), "an array column")
-                value = list(value)
-            else:
-                _require(
-                    ctx, self, col, _is_array(col) or _is_json(col), "an array or JSONB column"
-                )
-            template = sql.SQL("{} @> {}") if op == "contains" else sql.SQL("{} && {}")
-            return template.format(expr, ctx.value(col, value))
-        if op == "any":
-            (value,) = self.values
+            return self._sql_in(ctx, expr, col)
+        if op == "overlaps":
             _require(ctx, self, col, _is_array(col), "an array column")
-            ctx.params.append(_element(ctx, col, value))
+            return sql.SQL("{} && {}").format(expr, placeholder(col))
+        if op == "contains":
+            _require(ctx, self, col, _is_array(col) or _is_json(col), "an array or JSONB column")
+            return sql.SQL("{} @> {}").format(expr, placeholder(col))
+        if op == "any":
+            _require(ctx, self, col, _is_array(col), "an array column")
             return sql.SQL("{} = ANY({})").format(sql.Placeholder(), expr)
         if op == "has_key":
-            (key,) = self.values
             _require(ctx, self, col, _is_json(col), "a JSONB column")
-            ctx.params.append(_pattern(ctx, self, col, key))
             return sql.SQL("{} ? {}").format(expr, sql.Placeholder())
         if op == "json_eq":
-            key, value = self.values
             _require(ctx, self, col, _is_json(col), "a JSONB column")
-            ctx.params.extend([_pattern(ctx, self, col, key), _json_text(ctx, self, value)])
             return sql.SQL("{} ->> {} = {}").format(expr, sql.Placeholder(), sql.Placeholder())
         msg = f"unknown filter operator {op!r}"
         raise QueryError(msg, table=ctx.table, column=self.column)
 
-    def _compile_in(
+    def _sql_in(
         self, ctx: CompileContext, expr: sql.Composable, col: Column | None
     ) -> sql.Composable:
-        (values,) = self.values
         _require(ctx, self, col, not _is_array(col), "a scalar column (for arrays: overlaps)")
-        ctx.params.append([dump_for(ctx, col, v) for v in values])
         # One array parameter keeps the SQL text the same whatever the list's length, and an
         # explicit element type lets an empty list or a list of NULLs through. A type the user
         # declared may carry a length or precision (varchar(3), numeric(10,2)) that a cast would
@@ -421,6 +446,32 @@ class Condition(Filter):
         if self.op == "in":
             return sql.SQL("{} = ANY({})").format(expr, array)
         return sql.SQL("{} <> ALL({})").format(expr, array)
+
+    def _bind(self, ctx: CompileContext, col: Column | None) -> None:
+        """Check the values against *col* and append them in placeholder order."""
+        op, values = self.op, self.values
+        if op in _TEXT_OPS or op == "has_key":
+            (text,) = values
+            ctx.params.append(_pattern(ctx, self, col, text))
+        elif op in _BINARY or op == "contains":
+            (value,) = values
+            ctx.bind(col, value)
+        elif op == "overlaps":
+            (value,) = values
+            ctx.bind(col, list(value))
+        elif op in ("between", "not_between"):
+            low, high = values
+            ctx.bind(col, low)
+            ctx.bind(col, high)
+        elif op in ("in", "not_in"):
+            (items,) = values
+            ctx.params.append([dump_for(ctx, col, v) for v in items])
+        elif op == "any":
+            (value,) = values
+            ctx.params.append(_element(ctx, col, value))
+        elif op == "json_eq":
+            key, value = values
+            ctx.params.extend([_pattern(ctx, self, col, key), _json_text(ctx, self, value)])
 
 
 def _is_text(col: Column | None) -> bool:
@@ -501,6 +552,21 @@ class _Junction(Filter):
             return parts[0]
         return sql.SQL("({})").format(self._word.join(parts))
 
+    def bind(self, ctx: CompileContext) -> None:
+        """Append every item's parameters, in order."""
+        for item in self.items:
+            _sub(ctx, item).bind(ctx)
+
+    def shape(self) -> Hashable | None:
+        """The kind of junction and its items' shapes."""
+        shapes = []
+        for item in self.items:
+            inner = item.shape() if isa(item, Filter) else None
+            if inner is None:
+                return None
+            shapes.append(inner)
+        return (type(self).__name__, tuple(shapes))
+
 
 class And(_Junction):
     """All of several filters."""
@@ -529,6 +595,15 @@ class Not(Filter):
         """Return the negation as SQL."""
         return sql.SQL("NOT ({})").format(_sub(ctx, self.item).compile(ctx))
 
+    def bind(self, ctx: CompileContext) -> None:
+        """Append the negated filter's parameters."""
+        _sub(ctx, self.item).bind(ctx)
+
+    def shape(self) -> Hashable | None:
+        """The negated filter's shape, marked."""
+        inner = self.item.shape() if isa(self.item, Filter) else None
+        return None if inner is None else ("Not", inner)
+
 
 def _sub(ctx: CompileContext, item: object) -> Filter:
     """Return *item* if it is a filter; ``all_of(f, None)`` fails here, naming what it got."""
@@ -550,8 +625,12 @@ class Raw(Filter):
 
     def compile(self, ctx: CompileContext) -> sql.Composable:
         """Return the SQL as given, in parentheses."""
-        ctx.params.extend(self.params)
+        self.bind(ctx)
         return sql.SQL("({})").format(self.query)
+
+    def bind(self, ctx: CompileContext) -> None:
+        """Append the parameters as given."""
+        ctx.params.extend(self.params)
 
 
 def compile_filter(
@@ -564,7 +643,27 @@ def compile_filter(
         msg = f"expected a Filter, got {type(f).__name__} {f!r}"
         raise QueryError(msg, table=table, value=f)
     ctx = CompileContext(meta=meta, table=table, resolve=resolve)
-    return f.compile(ctx), tuple(ctx.params)
+    # Joins and HAVING resolve names their own way: only plain model filters are reused.
+    shape = f.shape() if resolve is None else None
+    if shape is None:
+        return f.compile(ctx), tuple(ctx.params)
+    key = (meta, shape)
+    fragment = _FRAGMENTS.get(key)
+    if fragment is None:
+        fragment = f.compile(ctx)
+        if len(_FRAGMENTS) >= _FRAGMENTS_SIZE:
+            _FRAGMENTS.clear()
+        _FRAGMENTS[key] = fragment
+    else:
+        f.bind(ctx)
+    return fragment, tuple(ctx.params)
+
+
+# The compiled SQL of each filter shape seen, per model: a filter called again with new values
+# skips composing its SQL, and returns the same object, which the statement built around it
+# and the executor's rendering then reuse too.
+_FRAGMENTS_SIZE: Final = 2048
+_FRAGMENTS: dict[tuple[TableMeta, Hashable], sql.Composable] = {}
 
 
 # --- sorting ----------------------------------------------------------------------------------
@@ -658,7 +757,23 @@ def compile_sorts(ctx: CompileContext, sorts: Sequence[Sort]) -> sql.Composable 
         if not isa(s, Sort):
             msg = f"expected a Sort, got {type(s).__name__} {s!r}"
             raise QueryError(msg, table=ctx.table, value=s)
-    return sql.SQL(", ").join(s.compile(ctx) for s in sorts)
+    try:
+        key: tuple[Any, ...] | None = (ctx.meta, *sorts) if ctx.resolve is None else None
+        hash(key)
+    except TypeError:  # a Sort holding something unhashable: compile it and let it fail
+        key = None
+    order = _ORDERS.get(key) if key is not None else None
+    if order is None:
+        order = sql.SQL(", ").join(s.compile(ctx) for s in sorts)
+        if key is not None:
+            if len(_ORDERS) >= _FRAGMENTS_SIZE:
+                _ORDERS.clear()
+            _ORDERS[key] = order
+    return order
+
+
+# The ORDER BY list of each list of sorts seen, per model, reused like filter fragments.
+_ORDERS: dict[tuple[Any, ...], sql.Composable] = {}
 
 
 # --- search -----------------------------------------------------------------------------------

@@ -436,11 +436,9 @@ def aggregate(
         if function is not Aggregate.COUNT:
             msg = f"{function.value}(*) is not an aggregate; only count(*) is"
             raise QueryError(msg, table=label, column=column)
-        expr: sql.Composable = sql.SQL("*")
         col = None
     else:
         col = meta.column(column)
-        expr = sql.Identifier(col.name)
         summable = col.type.python in (*_NUMERIC_TYPES, _types.INTERVAL.python)
         if function in (Aggregate.SUM, Aggregate.AVG) and not summable:
             msg = f"{function.value} needs a numeric column; {label}.{col.name} is {col.type.label}"
@@ -452,7 +450,9 @@ def aggregate(
             msg = f"{function.value} does not apply to {label}.{col.name} ({col.type.label})"
             raise QueryError(msg, table=label, column=col.name)
     where, params = _where(meta, label, f)
-    stmt = compiler.aggregate(meta, table, function.sql(), expr, where, params)
+    stmt = compiler.aggregate(
+        meta, table, function.sql(), None if col is None else col.name, where, params
+    )
     value = session._read(lambda ex: ex.scalar(stmt, table=label))
     return aggregate_value(function, col, value)
 

@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from orso_pg import Aggregate, Filter, QueryError, SearchFilter, Sort, SortOrder, ValidationError
+from orso_pg import (
+    Aggregate,
+    Filter,
+    QueryError,
+    SearchFilter,
+    Sort,
+    SortOrder,
+    ValidationError,
+    compiler,
+)
 from orso_pg.compiler import Statement
 from orso_pg.filters import (
     And,
@@ -436,3 +445,49 @@ def test_same_shape_same_text(f: Filter, data: st.DataObject) -> None:
     second = where(revalue(f, data))
     assert first.as_string() == second.as_string()
     assert len(first.params) == len(second.params)
+
+
+# --- reuse of compiled SQL --------------------------------------------------------------------
+
+
+def test_a_filter_shape_is_compiled_once_and_its_values_still_checked() -> None:
+    """A second filter of the same shape gets the same SQL object and its own checked values."""
+    first = where(Filter.eq("qty", 1) & Filter.between("price", 1, 2))
+    again = where(Filter.eq("qty", 7) & Filter.between("price", 3, 4))
+    assert again.query is first.query
+    assert (first.params, again.params) == ((1, 1.0, 2.0), (7, 3.0, 4.0))
+    with pytest.raises(ValidationError, match=r"uf_trades\.price = 'x'"):
+        where(Filter.eq("qty", 7) & Filter.between("price", 3, "x"))
+    other = where(Filter.eq("qty", 1) | Filter.between("price", 1, 2))
+    assert other.query is not first.query
+    assert other.as_string() != first.as_string()
+
+
+def test_hand_written_sql_is_compiled_every_time() -> None:
+    """A filter holding Filter.raw has no shape: its SQL is composed afresh, params in order."""
+    f = Filter.eq("qty", 1) & Filter.raw(sql.SQL("price > %s"), [5])
+    first, params = compile_filter(META, "uf_trades", f)
+    assert compile_filter(META, "uf_trades", f)[0] is not first
+    assert params == (1, 5)
+    assert first is not None
+    assert first.as_string(None) == '("qty" = %s AND (price > %s))'
+
+
+def test_statements_around_a_reused_fragment_are_reused() -> None:
+    """The statement built around a reused WHERE and ORDER BY is the same object, per shape."""
+    ctx = CompileContext(meta=META, table="uf_trades")
+    order = compile_sorts(ctx, [Sort.desc("price")])
+    assert compile_sorts(ctx, [Sort.desc("price")]) is order
+    where_a, params_a = compile_filter(META, "uf_trades", Filter.eq("symbol", "A"))
+    where_b, params_b = compile_filter(META, "uf_trades", Filter.eq("symbol", "B"))
+    one = compiler.select_where(META, None, where_a, params_a, order_by=order, limit=5)
+    two = compiler.select_where(META, None, where_b, params_b, order_by=order, limit=6)
+    assert two.query is one.query
+    assert (one.params, two.params) == (("A", 5), ("B", 6))
+    unlimited = compiler.select_where(META, None, where_b, params_b, order_by=order)
+    assert unlimited.query is not one.query
+    assert "LIMIT" not in unlimited.as_string()
+    elsewhere = compiler.select_where(
+        META, "uf_archive", where_b, params_b, order_by=order, limit=6
+    )
+    assert '"uf_archive"' in elsewhere.as_string()
