@@ -28,7 +28,7 @@ import enum
 import json
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, cast
 
 import attrs
 from psycopg import sql
@@ -465,13 +465,26 @@ class Condition(Filter):
             ctx.bind(col, high)
         elif op in ("in", "not_in"):
             (items,) = values
-            ctx.params.append([dump_for(ctx, col, v) for v in items])
+            ctx.params.append(_dump_list(ctx, col, items))
         elif op == "any":
             (value,) = values
             ctx.params.append(_element(ctx, col, value))
         elif op == "json_eq":
             key, value = values
             ctx.params.extend([_pattern(ctx, self, col, key), _json_text(ctx, self, value)])
+
+
+def _dump_list(ctx: CompileContext, col: Column | None, items: Sequence[object]) -> list[Any]:
+    """Return the values of an ``in_values`` list checked by *col*'s type.
+
+    A list of plain ints for a BIGINT column, the common case of id lists, is checked as a
+    whole (type and range) instead of value by value.
+    """
+    if col is not None and col.type is _types.BIGINT and all(type(v) is int for v in items):
+        ints = cast("list[int]", list(items))
+        if not ints or (min(ints) >= _types.INT8_MIN and max(ints) <= _types.INT8_MAX):
+            return ints
+    return [dump_for(ctx, col, v) for v in items]
 
 
 def _is_text(col: Column | None) -> bool:
