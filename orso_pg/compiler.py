@@ -312,41 +312,6 @@ def select_where(
     return Statement(_around(key, (where, order_by), build), tuple(args))
 
 
-def paginated(
-    meta: TableMeta,
-    table_name: str | None,
-    where: sql.Composable | None,
-    params: tuple[Any, ...],
-    order_by: sql.Composable,
-    limit: int,
-    offset: int,
-) -> Statement:
-    """Return one statement yielding the total and one page: ``total, present, <columns>``.
-
-    The count and the page come from one snapshot in one round trip. The page is joined
-    laterally to the count, so an empty page still returns one row carrying the total, with
-    ``present`` NULL.
-    """
-
-    def build() -> sql.Composable:
-        counted = _where(
-            sql.SQL("SELECT count(*) AS total FROM {}").format(meta.qualified(table_name)), where
-        )
-        page = _where(
-            sql.SQL("SELECT TRUE AS present, {} FROM {}").format(
-                column_list(meta.columns), meta.qualified(table_name)
-            ),
-            where,
-        )
-        page = sql.SQL("{} ORDER BY {} LIMIT %s OFFSET %s").format(page, order_by)
-        return sql.SQL(
-            "SELECT c.total, p.* FROM ({}) AS c LEFT JOIN LATERAL ({}) AS p ON TRUE"
-        ).format(counted, page)
-
-    query = _around(("paginated", meta, table_name), (where, order_by), build)
-    return Statement(query, (*params, *params, limit, offset))
-
-
 def aggregate(
     meta: TableMeta,
     table_name: str | None,

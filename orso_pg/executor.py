@@ -4,7 +4,9 @@ Owns running statements (reads always in binary format, so BYTEA never goes thro
 COPY, server-side cursors, the translation of driver errors into :mod:`orso_pg.errors` by
 SQLSTATE, statement listeners (logging and counting), and turning rows into model instances.
 It must not decide what SQL to run (the compiler does) nor manage pools and transactions
-(:mod:`orso_pg.database` does): it is handed a connection and uses it.
+(:mod:`orso_pg.database` does): it is handed a connection and uses it. The one transaction it
+opens itself is the read-only snapshot that statements fetched together share when the
+connection is not already in a transaction.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ logger = logging.getLogger("orso_pg")
 
 M = TypeVar("M")
 Listener = Callable[[str, tuple[Any, ...]], None]
+
+_IDLE: Final = psycopg.pq.TransactionStatus.IDLE
+_SNAPSHOT: Final = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+_END_SNAPSHOT: Final = sql.SQL("COMMIT")
 
 _RENDER_CACHE_SIZE: Final = 2048
 _render_cache: dict[int, tuple[sql.Composable, bytes]] = {}
@@ -101,6 +107,38 @@ class Executor:
         try:
             return cur.fetchone()
         except psycopg.Error as exc:
+            raise translate(exc, table=table) from exc
+
+    def fetch_together(
+        self, stmts: Sequence[Statement], *, table: str | None = None
+    ) -> list[list[tuple[Any, ...]]]:
+        """Run *stmts* in one round trip and one snapshot; return the rows of each.
+
+        They are sent in pipeline mode. Outside a transaction they run in a ``REPEATABLE READ,
+        READ ONLY`` transaction of their own, so they see the same committed data (as one
+        statement would, and faster than one statement joining them); inside a transaction,
+        what its isolation level shows.
+        """
+        conn = self.conn
+        queries = [render(stmt.query) for stmt in stmts]
+        for query, stmt in zip(queries, stmts, strict=True):
+            self._notify(query, stmt.params)
+        own = conn.info.transaction_status == _IDLE
+        try:
+            cursors = [conn.cursor(binary=True) for _ in stmts]
+            with conn.pipeline():
+                if own:
+                    conn.execute(_SNAPSHOT)
+                for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
+                    cur.execute(query, stmt.params)
+                if own:
+                    conn.execute(_END_SNAPSHOT)
+            return [cur.fetchall() for cur in cursors]
+        except psycopg.Error as exc:
+            if own and not conn.closed and conn.info.transaction_status != _IDLE:
+                # A statement failed, so the COMMIT was skipped: end the snapshot here rather
+                # than hand the connection back inside a failed transaction.
+                conn.rollback()
             raise translate(exc, table=table) from exc
 
     def scalar(self, stmt: Statement, *, table: str | None = None) -> Any:

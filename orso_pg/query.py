@@ -374,21 +374,6 @@ class QueryBuilder:
         body = self._body(params, ordered=False)
         return Statement(sql.SQL("SELECT count(*) FROM ({}) AS q").format(body), tuple(params))
 
-    def build_page(self, limit: int, offset: int, tiebreak: Sequence[Sort] = ()) -> Statement:
-        """Return one statement yielding ``total, present, <columns>`` for one page."""
-        count_params: list[Any] = []
-        counted = sql.SQL("SELECT count(*) AS total FROM ({}) AS q").format(
-            self._body(count_params, ordered=False)
-        )
-        page_builder = attrs.evolve(self, orders=(*self.orders, *tiebreak))
-        page_params: list[Any] = []
-        body = page_builder._body(page_params, ordered=True)
-        page = sql.SQL("SELECT TRUE AS present, s.* FROM ({} LIMIT %s OFFSET %s) AS s").format(body)
-        query = sql.SQL(
-            "SELECT c.total, p.* FROM ({}) AS c LEFT JOIN LATERAL ({}) AS p ON TRUE"
-        ).format(counted, page)
-        return Statement(query, (*count_params, *page_params, limit, offset))
-
     # --- running ------------------------------------------------------------------------------
 
     def fetch(self, db: object) -> list[tuple[Any, ...]]:

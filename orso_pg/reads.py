@@ -14,10 +14,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 from psycopg import sql
 
 from orso_pg import compiler
 from orso_pg import types as _types
+from orso_pg.compiler import Statement
+from orso_pg.database import Session
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.executor import loader
 from orso_pg.filters import (
@@ -228,11 +231,18 @@ def update_where(
 # --- pages ------------------------------------------------------------------------------------
 
 
-def _page(meta: TableMeta, rows: list[tuple[Any, ...]], page: Pagination) -> PaginatedResult[Any]:
-    """Unpack the ``total, present, <columns>`` rows of a page statement (see compiler)."""
-    total = int(rows[0][0]) if rows else 0
+def _page(
+    meta: TableMeta,
+    session: Session,
+    label: str,
+    count: Statement,
+    rows: Statement,
+    page: Pagination,
+) -> PaginatedResult[Any]:
+    """Run a page's count and rows together (one round trip, one snapshot) and load them."""
+    counted, found = session._read(lambda ex: ex.fetch_together([count, rows], table=label))
     load = loader(meta)
-    return PaginatedResult([load(r[2:]) for r in rows if r[1] is not None], page.with_total(total))
+    return PaginatedResult([load(r) for r in found], page.with_total(int(counted[0][0])))
 
 
 def find_page(
@@ -243,7 +253,7 @@ def find_page(
     db: object,
     table_name: object = None,
 ) -> PaginatedResult[M]:
-    """Return one page of the rows matching *f* and the total, in one statement.
+    """Return one page of the rows matching *f* and the total, from one snapshot.
 
     Rows are in *sorts* order with the primary key as the last tie-breaker, so pages never
     overlap or skip rows. Without a pagination, page 1 of 20 (as orso).
@@ -257,8 +267,11 @@ def find_page(
     order = _order(meta, label, with_tiebreak(meta, sorts or ()))
     if order is None:
         order = sql.SQL("1")  # a model without a key: any order
-    stmt = compiler.paginated(meta, table, where, params, order, page.limit(), page.offset())
-    return _page(meta, session._read(lambda ex: ex.fetch_all(stmt, table=label)), page)
+    count = compiler.count(meta, table, None if where is None else Statement(where, params))
+    rows = compiler.select_where(
+        meta, table, where, params, order_by=order, limit=page.limit(), offset=page.offset()
+    )
+    return _page(meta, session, label, count, rows, page)
 
 
 def search(
@@ -544,14 +557,18 @@ def query(cls: type[M], builder: QueryBuilder, db: object) -> list[M]:
 def query_paginated(
     cls: type[M], builder: QueryBuilder, pagination: Pagination, db: object
 ) -> PaginatedResult[M]:
-    """Run one page of *builder* with the total of the whole query, in one statement."""
+    """Run one page of *builder* with the total of the whole query, from one snapshot."""
     meta = _model_builder(cls, builder)
     session = check_session(db)
     if not isa(pagination, Pagination):
         msg = f"expected a Pagination, got {type(pagination).__name__}"
         raise ValidationError(msg, table=meta.name, value=pagination)
     tiebreak = [s for s in with_tiebreak(meta, builder.orders) if s not in builder.orders]
-    stmt = builder.build_page(pagination.limit(), pagination.offset(), tiebreak)
-    return _page(
-        meta, session._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name)), pagination
+    page = attrs.evolve(
+        builder,
+        orders=(*builder.orders, *tiebreak),
+        limit_rows=pagination.limit(),
+        offset_rows=pagination.offset(),
     )
+    count = builder.build_count()
+    return _page(meta, session, builder.base_name, count, page.build(), pagination)

@@ -36,7 +36,7 @@ _PAGE = (
     "SELECT id, symbol, ts, price, qty, side, meta FROM trades "
     "WHERE symbol = %s AND ts BETWEEN %s AND %s ORDER BY ts, id LIMIT %s OFFSET %s"
 )
-# The same single statement as orso_pg's pages: the total joined laterally to the page.
+# The total joined laterally to the page: one statement, so one snapshot without a transaction.
 _PAGE_WITH_TOTAL = (
     "SELECT c.total, p.* FROM (SELECT count(*) AS total FROM trades "
     "WHERE symbol = %s AND ts BETWEEN %s AND %s) AS c LEFT JOIN LATERAL ("
@@ -388,6 +388,20 @@ class Pages(_Reads):
 
             return PerOp(call, finish=conn.commit)
 
+        def raw_pipeline() -> PerOp:
+            conn = clients.raw
+            counter, pager = conn.cursor(binary=True), conn.cursor(binary=True)
+
+            def call(page: int) -> int:
+                with conn.pipeline():
+                    counter.execute(_COUNT, where, prepare=True)
+                    params = (*where, per_page, (page - 1) * per_page)
+                    pager.execute(_PAGE, params, prepare=True)
+                expect("total", counter.fetchone()[0], total)  # type: ignore[index]
+                return sum(o.qty for o in [TradeRow(*r) for r in pager.fetchall()])
+
+            return PerOp(call, finish=conn.commit)
+
         def orso_list() -> PerOp:
             db = clients.db
             f = _range_filter(*where)
@@ -445,6 +459,7 @@ class Pages(_Reads):
         return [
             Variant("raw", "one_statement_attrs", raw_one, "per_op"),
             Variant("raw", "count_then_page_attrs", raw_two, "per_op"),
+            Variant("raw", "pipelined_count_and_page_attrs", raw_pipeline, "per_op"),
             Variant("orso_pg", "list_where", orso_list, "per_op"),
             Variant("sqlalchemy_core", "count_then_page", core, "per_op"),
             Variant("sqlalchemy_orm", "count_then_page", orm, "per_op"),

@@ -16,6 +16,7 @@ from orso_pg import (
     Database,
     Filter,
     Orso,
+    OrsoError,
     Pagination,
     Sort,
     SortOrder,
@@ -23,7 +24,10 @@ from orso_pg import (
     column,
     table,
 )
+from orso_pg.compiler import Statement
+from orso_pg.executor import Executor
 from tests import filter_eval
+from tests.conftest import Server
 from tests.helpers import count_statements, create_tables
 
 
@@ -37,6 +41,7 @@ class PageRow(Orso):
 
 
 COLUMNS = ("a", "f", "t", "b")
+SELECT_PAGE = 'SELECT "id", "a", "f", "t", "b"'
 VALUES: dict[str, st.SearchStrategy[Any]] = {
     "a": st.integers(-3, 3),
     "f": st.sampled_from([0.0, -0.0, 1.5, -2.0, float("inf"), float("-inf"), float("nan")]),
@@ -237,18 +242,60 @@ def test_default_page_is_one_of_twenty(db: Database, pages: psycopg.Connection[A
     assert [r.id for r in result] == list(range(1, 21))
 
 
-def test_each_page_is_one_statement(db: Database, pages: psycopg.Connection[Any]) -> None:
-    """A page and its total come back in one statement; so does each keyset page."""
+def test_each_page_is_one_round_trip(db: Database, pages: psycopg.Connection[Any]) -> None:
+    """A page is its count and its rows, sent together; a keyset page is one statement."""
     insert(pages, [{"a": n, "f": None, "t": None, "b": None} for n in range(5)], 1)
     with count_statements(db) as log:
         PageRow.find_paginated(Pagination(1, 2), db)
-    assert len(log) == 1
+    assert [t.split(" FROM ")[0] for t in log.texts()] == ["SELECT count(*)", SELECT_PAGE]
     with count_statements(db) as log:
         PageRow.list_where(Filter.gt("a", 1), [Sort.desc("a")], Pagination(2, 1), db)
-    assert len(log) == 1
+    assert len(log) == 2
+    assert log.texts()[1].endswith("LIMIT %s OFFSET %s")
     with count_statements(db) as log:
         PageRow.find_keyset(None, [Sort.asc("a")], db, limit=2)
     assert len(log) == 1
+
+
+def test_a_page_and_its_total_share_one_read_only_snapshot(db: Database) -> None:
+    """Statements fetched together outside a transaction run in one REPEATABLE READ snapshot.
+
+    Inside a transaction they run in it, with its isolation; either way in one round trip.
+    """
+    probe = Statement(
+        sql.SQL(
+            "SELECT current_setting('transaction_isolation'),"
+            " current_setting('transaction_read_only'), transaction_timestamp()"
+        )
+    )
+    with db.connection() as conn:
+        first, second = Executor(conn).fetch_together([probe, probe])
+        assert first == second  # one transaction: the same transaction_timestamp()
+        assert first[0][:2] == ("repeatable read", "on")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with db.transaction() as tx:
+        inside, again = Executor(tx.connection).fetch_together([probe, probe])
+        assert inside == again
+        assert inside[0][:2] == ("read committed", "off")
+
+
+def test_a_failing_page_leaves_its_connection_usable(
+    server: Server, schema: str, pages: psycopg.Connection[Any]
+) -> None:
+    """A page whose statements fail ends its snapshot: the pool's only connection still works."""
+    insert(pages, [{"a": n, "f": None, "t": None, "b": None} for n in range(3)], 1)
+    crash = Filter.raw(sql.SQL("1 / a = 1"))
+    with Database(server.dsn, schema=schema, min_size=1, max_size=1) as single:
+        with pytest.raises(OrsoError, match="division by zero"):
+            PageRow.find_where_paginated(crash, Pagination(1, 2), single)
+        assert PageRow.find_paginated(Pagination(1, 2), single).total == 3
+        with single.connection() as conn:
+            count = Statement(sql.SQL("SELECT count(*) FROM page_rows"))
+            with pytest.raises(OrsoError, match="division by zero"):
+                Executor(conn).fetch_together([count, Statement(sql.SQL("SELECT 1 / 0"))])
+            # Not left for the pool to roll back: the snapshot was ended on the spot.
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert Executor(conn).fetch_together([count]) == [[(3,)]]
 
 
 def test_bad_pagination_arguments(db: Database, pages: psycopg.Connection[Any]) -> None:

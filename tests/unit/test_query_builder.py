@@ -184,20 +184,6 @@ def test_count_statement() -> None:
     )
 
 
-def test_page_statement() -> None:
-    """build_page returns the total and one page in one statement, tie-broken on the key."""
-    q = QueryBuilder(Candle).where(Filter.gt("close", 1)).order_by(Sort.desc("close"))
-    stmt = q.build_page(10, 20, [Sort.asc("id")])
-    body = f'SELECT {ALL} FROM "uq_candles" WHERE "close" > %s'
-    assert_sql(
-        stmt,
-        f"SELECT c.total, p.* FROM (SELECT count(*) AS total FROM ({body}) AS q) AS c"
-        f" LEFT JOIN LATERAL (SELECT TRUE AS present, s.* FROM ({body}"
-        ' ORDER BY "close" DESC, "id" ASC LIMIT %s OFFSET %s) AS s) AS p ON TRUE',
-        (1.0, 1.0, 10, 20),
-    )
-
-
 # --- refusals ---------------------------------------------------------------------------------
 
 
@@ -319,5 +305,5 @@ def test_placeholders_match_params(
         q = q.limit(limit)
     if offset is not None:
         q = q.offset(offset)
-    for stmt in (q.build(), q.build_count(), q.build_page(3, 4)):
+    for stmt in (q.build(), q.build_count(), q.limit(3).offset(4).build()):
         assert len(re.findall("%[sb]", stmt.as_string())) == len(stmt.params)
