@@ -351,13 +351,19 @@ def update_where(
     params: tuple[Any, ...],
 ) -> Statement:
     """Return ``UPDATE t SET a = %s, ... [, updated_at = now()] [WHERE ...]``."""
-    assignments: list[sql.Composable] = [
-        sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names
-    ]
-    if meta.updated_at is not None and meta.updated_at.name not in names:
-        assignments.append(sql.SQL("{} = {}").format(sql.Identifier(meta.updated_at.name), _NOW))
-    head = sql.SQL("UPDATE {} SET {}").format(meta.qualified(table_name), _COMMA.join(assignments))
-    return Statement(_where(head, where), (*values, *params))
+
+    def build() -> sql.Composable:
+        assignments: list[sql.Composable] = [
+            sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names
+        ]
+        if meta.updated_at is not None and meta.updated_at.name not in names:
+            stamp = sql.Identifier(meta.updated_at.name)
+            assignments.append(sql.SQL("{} = {}").format(stamp, _NOW))
+        target = meta.qualified(table_name)
+        return _where(sql.SQL("UPDATE {} SET {}").format(target, _COMMA.join(assignments)), where)
+
+    query = _around(("update", meta, table_name, tuple(names)), (where,), build)
+    return Statement(query, (*values, *params))
 
 
 @functools.lru_cache(maxsize=1024)
