@@ -494,3 +494,16 @@ def test_statements_around_a_reused_fragment_are_reused() -> None:
         META, "uf_archive", where_b, params_b, order_by=order, limit=6
     )
     assert '"uf_archive"' in elsewhere.as_string()
+
+
+def test_update_where_reuses_its_statement_per_column_set() -> None:
+    """UPDATE ... WHERE around a reused fragment is reused for the same columns only."""
+    where_a, params_a = compile_filter(META, "uf_trades", Filter.eq("symbol", "A"))
+    where_b, params_b = compile_filter(META, "uf_trades", Filter.eq("symbol", "B"))
+    set_qty = compiler.update_where(META, None, ["qty"], [1], where_a, params_a)
+    again = compiler.update_where(META, None, ["qty"], [2], where_b, params_b)
+    assert again.query is set_qty.query
+    assert again.params == (2, "B")
+    both = compiler.update_where(META, None, ["qty", "price"], [2, 1.0], where_b, params_b)
+    assert both.query is not set_qty.query
+    assert '"qty" = %s, "price" = %s' in both.as_string()
