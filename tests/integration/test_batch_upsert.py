@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -106,6 +107,7 @@ def quotes(db: Database) -> Database:
     batch=st.lists(st.tuples(venues, seqs, prices, sizes), max_size=30),
     chunk=st.sampled_from([1, 4, 100]),
     do_nothing=st.booleans(),
+    shape=st.sampled_from(["instances", "tuples", "dicts"]),
 )
 def test_upsert_matches_a_python_model(
     quotes: Database,
@@ -113,18 +115,26 @@ def test_upsert_matches_a_python_model(
     batch: list[tuple[str, int, float, int]],
     chunk: int,
     do_nothing: bool,
+    shape: str,
 ):
-    """Duplicates, existing rows and a composite key give the table and counts of the model."""
+    """Duplicates, existing rows and a composite key give the table and counts of the model,
+    whether the batch comes as instances (batch_upsert) or plain rows (batch_upsert_rows)."""
     db = quotes
     _clear(db, "bu_quotes")
     Quote.batch_create(
         [Quote(venue=v, seq=s, price=p, size=z) for (v, s), (p, z) in existing.items()], db
     )
     ids_before = {(q.venue, q.seq): (q.id, q.created_at) for q in Quote.find_all(db)}
-    rows = [Quote(venue=v, seq=s, price=p, size=z) for v, s, p, z in batch]
-    result = Quote.batch_upsert(
-        rows, db, chunk_size=chunk, on_conflict="nothing" if do_nothing else "update"
-    )
+    mode: Literal["update", "nothing"] = "nothing" if do_nothing else "update"
+    if shape == "instances":
+        rows = [Quote(venue=v, seq=s, price=p, size=z) for v, s, p, z in batch]
+        result = Quote.batch_upsert(rows, db, chunk_size=chunk, on_conflict=mode)
+    else:
+        names = ("venue", "seq", "price", "size")
+        plain: list[Any] = list(batch)
+        if shape == "dicts":
+            plain = [dict(zip(names, r, strict=True)) for r in batch]
+        result = Quote.batch_upsert_rows(plain, db, chunk_size=chunk, on_conflict=mode)
     want_table, want_result = _expected(existing, batch, chunk, do_nothing=do_nothing)
     assert _table(db) == want_table
     assert result == want_result
