@@ -16,6 +16,7 @@ from typing import Any, Final
 import attrs
 from psycopg import sql
 
+from orso_pg._memo import Memo
 from orso_pg.errors import QueryError
 from orso_pg.schema import Column, TableMeta
 
@@ -255,10 +256,8 @@ def _where(head: sql.Composable, where: sql.Composable | None) -> sql.Composable
 
 # Statements around a WHERE (and ORDER BY) fragment, per fragment object. The filter module
 # hands back one fragment object per filter shape, so a filtered call made again finds its
-# statement here, already composed, and the executor's rendering of it too. An entry keeps its
-# fragments alive, so an id in a key cannot be reused by another object while it is cached.
-_AROUND_SIZE: Final = 2048
-_AROUND: dict[tuple[Any, ...], tuple[tuple[object, ...], sql.Composable]] = {}
+# statement here, already composed, and the executor's rendering of it too.
+_AROUND: Final[Memo[sql.Composable]] = Memo()
 
 
 def _around(
@@ -267,14 +266,9 @@ def _around(
     build: Callable[[], sql.Composable],
 ) -> sql.Composable:
     """Return the statement *build* makes from *fragments*, built once per fragment objects."""
-    full = (*key, *map(id, fragments))
-    entry = _AROUND.get(full)
-    if entry is not None and all(a is b for a, b in zip(entry[0], fragments, strict=True)):
-        return entry[1]
-    query = build()
-    if len(_AROUND) >= _AROUND_SIZE:
-        _AROUND.clear()
-    _AROUND[full] = (fragments, query)
+    query = _AROUND.get(key, fragments)
+    if query is None:
+        query = _AROUND.put(key, build(), fragments)
     return query
 
 

@@ -22,6 +22,7 @@ import psycopg_pool
 from psycopg import sql
 
 from orso_pg import errors
+from orso_pg._memo import Memo
 from orso_pg.compiler import Statement
 from orso_pg.types import Refused
 
@@ -39,8 +40,7 @@ _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 _SNAPSHOT: Final = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 _END_SNAPSHOT: Final = sql.SQL("COMMIT")
 
-_RENDER_CACHE_SIZE: Final = 2048
-_render_cache: dict[int, tuple[sql.Composable, bytes]] = {}
+_RENDERED: Final[Memo[bytes]] = Memo()
 
 
 def render(query: sql.Composable) -> bytes:
@@ -50,13 +50,9 @@ def render(query: sql.Composable) -> bytes:
     back for every call of an operation and is rendered once. Connections use UTF-8 (set by
     :mod:`orso_pg.database`), which is what rendering without a connection assumes.
     """
-    entry = _render_cache.get(id(query))
-    if entry is not None and entry[0] is query:
-        return entry[1]
-    data = query.as_bytes(None)
-    if len(_render_cache) >= _RENDER_CACHE_SIZE:
-        _render_cache.clear()
-    _render_cache[id(query)] = (query, data)
+    data = _RENDERED.get(None, (query,))
+    if data is None:
+        data = _RENDERED.put(None, query.as_bytes(None), (query,))
     return data
 
 

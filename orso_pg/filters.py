@@ -34,6 +34,7 @@ import attrs
 from psycopg import sql
 
 from orso_pg import types as _types
+from orso_pg._memo import Memo
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.schema import Column, TableMeta
 from orso_pg.types import Refused
@@ -660,13 +661,9 @@ def compile_filter(
     shape = f.shape() if resolve is None else None
     if shape is None:
         return f.compile(ctx), tuple(ctx.params)
-    key = (meta, shape)
-    fragment = _FRAGMENTS.get(key)
+    fragment = _FRAGMENTS.get((meta, shape))
     if fragment is None:
-        fragment = f.compile(ctx)
-        if len(_FRAGMENTS) >= _FRAGMENTS_SIZE:
-            _FRAGMENTS.clear()
-        _FRAGMENTS[key] = fragment
+        fragment = _FRAGMENTS.put((meta, shape), f.compile(ctx))
     else:
         f.bind(ctx)
     return fragment, tuple(ctx.params)
@@ -675,8 +672,7 @@ def compile_filter(
 # The compiled SQL of each filter shape seen, per model: a filter called again with new values
 # skips composing its SQL, and returns the same object, which the statement built around it
 # and the executor's rendering then reuse too.
-_FRAGMENTS_SIZE: Final = 2048
-_FRAGMENTS: dict[tuple[TableMeta, Hashable], sql.Composable] = {}
+_FRAGMENTS: Final[Memo[sql.Composable]] = Memo()
 
 
 # --- sorting ----------------------------------------------------------------------------------
@@ -770,23 +766,23 @@ def compile_sorts(ctx: CompileContext, sorts: Sequence[Sort]) -> sql.Composable 
         if not isa(s, Sort):
             msg = f"expected a Sort, got {type(s).__name__} {s!r}"
             raise QueryError(msg, table=ctx.table, value=s)
-    try:
-        key: tuple[Any, ...] | None = (ctx.meta, *sorts) if ctx.resolve is None else None
-        hash(key)
-    except TypeError:  # a Sort holding something unhashable: compile it and let it fail
-        key = None
-    order = _ORDERS.get(key) if key is not None else None
-    if order is None:
-        order = sql.SQL(", ").join(s.compile(ctx) for s in sorts)
-        if key is not None:
-            if len(_ORDERS) >= _FRAGMENTS_SIZE:
-                _ORDERS.clear()
-            _ORDERS[key] = order
-    return order
+    if ctx.resolve is None:  # joins and HAVING resolve names their own way: not reused
+        key = (ctx.meta, *sorts)
+        try:
+            order = _ORDERS.get(key)
+        except TypeError:  # a Sort holding something unhashable: compile it and let it fail
+            pass
+        else:
+            return order if order is not None else _ORDERS.put(key, _order_by(ctx, sorts))
+    return _order_by(ctx, sorts)
+
+
+def _order_by(ctx: CompileContext, sorts: Sequence[Sort]) -> sql.Composable:
+    return sql.SQL(", ").join(s.compile(ctx) for s in sorts)
 
 
 # The ORDER BY list of each list of sorts seen, per model, reused like filter fragments.
-_ORDERS: dict[tuple[Any, ...], sql.Composable] = {}
+_ORDERS: Final[Memo[sql.Composable]] = Memo()
 
 
 # --- search -----------------------------------------------------------------------------------

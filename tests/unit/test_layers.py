@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "orso_pg"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "_embedded": 1,
+    "_memo": 1,
     "codec": 1,
     "types": 1,
     "schema": 1,
