@@ -563,10 +563,9 @@ def query_paginated(
     if not isa(pagination, Pagination):
         msg = f"expected a Pagination, got {type(pagination).__name__}"
         raise ValidationError(msg, table=meta.name, value=pagination)
-    tiebreak = [s for s in with_tiebreak(meta, builder.orders) if s not in builder.orders]
     page = attrs.evolve(
         builder,
-        orders=(*builder.orders, *tiebreak),
+        orders=with_tiebreak(meta, builder.orders),
         limit_rows=pagination.limit(),
         offset_rows=pagination.offset(),
     )
