@@ -29,7 +29,7 @@ from psycopg import sql
 from orso_pg import ddl
 from orso_pg.compiler import Statement
 from orso_pg.errors import MigrationError
-from orso_pg.introspect import LiveColumn, LiveTable
+from orso_pg.introspect import LiveColumn, LiveConstraint, LiveTable
 from orso_pg.schema import MAX_IDENTIFIER_BYTES, Column, Index, TableMeta
 from orso_pg.steps import BuildIndex, CastCheck, Convert, MigrationStep, Run
 from orso_pg.types import Refused
@@ -163,15 +163,6 @@ def _model_fks(meta: TableMeta) -> list[tuple[str, str, str, str]]:
     return [_fk_spec(c) for c in meta.columns if c.ref_table is not None]
 
 
-def _fk_matches(column: Column, spec: tuple[str, str, str, str], schema: str | None) -> bool:
-    """Whether the live foreign key *spec* into *schema* is *column*'s.
-
-    A column naming no schema (a reference by table name) takes the table wherever the
-    search_path found it; one referencing a model declared with a schema needs that schema.
-    """
-    return _fk_spec(column) == spec and column.ref_schema in (None, schema)
-
-
 def describe(meta: TableMeta, target: LiveTable) -> dict[str, Any]:
     """Return the schema the model asks for, as JSON-ready data (kept in the history).
 
@@ -266,6 +257,15 @@ class _Planner:
         """Whether the previous migration of this table put *spec* there."""
         return self.previous is not None and spec in self.previous.get(kind, [])
 
+    def fk_is(self, column: Column, con: LiveConstraint) -> bool:
+        """Whether the live single-column foreign key *con* is the one *column* declares.
+
+        A column naming no schema (a reference by table name) takes the table wherever the
+        search_path found it; one referencing a model declared with a schema needs that schema.
+        """
+        now = (self.now(con.columns[0]), con.ref_table, con.ref_columns[0], con.on_delete)
+        return _fk_spec(column) == now and column.ref_schema in (None, con.ref_schema)
+
     def live_for(self, column: Column) -> LiveColumn | None:
         """The live column holding *column*'s data (by its name or a former name)."""
         found = self.live.column(column.name)
@@ -359,8 +359,7 @@ class _Planner:
             if len(con.columns) != 1 or con.ref_table is None or self.involves_extra(con.columns):
                 continue
             spec = (con.columns[0], con.ref_table, con.ref_columns[0], con.on_delete)
-            now = (self.now(con.columns[0]), *spec[1:])
-            kept = any(_fk_matches(c, now, con.ref_schema) for c in refs)
+            kept = any(self.fk_is(c, con) for c in refs)
             if not kept and self.owned("foreign_keys", list(spec)):
                 self.steps.append(
                     _step(
@@ -793,14 +792,12 @@ class _Planner:
 
     def plan_fk_add(self) -> None:
         have = [
-            ((self.now(con.columns[0]), con.ref_table, con.ref_columns[0], con.on_delete), con)
+            con
             for con in self.live.of_kind("f")
             if len(con.columns) == 1 and con.ref_table is not None
         ]
         for column in self.meta.columns:
-            if column.ref_table is None or any(
-                _fk_matches(column, spec, con.ref_schema) for spec, con in have
-            ):
+            if column.ref_table is None or any(self.fk_is(column, con) for con in have):
                 continue
             self.late.append(
                 _step(
