@@ -19,7 +19,7 @@ from orso_pg.compiler import Statement
 from orso_pg.database import Session
 from orso_pg.errors import NotFoundError, QueryError, ValidationError
 from orso_pg.executor import Executor, fill, loader, refused
-from orso_pg.schema import MAX_IDENTIFIER_BYTES, TableMeta, table_of
+from orso_pg.schema import TableMeta, identifier_problem, table_of
 from orso_pg.types import Refused
 
 if TYPE_CHECKING:
@@ -60,12 +60,9 @@ def check_table_name(meta: TableMeta, table_name: object) -> str | None:
     if not isinstance(table_name, str) or not table_name:
         msg = f"table_name must be a non-empty str, not {table_name!r}"
         raise ValidationError(msg, table=meta.name, value=table_name)
-    if "\x00" in table_name or len(table_name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
-        msg = f"table name {table_name!r} is not a valid PostgreSQL identifier (NUL or > 63 bytes)"
-        raise ValidationError(msg, table=meta.name, value=table_name)
-    if "%" in table_name:
-        # psycopg reads % in the statement text as a placeholder, even inside a quoted name.
-        msg = f"table name {table_name!r} contains %, which psycopg would read as a placeholder"
+    problem = identifier_problem(table_name)
+    if problem is not None:
+        msg = f"table name {table_name!r} {problem}"
         raise ValidationError(msg, table=meta.name, value=table_name)
     return table_name
 

@@ -19,7 +19,7 @@ from psycopg import sql
 from orso_pg.compiler import Statement
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
-from orso_pg.schema import MAX_IDENTIFIER_BYTES, Column, TableMeta, models, table_of
+from orso_pg.schema import Column, TableMeta, identifier_problem, models, table_of
 
 __all__ = ["JoinType", "QueryBuilder"]
 
@@ -73,12 +73,9 @@ def _check_table_name(name: object) -> str | None:
 
 def _check_identifier(kind: str, name: str) -> None:
     """Refuse a name PostgreSQL or psycopg cannot take verbatim as a quoted identifier."""
-    if "\x00" in name or len(name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
-        msg = f"{kind} {name!r} is not a valid PostgreSQL identifier (NUL or > 63 bytes)"
-        raise ValidationError(msg, table=name, value=name)
-    if "%" in name:
-        # psycopg reads % in the statement text as a placeholder, even inside a quoted name.
-        msg = f"{kind} {name!r} contains %, which psycopg would read as a placeholder"
+    problem = identifier_problem(name)
+    if problem is not None:
+        msg = f"{kind} {name!r} {problem}"
         raise ValidationError(msg, table=name, value=name)
 
 

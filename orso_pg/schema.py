@@ -24,6 +24,7 @@ __all__ = [
     "Index",
     "TableMeta",
     "column",
+    "identifier_problem",
     "models",
     "table",
     "table_of",
@@ -337,22 +338,32 @@ def _fail(cls: type, field: str | None, message: str) -> typing.NoReturn:
     raise DefinitionError(f"{where}: {message}", column=field)
 
 
-def _check_identifier(cls: type, field: str | None, kind: str, ident: str) -> None:
+def identifier_problem(ident: str) -> str | None:
+    """Return why *ident* cannot be a quoted PostgreSQL identifier as it is, or None.
+
+    The one rule for every name that reaches SQL: model tables, columns and schemas here,
+    ``_with_table`` names and query aliases where they are given.
+    """
     if not ident:
-        _fail(cls, field, f"empty {kind} name")
+        return "is empty"
     if "\x00" in ident:
-        _fail(cls, field, f"{kind} name {ident!r} contains NUL")
+        return "contains NUL"
     if "%" in ident:
         # psycopg reads % in a statement's text as a placeholder, even inside a quoted name.
-        _fail(cls, field, f"{kind} name {ident!r} contains %, which psycopg reads as a placeholder")
+        return "contains %, which psycopg reads as a placeholder"
     size = len(ident.encode("utf-8"))
     if size > MAX_IDENTIFIER_BYTES:
-        _fail(
-            cls,
-            field,
-            f"{kind} name {ident!r} is {size} bytes; PostgreSQL keeps only "
-            f"{MAX_IDENTIFIER_BYTES} and would silently truncate it",
+        return (
+            f"is {size} bytes; PostgreSQL keeps only {MAX_IDENTIFIER_BYTES} "
+            "and would silently truncate it"
         )
+    return None
+
+
+def _check_identifier(cls: type, field: str | None, kind: str, ident: str) -> None:
+    problem = identifier_problem(ident)
+    if problem is not None:
+        _fail(cls, field, f"{kind} name {ident!r} {problem}")
 
 
 def _hints(cls: type) -> dict[str, Any]:
