@@ -338,25 +338,42 @@ def _last_wins(
     """Drop every row whose key a later row of the chunk repeats (rows with a NULL key stay)."""
     keys = _values(meta, label, rows, offset, key)
     try:
-        distinct = len(set(keys))
+        kept = _last_of_each(keys, len(key))
     except TypeError:
         for i, obj in enumerate(rows):
             err = batch_rows.diagnose(meta, label, obj, key)
             if err is not None:
                 raise _mark(err, position=offset + i) from None
         raise
-    if distinct == len(keys):
+    if kept is None:
         return rows, None
+    return [rows[i] for i in kept], kept
+
+
+def _last_of_each(keys: list[Any], width: int) -> list[int] | None:
+    """Return the positions of the last row of each key (and of every NULL key), in order.
+
+    None when no key repeats. *width* is the number of key columns: a key of several columns
+    is a tuple, NULL when any of its values is. Raises TypeError on a key that cannot be
+    compared.
+    """
+    try:
+        distinct = len(set(keys))
+    except TypeError:  # an array, JSON or bytearray key: compare it by value
+        keys = [_comparable(k) for k in keys]
+        distinct = len(set(keys))
+    if distinct == len(keys):
+        return None
     last: dict[Any, int] = {}
     kept: list[int] = []
     for i, value in enumerate(keys):
-        if value is None or (len(key) > 1 and None in value):
+        if value is None or (width > 1 and None in value):
             kept.append(i)  # NULL never conflicts: every such row is its own row
         else:
             last[value] = i
     kept.extend(last.values())
     kept.sort()
-    return [rows[i] for i in kept], kept
+    return kept
 
 
 # --- one COPY ---------------------------------------------------------------------------------
@@ -461,6 +478,23 @@ def _deferred_groups(
         _Group(part.names, part.rows, _compose(deferred, part.index))
         for part in _groups(meta, label, rest, offset, only)
     ]
+
+
+def _comparable(value: object) -> object:
+    """Return *value* as a hashable that is equal where PostgreSQL finds the stored values equal.
+
+    Lists (arrays, JSON arrays) become tuples, dicts (JSON objects) sets of their items, and
+    bytearray bytes; a bool is tagged, as JSON's ``true`` is not ``1``.
+    """
+    if isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dict):
+        return frozenset((k, _comparable(v)) for k, v in value.items())
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return value
 
 
 def _has_duplicates(keys: list[Any]) -> bool:
@@ -1052,17 +1086,15 @@ class _UpsertRows(_Upsert):
         self.ready(ex)
         _, mapping = _copy_plain(ex, meta, table, label, names, source, rows, offset, stage=True)
         staged: list[Any] = rows
-        kept: Sequence[int] | None = None
+        kept: list[int] | None = None
         if not self.do_nothing:
-            key = self.conflict if mapping else tuple(names.index(c) for c in self.conflict)
-            if _has_duplicates(list(map(operator.itemgetter(*key), rows))):
+            where = self.conflict if mapping else tuple(names.index(c) for c in self.conflict)
+            kept = _last_of_each(list(map(operator.itemgetter(*where), rows)), len(where))
+            if kept is not None:
                 # Rare: keep the last row of each key, as for instances, and stage those again.
-                instances = _instances(meta, label, names, rows, offset)
-                _, kept = _last_wins(meta, label, instances, offset, self.conflict)
-                if kept is not None:
-                    staged = [rows[i] for i in kept]
-                    self.ready(ex)
-                    _copy_plain(ex, meta, table, label, names, iter(staged), [], 0, stage=True)
+                staged = [rows[i] for i in kept]
+                self.ready(ex)
+                _copy_plain(ex, meta, table, label, names, iter(staged), [], 0, stage=True)
         stmt = batch_sql.upsert_from_stage(
             meta, table, names, self.conflict, update=self.update, do_nothing=self.do_nothing
         )

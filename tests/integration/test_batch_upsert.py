@@ -260,3 +260,43 @@ def test_two_upserts_in_one_transaction(db: Database):
         second = Quote.batch_upsert([Quote(venue="X", seq=1, price=2.0)], tx)
     assert (first, second) == (UpsertResult(inserted=1), UpsertResult(updated=1))
     assert _table(db) == {("X", 1): (2.0, 0)}
+
+
+@table("bu_baskets")
+class Basket(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    legs: list[int] = column(unique=True)
+    weight: float = 0.0
+
+
+@pytest.mark.parametrize("shape", ["instances", "tuples"])
+def test_a_key_on_an_array_column_keeps_the_last_row(db: Database, shape: str):
+    """An array key repeated in a batch is compared by value: the last row wins, no TypeError."""
+    create_tables(db, Basket)
+    Basket.batch_create([Basket(legs=[1, 2], weight=1.0)], db)
+    batch = [([1, 2], 2.0), ([3], 3.0), ([1, 2], 4.0), ([2, 1], 5.0)]
+    if shape == "instances":
+        models = [Basket(legs=legs, weight=w) for legs, w in batch]
+        result = Basket.batch_upsert(models, db, key=["legs"])
+    else:
+        result = Basket.batch_upsert_rows(batch, db, key=["legs"])
+    assert result == UpsertResult(inserted=2, updated=1, skipped=1)
+    stored = {tuple(b.legs): b.weight for b in Basket.find_all(db)}
+    assert stored == {(1, 2): 4.0, (3,): 3.0, (2, 1): 5.0}
+
+
+@table("bu_specs")
+class Spec(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    spec: dict[str, Any] = column(unique=True)
+    rank: int = 0
+
+
+def test_a_key_on_a_jsonb_column_compares_as_postgresql_does(db: Database):
+    """JSON objects are equal whatever their key order; JSON's true is not 1."""
+    create_tables(db, Spec)
+    rows = [({"a": True, "b": [1]}, 1), ({"a": 1, "b": [1]}, 2), ({"b": [1], "a": True}, 3)]
+    result = Spec.batch_upsert_rows(rows, db, key=["spec"])
+    assert result == UpsertResult(inserted=2, updated=0, skipped=1)
+    stored = sorted((s.rank, s.spec) for s in Spec.find_all(db))
+    assert stored == [(2, {"a": 1, "b": [1]}), (3, {"a": True, "b": [1]})]
