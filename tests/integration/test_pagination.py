@@ -242,8 +242,8 @@ def test_default_page_is_one_of_twenty(db: Database, pages: psycopg.Connection[A
     assert [r.id for r in result] == list(range(1, 21))
 
 
-def test_each_page_is_one_round_trip(db: Database, pages: psycopg.Connection[Any]) -> None:
-    """A page is its count and its rows, sent together; a keyset page is one statement."""
+def test_each_page_is_its_count_then_its_rows(db: Database, pages: psycopg.Connection[Any]) -> None:
+    """A page runs its count, then its rows (no more); a keyset page is one statement."""
     insert(pages, [{"a": n, "f": None, "t": None, "b": None} for n in range(5)], 1)
     with count_statements(db) as log:
         PageRow.find_paginated(Pagination(1, 2), db)
