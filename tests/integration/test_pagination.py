@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 from typing import Any
 
 import psycopg
@@ -277,6 +278,24 @@ def test_a_page_and_its_total_share_one_read_only_snapshot(db: Database) -> None
         inside, again = Executor(tx.connection).fetch_together([probe, probe])
         assert inside == again
         assert inside[0][:2] == ("read committed", "off")
+
+
+def test_a_page_is_one_round_trip(db: Database, pages: psycopg.Connection[Any]) -> None:
+    """The count and the rows go out together and come back after one Sync (libpq's trace)."""
+    insert(pages, [{"a": n, "f": None, "t": None, "b": None} for n in range(5)], 1)
+    with db.transaction() as tx, tempfile.TemporaryFile("w+") as trace:
+        tx.connection.pgconn.trace(trace.fileno())
+        page = PageRow.find_where_paginated(Filter.gt("a", 0), Pagination(2, 2), tx)
+        tx.connection.pgconn.untrace()
+        trace.seek(0)
+        messages = [line.split("\t")[1:4:2] for line in trace.read().splitlines()]
+    assert (page.total, [r.a for r in page]) == (4, [3, 4])
+    sent = [name for side, name in messages if side == "F"]
+    assert sent.count("Execute") == 2
+    assert sent.count("Sync") == 1
+    # Nothing comes back before both statements are out.
+    first_reply = next(i for i, (side, _) in enumerate(messages) if side == "B")
+    assert [name for side, name in messages[:first_reply]].count("Execute") == 2
 
 
 def test_a_failing_page_leaves_its_connection_usable(
