@@ -300,3 +300,19 @@ def test_a_key_on_a_jsonb_column_compares_as_postgresql_does(db: Database):
     assert result == UpsertResult(inserted=2, updated=0, skipped=1)
     stored = sorted((s.rank, s.spec) for s in Spec.find_all(db))
     assert stored == [(2, {"a": 1, "b": [1]}), (3, {"a": True, "b": [1]})]
+
+
+@table("bu_blobs")
+class Blob(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    digest: bytes = column(unique=True)
+    seen: int = 0
+
+
+def test_a_bytea_key_given_as_bytearray_keeps_the_last_row(db: Database):
+    """A bytea key held in bytearrays is compared by its bytes, as PostgreSQL compares it."""
+    create_tables(db, Blob)
+    rows = [(bytearray(b"ab"), 1), (bytearray(b"cd"), 2), (bytearray(b"ab"), 3)]
+    result = Blob.batch_upsert_rows(rows, db, key=["digest"])
+    assert result == UpsertResult(inserted=2, updated=0, skipped=1)
+    assert sorted((b.digest, b.seen) for b in Blob.find_all(db)) == [(b"ab", 3), (b"cd", 2)]
