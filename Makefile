@@ -39,7 +39,7 @@ unit: $(STAMP_DEV)
 
 cov: $(STAMP_DEV)
 	$(PY) -m coverage run -m pytest -q
-	$(PY) -m coverage report --fail-under=90
+	$(PY) -m coverage report --fail-under=95
 
 test: lint type cov
 

@@ -27,8 +27,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench import models
-from orso_pg import ddl, table_of
-from orso_pg.compiler import Statement
+from orso_pg import table_of
+from orso_pg._compiler import Statement
+from orso_pg.migrate import _ddl as ddl
 
 PACKAGES = (
     "orso_pg",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from orso_pg.batch import BatchOptions, UpsertResult
-from orso_pg.database import Database, DatabaseConfig, Transaction
+from orso_pg._model import Orso
+from orso_pg._schema import Column, Index, TableMeta, column, table, table_of
+from orso_pg.batch._batch import BatchOptions, UpsertResult
 from orso_pg.errors import (
     CheckViolationError,
     CompressionError,
@@ -28,8 +29,7 @@ from orso_pg.errors import (
     UniqueViolationError,
     ValidationError,
 )
-from orso_pg.filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
-from orso_pg.migrations import (
+from orso_pg.migrate._migrations import (
     MigrationAction,
     MigrationEntry,
     MigrationPlan,
@@ -38,10 +38,10 @@ from orso_pg.migrations import (
     MigrationStep,
     migration,
 )
-from orso_pg.model import Orso
-from orso_pg.pagination import Cursor, KeysetPage, PaginatedResult, Pagination
-from orso_pg.query import JoinType, QueryBuilder
-from orso_pg.schema import Column, Index, TableMeta, column, table, table_of
+from orso_pg.query._builder import JoinType, QueryBuilder
+from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
+from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
+from orso_pg.session._database import Database, DatabaseConfig, Transaction
 
 # Everything public is re-exported here, so that `from orso_pg import X` is the one import
 # path users and type checkers need; the modules behind it are an implementation detail.
@@ -99,3 +99,16 @@ __all__ = [
     "table",
     "table_of",
 ]
+
+
+def _report_public_paths() -> None:
+    # Classes and functions live in private modules; tracebacks, reprs and pickles should name
+    # the path users import them from (psycopg does the same).
+    for name in __all__:
+        obj = globals()[name]
+        module = getattr(obj, "__module__", "")
+        if module.startswith("orso_pg.") and "._" in module:
+            obj.__module__ = __name__
+
+
+_report_public_paths()

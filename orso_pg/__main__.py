@@ -2,7 +2,7 @@
 
 Owns argument parsing, finding the models of a module, printing plans and results, and the
 progress bar of long conversions (tqdm, when it is installed and stderr is a terminal). It must
-not migrate anything itself: :class:`~orso_pg.migrations.Migrations` does.
+not migrate anything itself: :class:`~orso_pg.migrate._migrations.Migrations` does.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from orso_pg.apply import Progress
-from orso_pg.database import Database
 from orso_pg.errors import OrsoError
-from orso_pg.migrations import (
+from orso_pg.migrate._apply import Progress
+from orso_pg.migrate._migrations import (
     MigrationAction,
     MigrationEntry,
     MigrationPlan,
@@ -28,6 +27,7 @@ from orso_pg.migrations import (
     MigrationStep,
     migration,
 )
+from orso_pg.session._database import Database
 
 __all__ = ["main"]
 

@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from psycopg import sql
 
-from orso_pg import Database, _embedded
+from orso_pg import Database
+from orso_pg.session import _embedded
 
 settings.register_profile(
     "default",

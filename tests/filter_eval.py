@@ -19,7 +19,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from orso_pg.filters import And, Condition, Filter, Not, Or, Sort
+from orso_pg.query._filters import And, Condition, Filter, Not, Or, Sort
 
 Truth = bool | None
 Row = Mapping[str, Any]

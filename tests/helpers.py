@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from orso_pg import Database, Migrations, migration
-from orso_pg.compiler import Statement
+from orso_pg._compiler import Statement
 
 
 def create_tables(db: Database, *models: type) -> None:

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from orso_pg import Database, Migrations, Orso, column, migration, table
-from orso_pg.history import HISTORY_TABLE
+from orso_pg.migrate._history import HISTORY_TABLE
 
 ROWS = 100_000
 CHILDREN = 20_000

@@ -19,7 +19,8 @@ from bench import data, env
 from bench.harness import MismatchError, Variant, Workload
 from bench.models import ARRAYS_NATIVE, ARRAYS_PACKED, SeriesNative, SeriesPacked
 from bench.workloads.common import sizes
-from orso_pg import codec, ddl, table_of
+from orso_pg import codec, table_of
+from orso_pg.migrate import _ddl as ddl
 
 _COPY_NATIVE = "COPY series_native (id, points) FROM STDIN (FORMAT BINARY)"
 _COPY_PACKED = "COPY series_packed (id, points) FROM STDIN (FORMAT BINARY)"

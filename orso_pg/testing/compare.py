@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from orso_pg._schema import table_of
 from orso_pg.errors import describe_value
-from orso_pg.schema import table_of
 
 __all__ = ["differences", "same_value"]
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from orso_pg.database import Database, Transaction
-from orso_pg.migrations import MigrationResult
+from orso_pg.migrate._migrations import MigrationResult
+from orso_pg.session._database import Database, Transaction
 from orso_pg.testing.server import PgServer, isolated_database, session_server
 from orso_pg.testing.tables import fresh_tables, migrate
 

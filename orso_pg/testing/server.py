@@ -18,9 +18,9 @@ from typing import Final
 import attrs
 from psycopg import sql
 
-from orso_pg import _embedded
-from orso_pg.compiler import Statement
-from orso_pg.database import Database
+from orso_pg._compiler import Statement
+from orso_pg.session import _embedded
+from orso_pg.session._database import Database
 
 __all__ = ["ENV_DSN", "PgServer", "embedded_server", "isolated_database", "session_server"]
 

@@ -30,9 +30,8 @@ import numpy as np
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from orso_pg import schema as _schema
-from orso_pg import types as _types
-from orso_pg.schema import Column, TableMeta, table_of
+from orso_pg import _schema, _types
+from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.testing import arrays
 
 __all__ = ["batches", "strategies_for", "strategy", "unique_keys"]

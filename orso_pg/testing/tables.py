@@ -1,7 +1,7 @@
 """Tables for tests: migrating a list of models, and empty tables that vanish after each use.
 
 Owns :func:`migrate` and :func:`fresh_tables`, the two ways a test gets the tables of its
-models. Statements run through a session and its :class:`~orso_pg.executor.Executor` like every
+models. Statements run through a session and its :class:`~orso_pg._executor.Executor` like every
 other operation. It must not import hypothesis or pytest (the pytest plugin builds on it, and
 must load where hypothesis is not installed).
 """
@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 
 from psycopg import sql
 
-from orso_pg import ddl
-from orso_pg.compiler import Statement
-from orso_pg.database import Database, Transaction
-from orso_pg.executor import Executor
-from orso_pg.migrations import MigrationResult, Migrations, migration
-from orso_pg.schema import TableMeta, table_of
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor
+from orso_pg._schema import TableMeta, table_of
+from orso_pg.migrate import _ddl as ddl
+from orso_pg.migrate._migrations import MigrationResult, Migrations, migration
+from orso_pg.session._database import Database, Transaction
 
 __all__ = ["fresh_tables", "migrate"]
 

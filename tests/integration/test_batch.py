@@ -30,10 +30,10 @@ from orso_pg import (
     ValidationError,
     column,
     migration,
-    progress,
     table,
 )
-from orso_pg.database import Database
+from orso_pg.batch import _progress as progress
+from orso_pg.session._database import Database
 from tests.helpers import count_statements, create_tables
 
 UTC = dt.UTC

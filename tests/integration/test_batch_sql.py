@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from orso_pg import Orso, ValidationError, batch_rows, batch_sql, column, table
-from orso_pg.schema import table_of
+from orso_pg import Orso, ValidationError, column, table
+from orso_pg._schema import table_of
+from orso_pg.batch import _rows as batch_rows
+from orso_pg.batch import _sql as batch_sql
 from tests.helpers import assert_sql
 
 

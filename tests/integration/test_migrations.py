@@ -23,12 +23,12 @@ from orso_pg import (
     Migrations,
     Orso,
     column,
-    ddl,
     migration,
     table,
     table_of,
 )
-from orso_pg.history import HISTORY_TABLE
+from orso_pg.migrate import _ddl as ddl
+from orso_pg.migrate._history import HISTORY_TABLE
 from tests.conftest import isolated_schema
 from tests.migration_helpers import (
     CHILDREN,

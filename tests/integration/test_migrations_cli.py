@@ -16,7 +16,7 @@ from psycopg.conninfo import make_conninfo
 
 from orso_pg import Migrations, migration
 from orso_pg.__main__ import format_plans, main, progress_bar
-from orso_pg.migrations import MigrationAction, MigrationPlan
+from orso_pg.migrate._migrations import MigrationAction, MigrationPlan
 
 HEADER = """
 from orso_pg import Orso, column, migration, table

@@ -33,7 +33,7 @@ from orso_pg import (
     migration,
     table,
 )
-from orso_pg.history import HISTORY_TABLE
+from orso_pg.migrate._history import HISTORY_TABLE
 from tests.migration_helpers import (
     ROWS,
     Asset,

@@ -25,8 +25,8 @@ from orso_pg import (
     column,
     table,
 )
-from orso_pg.compiler import Statement
-from orso_pg.executor import Executor
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor
 from tests import filter_eval
 from tests.conftest import Server
 from tests.helpers import count_statements, create_tables

@@ -7,8 +7,9 @@ import uuid
 
 from psycopg import sql
 
-from orso_pg import Index, column, ddl, table, table_of
-from orso_pg import compiler as c
+from orso_pg import Index, column, table, table_of
+from orso_pg import _compiler as c
+from orso_pg.migrate import _ddl as ddl
 from tests.helpers import assert_sql
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import orso_pg
 from orso_pg import errors
-from orso_pg.executor import translate
+from orso_pg._executor import translate
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,11 @@ from orso_pg import (
     Sort,
     SortOrder,
     ValidationError,
-    compiler,
 )
-from orso_pg.compiler import Statement
-from orso_pg.filters import (
+from orso_pg import _compiler as compiler
+from orso_pg._compiler import Statement
+from orso_pg._schema import column, table, table_of
+from orso_pg.query._filters import (
     And,
     CompileContext,
     Condition,
@@ -35,7 +36,6 @@ from orso_pg.filters import (
     escape_like,
     with_tiebreak,
 )
-from orso_pg.schema import column, table, table_of
 from tests import filter_eval
 from tests.helpers import assert_sql
 

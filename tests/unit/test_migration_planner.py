@@ -15,11 +15,12 @@ import attrs
 import pytest
 
 from orso_pg import Index, MigrationError, column, table
-from orso_pg.apply import BATCH_BYTES, batch_size
-from orso_pg.history import checksum
-from orso_pg.introspect import InboundKey, LiveColumn, LiveConstraint, LiveIndex, LiveTable
-from orso_pg.migrations import _dependency_order, migration
-from orso_pg.planner import (
+from orso_pg._schema import table_of
+from orso_pg.migrate._apply import BATCH_BYTES, batch_size
+from orso_pg.migrate._history import checksum
+from orso_pg.migrate._introspect import InboundKey, LiveColumn, LiveConstraint, LiveIndex, LiveTable
+from orso_pg.migrate._migrations import _dependency_order, migration
+from orso_pg.migrate._planner import (
     PlanOptions,
     _fit,
     describe,
@@ -27,8 +28,7 @@ from orso_pg.planner import (
     plan_create,
     plan_table,
 )
-from orso_pg.schema import table_of
-from orso_pg.steps import CastCheck, Convert
+from orso_pg.migrate._steps import CastCheck, Convert
 
 # format_type spelling -> (type OID, internal name, category)
 TYPES: dict[str, tuple[int, str, str]] = {

@@ -19,8 +19,8 @@ from orso_pg import (
     table,
     table_of,
 )
-from orso_pg.filters import CompileContext, with_tiebreak
-from orso_pg.reads import _keyset_condition
+from orso_pg._reads import _keyset_condition
+from orso_pg.query._filters import CompileContext, with_tiebreak
 
 
 @pytest.mark.parametrize(

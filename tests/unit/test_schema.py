@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pytest
 
 from orso_pg import DefinitionError, Index, Orso, column, table, table_of
-from orso_pg.schema import models
+from orso_pg._schema import models
 
 
 class Color(enum.Enum):

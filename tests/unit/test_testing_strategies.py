@@ -15,7 +15,7 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from orso_pg import Orso, QueryError, codec, column, table, table_of
-from orso_pg.operations import row_values
+from orso_pg._operations import row_values
 from orso_pg.testing import arrays, batches, strategies_for, strategy, unique_keys
 from tests.models import EVERY_MODEL, Compressed, Keyed, Narrowed, Nullable, Order, Scalars
 

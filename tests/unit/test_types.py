@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from orso_pg import types
-from orso_pg.types import Refused, resolve_type, type_from_sql, unwrap_optional
+from orso_pg import _types as types
+from orso_pg._types import Refused, resolve_type, type_from_sql, unwrap_optional
 
 
 class Side(enum.Enum):

@@ -5,12 +5,12 @@ Owns ``batch_create`` (``batch_insert``), ``batch_upsert``, ``batch_update``, ``
 in flat memory), grouping a chunk's rows by the server-filled columns they leave ``None``, staging
 rows in a temporary table, the transaction policy (one transaction by default, a commit per chunk
 on request), progress reports, and turning a failure into an error that names the row's position,
-the column and the value. It must not build SQL text (:mod:`orso_pg.batch_sql` does) nor touch a
-connection (sessions hand it an :class:`~orso_pg.executor.Executor`).
+the column and the value. It must not build SQL text (:mod:`orso_pg.batch._sql` does) nor touch a
+connection (sessions hand it an :class:`~orso_pg._executor.Executor`).
 
 Rows go through ``COPY ... FROM STDIN (FORMAT BINARY)`` without a full check of every value; the
 few values psycopg's binary dumpers would store wrongly are checked on the way
-(:mod:`orso_pg.batch_rows`). When PostgreSQL or a dumper refuses a row, the batch is rolled back
+(:mod:`orso_pg.batch._rows`). When PostgreSQL or a dumper refuses a row, the batch is rolled back
 and the row is found: by the index psycopg failed at, or by the ``COPY <table>, line N`` context
 PostgreSQL reports, or, for errors of the statement that applies staged rows, by the key or the
 column in the error.
@@ -34,9 +34,13 @@ from typing import Any, Final, Generic, Literal, NoReturn, TypedDict, TypeVar, U
 
 import attrs
 
-from orso_pg import batch_rows, batch_sql, compiler
-from orso_pg import operations as ops
-from orso_pg.database import Session
+from orso_pg import _compiler as compiler
+from orso_pg import _operations as ops
+from orso_pg._executor import CopyRowError, Executor
+from orso_pg._schema import TableMeta
+from orso_pg.batch import _rows as batch_rows
+from orso_pg.batch import _sql as batch_sql
+from orso_pg.batch._progress import ProgressOption, reporter
 from orso_pg.errors import (
     DatabaseError,
     NotNullViolationError,
@@ -45,9 +49,7 @@ from orso_pg.errors import (
     ValidationError,
     describe_value,
 )
-from orso_pg.executor import CopyRowError, Executor
-from orso_pg.progress import ProgressOption, reporter
-from orso_pg.schema import TableMeta
+from orso_pg.session._database import Session
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",

@@ -2,8 +2,8 @@
 
 Owns the public method surface (names and argument order from orso, ``db`` last, and a
 ``_with_table`` twin for each whose last argument is the table name). Every method is a thin
-call into :mod:`orso_pg.operations` (single rows), :mod:`orso_pg.reads` (queries) or
-:mod:`orso_pg.batch` (bulk work); it must not hold logic of its own.
+call into :mod:`orso_pg._operations` (single rows), :mod:`orso_pg._reads` (queries) or
+:mod:`orso_pg.batch._batch` (bulk work); it must not hold logic of its own.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from typing import Any, Literal, Self, Unpack, overload
 
 import attrs
 
-from orso_pg import batch, reads
-from orso_pg import operations as ops
-from orso_pg.batch import BatchOptions, UpsertResult
-from orso_pg.database import Database, Transaction
-from orso_pg.filters import Aggregate, Filter, SearchFilter, Sort
-from orso_pg.pagination import Cursor, KeysetPage, PaginatedResult, Pagination
-from orso_pg.query import QueryBuilder
-from orso_pg.schema import TableMeta, table_of
+from orso_pg import _operations as ops
+from orso_pg import _reads as reads
+from orso_pg._schema import TableMeta, table_of
+from orso_pg.batch import _batch as batch
+from orso_pg.batch._batch import BatchOptions, UpsertResult
+from orso_pg.query._builder import QueryBuilder
+from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
+from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
+from orso_pg.session._database import Database, Transaction
 
 __all__ = ["Orso"]
 
@@ -549,7 +550,7 @@ class Orso:
         """Insert every instance with COPY, in one transaction; return the row count.
 
         ``returning="keys"`` returns the primary keys in input order instead (and sets them on
-        the instances). See :func:`orso_pg.batch.insert`.
+        the instances). See :func:`orso_pg.batch._batch.insert`.
         """
         return batch.insert(cls, models, db, returning=returning, **options)  # type: ignore[no-any-return]
 
@@ -668,7 +669,7 @@ class Orso:
 
         Tuples hold the values of *columns* in order (by default every column the server does
         not fill, in declaration order); dicts map column names to values. See
-        :func:`orso_pg.batch.insert_rows`.
+        :func:`orso_pg.batch._batch.insert_rows`.
         """
         return batch.insert_rows(cls, rows, db, columns=columns, **options)
 
@@ -700,7 +701,7 @@ class Orso:
         """Upsert plain tuples or dicts without building instances; the last duplicate wins.
 
         Tuples hold the values of *columns* in order (by default the key and every column the
-        server does not fill). See :func:`orso_pg.batch.upsert_rows`.
+        server does not fill). See :func:`orso_pg.batch._batch.upsert_rows`.
         """
         return batch.upsert_rows(
             cls,

@@ -33,11 +33,11 @@ from typing import Any, ClassVar, Final, Literal, cast
 import attrs
 from psycopg import sql
 
-from orso_pg import types as _types
+from orso_pg import _types
 from orso_pg._memo import Memo
+from orso_pg._schema import Column, TableMeta
+from orso_pg._types import Refused
 from orso_pg.errors import QueryError, ValidationError
-from orso_pg.schema import Column, TableMeta
-from orso_pg.types import Refused
 
 __all__ = [
     "Aggregate",

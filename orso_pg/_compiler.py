@@ -17,8 +17,8 @@ import attrs
 from psycopg import sql
 
 from orso_pg._memo import Memo
+from orso_pg._schema import Column, TableMeta
 from orso_pg.errors import QueryError
-from orso_pg.schema import Column, TableMeta
 
 __all__ = [
     "Statement",

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from psycopg import sql
 
-from orso_pg.compiler import Statement
+from orso_pg._compiler import Statement
+from orso_pg._schema import Column, TableMeta, identifier_problem, models, table_of
 from orso_pg.errors import QueryError, ValidationError
-from orso_pg.filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
-from orso_pg.schema import Column, TableMeta, identifier_problem, models, table_of
+from orso_pg.query._filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
 
 __all__ = ["JoinType", "QueryBuilder"]
 
@@ -374,10 +374,8 @@ class QueryBuilder:
     # --- running ------------------------------------------------------------------------------
 
     def fetch(self, db: object) -> list[tuple[Any, ...]]:
-        """Run the query and return plain rows (tuples), values converted per column."""
-        from orso_pg import reads
-
-        return reads.fetch_rows(self, db)
+        """Run the query on *db* and return plain rows (tuples), values converted per column."""
+        return _session(db)._fetch_builder(self)
 
     def fetch_dicts(self, db: object) -> list[dict[str, Any]]:
         """Run the query and return one dict per row, keyed by output column name."""
@@ -386,15 +384,29 @@ class QueryBuilder:
 
     def count(self, db: object) -> int:
         """Return how many rows the query yields (its limit and offset ignored)."""
-        from orso_pg import reads
-
-        return reads.count_query(self, db)
+        return _session(db)._count_builder(self)
 
     def stream(self, db: object, *, batch_size: int = 2000) -> Iterator[tuple[Any, ...]]:
         """Yield the rows from a server-side cursor, *batch_size* at a time (flat memory)."""
-        from orso_pg import reads
+        return _session(db)._stream_builder(self, batch_size)
 
-        return reads.stream_rows(self, db, batch_size=batch_size)
+
+class _Runner(Protocol):
+    """The part of a session that runs a builder (``Database`` and ``Transaction`` have it)."""
+
+    def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]: ...
+    def _count_builder(self, builder: QueryBuilder) -> int: ...
+    def _stream_builder(
+        self, builder: QueryBuilder, batch_size: int
+    ) -> Iterator[tuple[Any, ...]]: ...
+
+
+def _session(db: object) -> _Runner:
+    # Checked by what a session can do, not by its class: the session layer sits above this one.
+    if not hasattr(db, "_fetch_builder"):
+        msg = f"db must be a Database or a Transaction, not {type(db).__name__}"
+        raise ValidationError(msg, value=db)
+    return db  # type: ignore[return-value]
 
 
 def _and(parts: list[sql.Composable]) -> sql.Composable:

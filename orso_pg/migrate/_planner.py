@@ -1,10 +1,10 @@
 """Migration planning: the steps that bring one live table in line with its model.
 
-Owns the diff between a table read from ``pg_catalog`` (:mod:`orso_pg.introspect`) and the
+Owns the diff between a table read from ``pg_catalog`` (``_introspect``) and the
 table the model asks for, and the in-place steps that close it: renames, added columns filled
 with the model's default, type changes with an explicit ``USING`` and a check that no value
 changes, compressed-array conversions, nullability, defaults, unique constraints, indexes and
-foreign keys. Each step (:mod:`orso_pg.steps`) carries its SQL text, whether it rewrites the
+foreign keys. Each step (``_steps``) carries its SQL text, whether it rewrites the
 table, and what to run.
 
 It is pure: it must not run anything. The few facts it needs from the database (does the table
@@ -26,13 +26,13 @@ from typing import Any, Final, Protocol
 import attrs
 from psycopg import sql
 
-from orso_pg import ddl
-from orso_pg.compiler import Statement
+from orso_pg._compiler import Statement
+from orso_pg._schema import MAX_IDENTIFIER_BYTES, Column, Index, TableMeta
+from orso_pg._types import Refused
 from orso_pg.errors import MigrationError
-from orso_pg.introspect import LiveColumn, LiveConstraint, LiveTable
-from orso_pg.schema import MAX_IDENTIFIER_BYTES, Column, Index, TableMeta
-from orso_pg.steps import BuildIndex, CastCheck, Convert, MigrationStep, Run
-from orso_pg.types import Refused
+from orso_pg.migrate import _ddl as ddl
+from orso_pg.migrate._introspect import LiveColumn, LiveConstraint, LiveTable
+from orso_pg.migrate._steps import BuildIndex, CastCheck, Convert, MigrationStep, Run
 
 __all__ = [
     "PlanOptions",

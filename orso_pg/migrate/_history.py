@@ -19,9 +19,9 @@ import attrs
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from orso_pg.compiler import Statement
-from orso_pg.executor import Executor
-from orso_pg.steps import MigrationStep
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor
+from orso_pg.migrate._steps import MigrationStep
 
 __all__ = ["HISTORY_TABLE", "Record", "checksum", "ensure", "exists", "latest", "record"]
 

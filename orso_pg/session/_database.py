@@ -4,7 +4,7 @@ Owns :class:`Database` (a psycopg_pool ``ConnectionPool`` plus, when no DSN is c
 embedded PostgreSQL), :class:`Transaction` and :class:`DatabaseConfig`. It decides which
 connection an operation runs on and inside which transaction; it must not build SQL or run
 statements itself beyond session housekeeping: every statement goes through
-:class:`~orso_pg.executor.Executor`.
+:class:`~orso_pg._executor.Executor`.
 
 Both :class:`Database` and :class:`Transaction` are *sessions*: every ``Orso`` method accepts
 either as its ``db`` argument. Through a ``Database`` each operation borrows a pooled connection
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import attrs
 import psycopg
@@ -30,15 +30,19 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from orso_pg import _embedded
-from orso_pg.compiler import Statement
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor, Listener, translate
 from orso_pg.errors import (
     ConfigError,
     ConnectionLostError,
     OrsoError,
     SerializationError,
 )
-from orso_pg.executor import Executor, Listener, translate
+from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
+from orso_pg.session import _embedded
+
+if TYPE_CHECKING:
+    from orso_pg.query._builder import QueryBuilder
 
 __all__ = ["Database", "DatabaseConfig", "Session", "Transaction"]
 
@@ -101,6 +105,30 @@ class Session:
 
     def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
         raise NotImplementedError
+
+    # A QueryBuilder is a pure description; it hands itself to the session to run, so that the
+    # query layer never imports the layers that execute.
+
+    def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]:
+        stmt = builder.build()
+        loaders = builder_loaders(builder)
+        rows = self._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name))
+        if not any(loaders):
+            return rows
+        return [convert_row(loaders, r) for r in rows]
+
+    def _stream_builder(self, builder: QueryBuilder, batch_size: int) -> Iterator[tuple[Any, ...]]:
+        check_batch_size(batch_size, builder.base_name)
+        stmt = builder.build()
+        loaders = builder_loaders(builder)
+        rows = self._iterate(stmt, batch_size, builder.base_name)
+        if not any(loaders):
+            return rows
+        return (convert_row(loaders, row) for row in rows)
+
+    def _count_builder(self, builder: QueryBuilder) -> int:
+        stmt = builder.build_count()
+        return int(self._read(lambda ex: ex.scalar(stmt, table=builder.base_name)))
 
 
 class Database(Session):

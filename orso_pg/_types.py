@@ -3,7 +3,7 @@
 Owns the decision of how one annotated Python type is stored: its SQL type, how a Python value is
 checked and turned into a bound parameter (``dump``), how a fetched value becomes the Python value
 again (``load``), and the COPY type name. It must not talk to a database, build statements or know
-about tables: :mod:`orso_pg.schema` attaches a :class:`ColumnType` to each column.
+about tables: :mod:`orso_pg._schema` attaches a :class:`ColumnType` to each column.
 
 A ``dump`` function returns the parameter to bind or raises :class:`Refused` with a reason; the
 caller turns that into a :class:`~orso_pg.errors.ValidationError` naming the table and column.

@@ -3,7 +3,7 @@
 Owns :class:`MigrationStep` (a description in plain words, the SQL text, whether the table is
 rewritten, whether it runs inside the migration's transaction) and the actions a step is made
 of: a statement, a checked type change, a compressed-array conversion, a concurrent index
-build. These are plain values: :mod:`orso_pg.planner` makes them and :mod:`orso_pg.apply` runs
+build. These are plain values: ``_planner`` makes them and ``_apply`` runs
 them; this module must not do either.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import attrs
 from psycopg import sql
 
-from orso_pg.compiler import Statement
-from orso_pg.schema import Column
+from orso_pg._compiler import Statement
+from orso_pg._schema import Column
 
 __all__ = ["Action", "BuildIndex", "CastCheck", "Convert", "MigrationStep", "Run"]
 

@@ -2,7 +2,7 @@
 
 Owns the steps of every read method of ``Orso`` (and ``update_where`` / ``delete_where``):
 compiling filters and sorts against the model, choosing the statement from
-:mod:`orso_pg.compiler`, running it through a session in as few round trips as the result
+:mod:`orso_pg._compiler`, running it through a session in as few round trips as the result
 needs (one for every finder, one for a page with its total), and loading rows into instances.
 It must not build SQL text by hand nor touch a connection directly.
 """
@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import decimal
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from psycopg import sql
 
-from orso_pg import compiler
-from orso_pg import types as _types
-from orso_pg.compiler import Statement
-from orso_pg.database import Session
+from orso_pg import _compiler as compiler
+from orso_pg import _types
+from orso_pg._compiler import Statement
+from orso_pg._executor import loader
+from orso_pg._operations import check_session, dump_keys, dump_value, setup
+from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
-from orso_pg.executor import loader
-from orso_pg.filters import (
+from orso_pg.query._filters import (
     Aggregate,
     CompileContext,
     Filter,
@@ -34,12 +35,12 @@ from orso_pg.filters import (
     isa,
     with_tiebreak,
 )
-from orso_pg.operations import check_session, dump_keys, dump_value, setup
-from orso_pg.pagination import Cursor, KeysetPage, PaginatedResult, Pagination
-from orso_pg.schema import Column, TableMeta, table_of
+from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
+from orso_pg.query._results import aggregate_value, check_batch_size
+from orso_pg.session._database import Session
 
 if TYPE_CHECKING:
-    from orso_pg.query import QueryBuilder
+    from orso_pg.query._builder import QueryBuilder
 
 __all__ = [
     "aggregate",
@@ -386,7 +387,7 @@ def stream(
     than at the first ``next()``; rows are fetched *batch_size* at a time as they are consumed.
     """
     meta, table, label, session = setup(cls, db, table_name)
-    _check_batch_size(batch_size, label)
+    check_batch_size(batch_size, label)
     where, params = _where(meta, label, f)
     order = _order(meta, label, sorts)
     stmt = compiler.select_where(meta, table, where, params, order_by=order)
@@ -394,38 +395,10 @@ def stream(
     return (load(row) for row in session._iterate(stmt, batch_size, label))
 
 
-def _check_batch_size(batch_size: object, label: str) -> None:
-    if isa(batch_size, bool) or not isa(batch_size, int) or batch_size < 1:  # type: ignore[operator]
-        msg = f"batch_size must be a positive int, not {batch_size!r}"
-        raise ValidationError(msg, table=label, value=batch_size)
-
-
 # --- aggregates -------------------------------------------------------------------------------
 
 _NUMERIC_TYPES = (int, float, decimal.Decimal)
 _UNORDERED = (dict, list, bool, uuid.UUID, bytes)
-
-
-def aggregate_value(function: Aggregate, column: Column | None, value: Any) -> Any:
-    """Return an aggregate's result as the Python type of its column.
-
-    ``sum`` of a BIGINT column comes back from PostgreSQL as NUMERIC and is returned as an int;
-    ``avg`` of an integer or float column is a float; ``min``/``max`` load like the column.
-    """
-    if value is None:
-        return None
-    if function is Aggregate.COUNT:
-        return int(value)
-    python = column.type.python if column is not None else None
-    if function in (Aggregate.SUM, Aggregate.AVG):
-        if python is int and function is Aggregate.SUM:
-            return int(value)
-        if python in (int, float):
-            return float(value)
-        return value
-    if column is not None and column.type.load is not None:
-        return column.type.load(value)
-    return value
 
 
 def aggregate(
@@ -473,63 +446,9 @@ def aggregate(
 # --- QueryBuilder -----------------------------------------------------------------------------
 
 
-def _aggregate_loader(function: Aggregate, column: Column | None) -> Callable[[Any], Any]:
-    return lambda value: aggregate_value(function, column, value)
-
-
-def _nullable(load: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else load(value)
-
-
-def _builder_loaders(builder: QueryBuilder) -> list[Callable[[Any], Any] | None]:
-    loaders: list[Callable[[Any], Any] | None] = []
-    for _, col, function in builder.output_columns():
-        if function is not None:
-            loaders.append(_aggregate_loader(function, col))
-        elif col is not None and col.type.load is not None:
-            loaders.append(_nullable(col.type.load))
-        else:
-            loaders.append(None)
-    return loaders
-
-
-def _convert(loaders: list[Callable[[Any], Any] | None], row: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(v if ld is None else ld(v) for ld, v in zip(loaders, row, strict=True))
-
-
-def fetch_rows(builder: QueryBuilder, db: object) -> list[tuple[Any, ...]]:
-    """Run *builder* and return its rows as tuples."""
-    session = check_session(db)
-    stmt = builder.build()
-    loaders = _builder_loaders(builder)
-    rows = session._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name))
-    if not any(loaders):
-        return rows
-    return [_convert(loaders, r) for r in rows]
-
-
-def stream_rows(builder: QueryBuilder, db: object, *, batch_size: int) -> Iterator[tuple[Any, ...]]:
-    """Return an iterator over the rows of *builder*, read from a server-side cursor."""
-    session = check_session(db)
-    _check_batch_size(batch_size, builder.base_name)
-    stmt = builder.build()
-    loaders = _builder_loaders(builder)
-    rows = session._iterate(stmt, batch_size, builder.base_name)
-    if not any(loaders):
-        return rows
-    return (_convert(loaders, row) for row in rows)
-
-
-def count_query(builder: QueryBuilder, db: object) -> int:
-    """Return how many rows *builder* yields."""
-    session = check_session(db)
-    stmt = builder.build_count()
-    return int(session._read(lambda ex: ex.scalar(stmt, table=builder.base_name)))
-
-
 def _model_builder(cls: type, builder: QueryBuilder) -> TableMeta:
     meta = table_of(cls)
-    from orso_pg.query import QueryBuilder
+    from orso_pg.query._builder import QueryBuilder
 
     if not isa(builder, QueryBuilder):
         msg = f"expected a QueryBuilder, got {type(builder).__name__}"

@@ -7,8 +7,8 @@ with retries so readers never queue behind a stalled ``ALTER``, an exclusive loc
 while its rows are converted, a row count checked before and after, the history record written
 in the same transaction, and concurrent index builds after it.
 
-It must not build DDL text itself (:mod:`orso_pg.ddl` and :mod:`orso_pg.planner` do), read the
-catalog itself (:mod:`orso_pg.introspect`) nor touch connections directly: work reaches a
+It must not build DDL text itself (``_ddl`` and ``_planner`` do), read the
+catalog itself (``_introspect``) nor touch connections directly: work reaches a
 connection through the session's executor.
 """
 
@@ -25,10 +25,10 @@ from typing import Any, Final, TypeVar
 import attrs
 from psycopg import sql
 
-from orso_pg import ddl, history
-from orso_pg.apply import Progress, apply_step
-from orso_pg.compiler import Statement
-from orso_pg.database import Transaction
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor
+from orso_pg._operations import check_session, check_table_name
+from orso_pg._schema import TableMeta, table_of
 from orso_pg.errors import (
     ConnectionLostError,
     LockTimeoutError,
@@ -36,12 +36,13 @@ from orso_pg.errors import (
     OrsoError,
     ValidationError,
 )
-from orso_pg.executor import Executor
-from orso_pg.introspect import LiveTable, read_table, read_table_oid
-from orso_pg.operations import check_session, check_table_name
-from orso_pg.planner import PlanOptions, describe, plan_create, plan_table
-from orso_pg.schema import TableMeta, table_of
-from orso_pg.steps import MigrationStep
+from orso_pg.migrate import _ddl as ddl
+from orso_pg.migrate import _history as history
+from orso_pg.migrate._apply import Progress, apply_step
+from orso_pg.migrate._introspect import LiveTable, read_table, read_table_oid
+from orso_pg.migrate._planner import PlanOptions, describe, plan_create, plan_table
+from orso_pg.migrate._steps import MigrationStep
+from orso_pg.session._database import Transaction
 
 __all__ = [
     "MigrationAction",

@@ -3,8 +3,8 @@
 Owns the catalog queries migrations diff against: a table's columns (with PostgreSQL's own
 spelling of their types from ``format_type``, nullability, defaults, identity), its primary key,
 unique and foreign key constraints, the foreign keys of other tables that point at it, and its
-indexes (with their validity). It reads through an :class:`~orso_pg.executor.Executor` and must
-not change anything, decide what a difference means (:mod:`orso_pg.planner` does) nor touch a
+indexes (with their validity). It reads through an :class:`~orso_pg._executor.Executor` and must
+not change anything, decide what a difference means (``_planner`` does) nor touch a
 connection itself.
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 import attrs
 from psycopg import sql
 
-from orso_pg.compiler import Statement
-from orso_pg.executor import Executor
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor
 
 __all__ = [
     "InboundKey",

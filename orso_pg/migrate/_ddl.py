@@ -1,6 +1,6 @@
 """DDL compilation: ``CREATE TABLE`` and ``CREATE INDEX`` for a model.
 
-Owns the SQL text of table definitions built from :class:`~orso_pg.schema.TableMeta`. It is pure:
+Owns the SQL text of table definitions built from :class:`~orso_pg._schema.TableMeta`. It is pure:
 it must not touch a connection, and every name goes through :class:`psycopg.sql.Identifier`.
 Migrations reuse these pieces (column definitions, constraints) to alter live tables.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from orso_pg.compiler import Statement
-from orso_pg.schema import Column, Index, TableMeta
+from orso_pg._compiler import Statement
+from orso_pg._schema import Column, Index, TableMeta
 
 __all__ = [
     "column_definition",

@@ -1,9 +1,9 @@
 """The SQL of batch operations: COPY, the staging table, and the set-based statements fed by it.
 
-Owns the text of every statement :mod:`orso_pg.batch` runs: ``COPY ... FROM STDIN``, the
+Owns the text of every statement :mod:`orso_pg.batch._batch` runs: ``COPY ... FROM STDIN``, the
 temporary staging table, the staged ``INSERT ... SELECT ... ON CONFLICT`` and ``UPDATE ... FROM``,
 ``DELETE ... = ANY(%s)`` and the allocation of generated keys. It is pure, like
-:mod:`orso_pg.compiler`: no connection, values only as bound parameters (a whole list is one array
+:mod:`orso_pg._compiler`: no connection, values only as bound parameters (a whole list is one array
 parameter, so no statement comes near PostgreSQL's 65,535-parameter limit), names only through
 :class:`psycopg.sql.Identifier` after the caller checked them against the model. Every shape is
 cached, so its text is stable and psycopg can prepare it.
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from psycopg import sql
 
-from orso_pg import ddl
-from orso_pg.compiler import Statement, column_list, require_key
-from orso_pg.schema import TableMeta
+from orso_pg._compiler import Statement, column_list, require_key
+from orso_pg._schema import TableMeta
+from orso_pg.migrate import _ddl as ddl
 
 __all__ = [
     "STAGE",

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, dataclass_tr
 import attrs
 from psycopg import sql
 
-from orso_pg import types as _types
+from orso_pg import _types
 from orso_pg.errors import DefinitionError
 
 __all__ = [

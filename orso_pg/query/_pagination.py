@@ -1,7 +1,7 @@
 """Pages of results: offset pagination (orso's ``Pagination``) and keyset (cursor) pagination.
 
 Owns the page values handed in by callers and the result containers handed back. It must not run
-queries: :mod:`orso_pg.reads` fills these from the database.
+queries: :mod:`orso_pg._reads` fills these from the database.
 """
 
 from __future__ import annotations

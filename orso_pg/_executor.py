@@ -4,7 +4,7 @@ Owns running statements (reads always in binary format, so BYTEA never goes thro
 COPY, server-side cursors, the translation of driver errors into :mod:`orso_pg.errors` by
 SQLSTATE, statement listeners (logging and counting), and turning rows into model instances.
 It must not decide what SQL to run (the compiler does) nor manage pools and transactions
-(:mod:`orso_pg.database` does): it is handed a connection and uses it. The one transaction it
+(the session layer does): it is handed a connection and uses it. The one transaction it
 opens itself is the read-only snapshot that statements fetched together share when the
 connection is not already in a transaction.
 """
@@ -22,12 +22,12 @@ import psycopg_pool
 from psycopg import sql
 
 from orso_pg import errors
+from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
-from orso_pg.compiler import Statement
-from orso_pg.types import Refused
+from orso_pg._types import Refused
 
 if TYPE_CHECKING:
-    from orso_pg.schema import Column, TableMeta
+    from orso_pg._schema import Column, TableMeta
 
 __all__ = ["Executor", "Listener", "loader", "translate"]
 
@@ -46,9 +46,9 @@ _RENDERED: Final[Memo[bytes]] = Memo()
 def render(query: sql.Composable) -> bytes:
     """Return the bytes of *query*, cached per query object.
 
-    Compiled shapes are cached objects (see :mod:`orso_pg.compiler`), so the same object comes
+    Compiled shapes are cached objects (see :mod:`orso_pg._compiler`), so the same object comes
     back for every call of an operation and is rendered once. Connections use UTF-8 (set by
-    :mod:`orso_pg.database`), which is what rendering without a connection assumes.
+    :mod:`orso_pg.session._database`), which is what rendering without a connection assumes.
     """
     data = _RENDERED.get(None, (query,))
     if data is None:

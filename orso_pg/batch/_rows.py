@@ -23,10 +23,10 @@ from typing import Any, Final, Protocol
 import attrs
 from psycopg.postgres import types as _pg_types
 
-from orso_pg import operations
-from orso_pg import types as _types
+from orso_pg import _operations as operations
+from orso_pg import _types
+from orso_pg._schema import Column, TableMeta
 from orso_pg.errors import ValidationError, describe_value
-from orso_pg.schema import Column, TableMeta
 
 __all__ = [
     "Feed",

@@ -1,10 +1,10 @@
 """Running planned migration steps.
 
-Owns what happens when a step of :mod:`orso_pg.planner` runs: plain statements, type changes
+Owns what happens when a step of ``_planner`` runs: plain statements, type changes
 that first prove no value changes (and otherwise name one that would), compressed-array
 conversions that stream the rows through :mod:`orso_pg.codec` in batches, and concurrent index
 builds that clean up the invalid index a failure leaves. It runs through an
-:class:`~orso_pg.executor.Executor` inside the caller's transaction; it must not decide what to
+:class:`~orso_pg._executor.Executor` inside the caller's transaction; it must not decide what to
 change, open transactions of its own beyond savepoints, nor touch a connection directly.
 """
 
@@ -18,7 +18,9 @@ import numpy as np
 from psycopg import sql
 
 from orso_pg import codec
-from orso_pg.compiler import Statement
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor
+from orso_pg._types import Refused
 from orso_pg.errors import (
     CompressionError,
     ConnectionLostError,
@@ -28,9 +30,7 @@ from orso_pg.errors import (
     MigrationError,
     describe_value,
 )
-from orso_pg.executor import Executor
-from orso_pg.steps import BuildIndex, CastCheck, Convert, MigrationStep, Run
-from orso_pg.types import Refused
+from orso_pg.migrate._steps import BuildIndex, CastCheck, Convert, MigrationStep, Run
 
 __all__ = ["BATCH_BYTES", "BATCH_ROWS", "Progress", "apply_step", "batch_size"]
 

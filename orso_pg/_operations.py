@@ -1,9 +1,9 @@
 """Single-row operations: what ``insert``, ``update``, ``upsert``, ``find_by_id`` and friends do.
 
 Owns the steps of each row operation: checking and dumping the instance's values, choosing the
-statement from :mod:`orso_pg.compiler`, running it through a session, and writing returned
+statement from :mod:`orso_pg._compiler`, running it through a session, and writing returned
 columns back into the instance. It must not build SQL text itself nor touch a connection
-directly (sessions hand it an :class:`~orso_pg.executor.Executor`).
+directly (sessions hand it an :class:`~orso_pg._executor.Executor`).
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import sql
 
-from orso_pg import compiler
-from orso_pg import types as _types
-from orso_pg.compiler import Statement
-from orso_pg.database import Session
+from orso_pg import _compiler as compiler
+from orso_pg import _types
+from orso_pg._compiler import Statement
+from orso_pg._executor import Executor, fill, loader, refused
+from orso_pg._schema import TableMeta, identifier_problem, table_of
+from orso_pg._types import Refused
 from orso_pg.errors import NotFoundError, QueryError, ValidationError
-from orso_pg.executor import Executor, fill, loader, refused
-from orso_pg.schema import TableMeta, identifier_problem, table_of
-from orso_pg.types import Refused
+from orso_pg.session._database import Session
 
 if TYPE_CHECKING:
-    from orso_pg.schema import Column
+    from orso_pg._schema import Column
 
 __all__ = [
     "check_session",
