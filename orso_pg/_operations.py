@@ -312,20 +312,37 @@ def upsert(obj: M, db: object, table_name: object = None) -> M:
 
 
 def upsert_key(meta: TableMeta) -> tuple[str, ...]:
-    """Return the key upserts of *meta* conflict on, or raise a clear :class:`QueryError`."""
+    """Return the key upserts of *meta* conflict on, or raise a clear :class:`QueryError`.
+
+    The key is ``@table(upsert_key=...)``, else the one declared unique key, else a natural
+    (not server-generated) primary key when the model has no unique key.
+    """
     if meta.upsert_key is not None:
         return meta.upsert_key
-    if meta.unique_keys:
-        keys = ", ".join("(" + ", ".join(k) + ")" for k in meta.unique_keys)
-        msg = (
-            f"{meta.cls.__name__} has several unique keys {keys}; "
-            "choose one with @table(upsert_key=...)"
-        )
-        raise QueryError(msg, table=meta.name)
-    msg = (
-        f"{meta.cls.__name__} declares no unique key for upsert; "
-        "mark a column unique=True or add @table(unique=[...])"
+    name = meta.cls.__name__
+    choose = (
+        "name the conflict key with key=[...] (batch_upsert) or @table(upsert_key=...) on the model"
     )
+    if meta.unique_keys:
+        candidates = list(meta.unique_keys)
+        if meta.primary_key is not None and not meta.primary_key.generated:
+            candidates.insert(0, (meta.primary_key.name,))
+        keys = ", ".join("[" + ", ".join(repr(c) for c in k) + "]" for k in candidates)
+        msg = f"{name} has several keys an upsert could conflict on ({keys}); {choose}"
+        raise QueryError(msg, table=meta.name)
+    pk = meta.primary_key
+    if pk is not None:
+        msg = (
+            f"{name} has no unique key for upsert, and its primary key {pk.name!r} is generated "
+            "by the server, so a new row never conflicts on it (insert_or_update() updates "
+            "by primary key); declare column(unique=True) or @table(unique=[...]) and "
+            f"{choose}"
+        )
+    else:
+        msg = (
+            f"{name} has no primary key nor unique key for upsert; declare column(unique=True) "
+            f"or @table(unique=[...]) and {choose}"
+        )
     raise QueryError(msg, table=meta.name)
 
 

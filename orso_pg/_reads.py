@@ -162,20 +162,33 @@ def find_by_ids(
     if not keys:
         return []
     stmt = compiler.select_in(meta, table, pk.name, keys)
-    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
-    found = {}
+    if pk.options.sql_type is None:
+        rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
+        asked = [_hashable(k) for k in keys]
+    else:
+        # A declared type may store a key differently from how it was asked for (char(n)
+        # pads it, uuid canonicalises it): the server casts the asked keys too, in the same
+        # round trip, and both sides are matched after the column's loader.
+        cast = compiler.cast_keys(meta, pk.name, keys)
+        rows, stored = session._read(lambda ex: ex.fetch_together([stmt, cast], table=label))
+        load_key = pk.type.load
+        asked = [k if k is None or load_key is None else load_key(k) for (k,) in stored]
     load = loader(meta)
-    index = meta.columns.index(pk)
+    found = {}
     for row in rows:
-        found[row[index]] = load(row)
+        obj = load(row)
+        found[getattr(obj, pk.name)] = obj
     ordered = []
-    seen = set()
-    for k in keys:
-        obj = found.get(k)
-        if obj is not None and k not in seen:
-            seen.add(k)
+    for k in asked:
+        obj = found.pop(k, None)  # popped: a key asked for twice is returned once
+        if obj is not None:
             ordered.append(obj)
     return ordered
+
+
+def _hashable(key: object) -> object:
+    """Return *key* as a loaded row holds it (bytea keys load as bytes)."""
+    return bytes(key) if isinstance(key, (bytearray, memoryview)) else key
 
 
 def find_by_field_in(

@@ -435,6 +435,9 @@ def _build(
         chosen: tuple[str, ...] | None = upsert_key
     elif len(unique_keys) == 1:
         chosen = unique_keys[0]
+    elif not unique_keys and keys and not keys[0].generated:
+        # A natural primary key is the row's identity: it is the conflict key upserts mean.
+        chosen = (keys[0].name,)
     else:
         chosen = None
 

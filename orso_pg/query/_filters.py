@@ -82,6 +82,15 @@ class Filter:
     def __invert__(self) -> Filter:
         return Not(self)
 
+    def __bool__(self) -> bool:
+        # Python's `and`/`or`/`not` would ask a filter for its truth and silently keep one
+        # side (`Filter.eq(...) and Filter.gt(...)` is just the second): refuse instead.
+        msg = (
+            "a Filter has no truth value: combine filters with & (and), | (or) and ~ (not), "
+            "not with Python's and/or/not; test for a missing filter with `is None`"
+        )
+        raise TypeError(msg)
+
     def and_with(self, other: Filter) -> Filter:
         """Return ``self & other`` (orso's ``and_with``)."""
         return self & other

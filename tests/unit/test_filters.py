@@ -507,3 +507,25 @@ def test_update_where_reuses_its_statement_per_column_set() -> None:
     both = compiler.update_where(META, None, ["qty", "price"], [2, 1.0], where_b, params_b)
     assert both.query is not set_qty.query
     assert '"qty" = %s, "price" = %s' in both.as_string()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Filter.eq("a", 1),
+        lambda: Filter.eq("a", 1) & Filter.gt("b", 2),
+        lambda: Filter.eq("a", 1) | Filter.gt("b", 2),
+        lambda: ~Filter.is_null("a"),
+        lambda: Filter.all_of(),
+        lambda: Filter.raw(sql.SQL("TRUE")),
+    ],
+    ids=["condition", "and", "or", "not", "empty", "raw"],
+)
+def test_a_filter_has_no_truth_value(make: Any):
+    """`and`/`or`/`not`/`if` on a filter raise instead of silently keeping one side."""
+    f = make()
+    with pytest.raises(TypeError, match=r"& \(and\), \| \(or\) and ~ \(not\)"):
+        bool(f)
+    with pytest.raises(TypeError):
+        _ = f and Filter.gt("b", 2)
+    assert f is not None  # identity tests still work
