@@ -516,7 +516,7 @@ def test_update_where_reuses_its_statement_per_column_set() -> None:
         lambda: Filter.eq("a", 1) & Filter.gt("b", 2),
         lambda: Filter.eq("a", 1) | Filter.gt("b", 2),
         lambda: ~Filter.is_null("a"),
-        lambda: Filter.all_of(),
+        Filter.all_of,
         lambda: Filter.raw(sql.SQL("TRUE")),
     ],
     ids=["condition", "and", "or", "not", "empty", "raw"],
