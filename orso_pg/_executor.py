@@ -24,6 +24,7 @@ from psycopg import sql
 from orso_pg import errors
 from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
+from orso_pg._schema import model_of_table
 from orso_pg._types import Refused
 
 if TYPE_CHECKING:
@@ -274,7 +275,7 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return errors.PoolTimeoutError(f"no connection available: {exc}")
     if isinstance(exc, psycopg_pool.PoolClosed):
-        return errors.PoolError(f"the pool is closed: {exc}")
+        return errors.PoolError("this Database is closed; open a new Database to run statements")
     if isinstance(exc, errors.OrsoError):
         return exc
     sqlstate = getattr(exc, "sqlstate", None)
@@ -301,6 +302,11 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
     if constraint:
         context.append(f"constraint {constraint!r}")
     message = primary
+    if cls is errors.MissingTableError:
+        missing = _MISSING_RELATION.search(primary)
+        table_name = missing["name"].rpartition(".")[2] if missing else table_name
+        primary += _how_to_create(table_name)
+        message = primary
     if detail:
         message += f" ({detail.rstrip('.')})"
     if context:
@@ -313,6 +319,25 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
         table=table_name,
         column=column,
         value=value,
+    )
+
+
+_MISSING_RELATION = re.compile(r'relation "(?P<name>[^"]+)" does not exist')
+
+
+def _how_to_create(table: str | None) -> str:
+    """Return the advice appended to a missing-table error: which model, and what creates it."""
+    meta = None if table is None else model_of_table(table)
+    if meta is None:
+        return (
+            "; migrations create the tables of models: Migrations.init(db, [migration(Model)]) "
+            "or `orso-pg migrate`"
+        )
+    model = meta.cls.__name__
+    entry = f"migration({model})" if table == meta.name else f"migration({model}, {table!r})"
+    return (
+        f"; the table of model {model} has not been created: Migrations.init(db, [{entry}]) "
+        "or `orso-pg migrate` creates it"
     )
 
 

@@ -17,7 +17,7 @@ from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
 from orso_pg._executor import Executor, fill, loader, refused
-from orso_pg._schema import TableMeta, identifier_problem, table_of
+from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
 from orso_pg.errors import NotFoundError, QueryError, ValidationError
 from orso_pg.session._database import Session
@@ -64,6 +64,7 @@ def check_table_name(meta: TableMeta, table_name: object) -> str | None:
     if problem is not None:
         msg = f"table name {table_name!r} {problem}"
         raise ValidationError(msg, table=meta.name, value=table_name)
+    note_table(table_name, meta)
     return table_name
 
 
