@@ -123,13 +123,24 @@ class Executor:
         own = conn.info.transaction_status == _IDLE
         try:
             cursors = [conn.cursor(binary=True) for _ in stmts]
-            with conn.pipeline():
-                if own:
-                    conn.execute(_SNAPSHOT)
-                for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
-                    cur.execute(query, stmt.params)
-                if own:
-                    conn.execute(_END_SNAPSHOT)
+            failed: psycopg.Error | None = None
+            try:
+                with conn.pipeline():
+                    try:
+                        if own:
+                            conn.execute(_SNAPSHOT)
+                        for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
+                            cur.execute(query, stmt.params)
+                        if own:
+                            conn.execute(_END_SNAPSHOT)
+                    except psycopg.Error as exc:
+                        # Leave the block normally: psycopg logs the pipeline's own "aborted"
+                        # error on stderr when the block exits with an exception.
+                        failed = exc
+            except psycopg.Error as exc:
+                failed = failed or exc
+            if failed is not None:
+                raise failed
             return [cur.fetchall() for cur in cursors]
         except psycopg.Error as exc:
             if own and not conn.closed and conn.info.transaction_status != _IDLE:

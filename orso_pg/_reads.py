@@ -412,6 +412,7 @@ def stream(
 
 _NUMERIC_TYPES = (int, float, decimal.Decimal)
 _UNORDERED = (dict, list, bool, uuid.UUID, bytes)
+_UNORDERED_FAMILIES = frozenset({"bool", "uuid", "bytes", "json", "jsonb"})
 
 
 def aggregate(
@@ -438,13 +439,22 @@ def aggregate(
         col = None
     else:
         col = meta.column(column)
-        summable = col.type.python in (*_NUMERIC_TYPES, _types.INTERVAL.python)
+        # Both the annotation (what the result loads as) and the SQL type (which a declared
+        # sql_type sets, and which the server aggregates) must allow the function.
+        sql_family = _types.family(col.type)
+        summable = col.type.python in (*_NUMERIC_TYPES, _types.INTERVAL.python) and (
+            sql_family in ("number", "interval", "other")
+        )
         if function in (Aggregate.SUM, Aggregate.AVG) and not summable:
             msg = f"{function.value} needs a numeric column; {label}.{col.name} is {col.type.label}"
             raise QueryError(msg, table=label, column=col.name)
-        # PostgreSQL has no min/max over boolean, uuid, bytea or jsonb on every supported
+        # PostgreSQL has no min/max over boolean, uuid, bytea, json or jsonb on every supported
         # version: refuse them here rather than let the server fail the statement.
-        unordered = col.type.compressed or col.type.python in _UNORDERED
+        unordered = (
+            col.type.compressed
+            or col.type.python in _UNORDERED
+            or sql_family in _UNORDERED_FAMILIES
+        )
         if unordered and function is not Aggregate.COUNT:
             msg = f"{function.value} does not apply to {label}.{col.name} ({col.type.label})"
             raise QueryError(msg, table=label, column=col.name)
