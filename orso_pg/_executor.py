@@ -12,6 +12,7 @@ connection is not already in a transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,7 +26,7 @@ from orso_pg import errors
 from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
 from orso_pg._schema import model_of_table
-from orso_pg._types import Refused
+from orso_pg._types import Refused, Unloadable
 
 if TYPE_CHECKING:
     from orso_pg._schema import Column, TableMeta
@@ -377,8 +378,14 @@ def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
         return cached
     cls = meta.cls
     direct = getattr(cls, "__setattr__", None) is object.__setattr__
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
-    lines = ["def load(row):", "    o = _new(_cls)"]
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_cls": cls,
+        "_set": object.__setattr__,
+        "_Unloadable": Unloadable,
+        "_unloadable": functools.partial(unloadable_row, meta),
+    }
+    lines = ["def load(row):", "  try:", "    o = _new(_cls)"]
     for i, col in enumerate(meta.columns):
         expr = f"row[{i}]"
         if col.type.load is not None:
@@ -389,6 +396,8 @@ def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
         else:
             lines.append(f"    _set(o, {col.name!r}, {expr})")
     lines.append("    return o")
+    # A try costs nothing until it catches (Python 3.11+): the slow path finds the column.
+    lines.extend(["  except _Unloadable:", "    raise _unloadable(row) from None"])
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
     func: Callable[[Sequence[Any]], Any] = namespace["load"]
     _LOADERS[meta] = func
@@ -403,4 +412,33 @@ def fill(instance: object, meta: TableMeta, row: Sequence[Any]) -> None:
     setter = object.__setattr__
     for col, value in zip(meta.columns, row, strict=True):
         load = col.type.load
-        setter(instance, col.name, value if value is None or load is None else load(value))
+        try:
+            setter(instance, col.name, value if value is None or load is None else load(value))
+        except Unloadable:
+            raise unloadable_row(meta, row) from None
+
+
+def unloadable_row(
+    meta: TableMeta, row: Sequence[Any], table: str | None = None
+) -> errors.DataError:
+    """Return the :class:`DataError` for a row holding a value its column cannot load."""
+    label = table if table is not None else meta.name
+    pk = meta.primary_key
+    key = None if pk is None else row[meta.columns.index(pk)]
+    where = "a row" if pk is None else f"the row with {pk.name} = {key!r}"
+    for col, value in zip(meta.columns, row, strict=True):
+        if value is None or col.type.load is None:
+            continue
+        try:
+            col.type.load(value)
+        except Unloadable as exc:
+            msg = (
+                f"{label}.{col.name} of {where} holds {errors.describe_value(value)}, which "
+                f"the model cannot load: {exc} (written by another program, or the model "
+                "lost a member?)"
+            )
+            return errors.DataError(
+                msg, table=label, column=col.name, value=value, detail=where.removeprefix("the ")
+            )
+    msg = f"{label}: {where} holds a value the model cannot load"  # pragma: no cover
+    return errors.DataError(msg, table=label)  # pragma: no cover

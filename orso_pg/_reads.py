@@ -36,7 +36,7 @@ from orso_pg.query._filters import (
     with_tiebreak,
 )
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
-from orso_pg.query._results import aggregate_value, check_batch_size
+from orso_pg.query._results import aggregate_value, check_batch_size, loaded, unloadable_value
 from orso_pg.session._database import Session
 
 if TYPE_CHECKING:
@@ -404,8 +404,7 @@ def stream(
     where, params = _where(meta, label, f)
     order = _order(meta, label, sorts)
     stmt = compiler.select_where(meta, table, where, params, order_by=order)
-    load = loader(meta)
-    return (load(row) for row in session._iterate(stmt, batch_size, label))
+    return loaded(session._iterate(stmt, batch_size, label), loader(meta))
 
 
 # --- aggregates -------------------------------------------------------------------------------
@@ -463,7 +462,11 @@ def aggregate(
         meta, table, function.sql(), None if col is None else col.name, where, params
     )
     value = session._read(lambda ex: ex.scalar(stmt, table=label))
-    return aggregate_value(function, col, value)
+    try:
+        return aggregate_value(function, col, value)
+    except _types.Unloadable as exc:
+        assert col is not None  # noqa: S101 - count(*) loads nothing
+        raise unloadable_value(label, col, value, exc) from None
 
 
 # --- QueryBuilder -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 
 from orso_pg.errors import describe_value
 
-__all__ = ["ColumnType", "Refused", "family", "resolve_type", "type_from_sql"]
+__all__ = ["ColumnType", "Refused", "Unloadable", "family", "resolve_type", "type_from_sql"]
 
 Dump = Callable[[Any], Any]
 Load = Callable[[Any], Any]
@@ -40,6 +40,15 @@ INT8_MAX: Final = 2**63 - 1
 
 class Refused(ValueError):  # noqa: N818 - internal signal, never leaves the package
     """Raised by a dump function: the value cannot be stored in this column."""
+
+
+class Unloadable(ValueError):  # noqa: N818 - internal signal, never leaves the package
+    """Raised by a load function: a stored value has no Python value in this column's type.
+
+    A value written by another tool (an enum member the model does not have) is the case;
+    the reader turns it into a :class:`~orso_pg.errors.DataError` naming table, column, row
+    key and value.
+    """
 
 
 @attrs.frozen(eq=False)
@@ -57,6 +66,7 @@ class ColumnType:
         compressed: True when values are codec frames in a BYTEA column.
         declared_family: The family of a type declared with ``sql_type=`` (see
             :func:`family`); empty for a type derived from the annotation alone.
+        choices: The stored values an enum column allows (its CHECK constraint), else None.
     """
 
     label: str
@@ -67,6 +77,7 @@ class ColumnType:
     load: Load | None = None
     compressed: bool = False
     declared_family: str = ""
+    choices: tuple[str, ...] | None = None
 
 
 def _refuse(reason: str) -> typing.NoReturn:
@@ -249,7 +260,12 @@ def _enum_type(enum_cls: type[enum.Enum]) -> ColumnType:
         _refuse(f"expected {enum_cls.__name__}, got {_short(value)}")
 
     def load(value: Any) -> enum.Enum:
-        return lookup[value]
+        try:
+            return lookup[value]
+        except (KeyError, TypeError):
+            known = ", ".join(repr(v) for v in lookup)
+            msg = f"{_short(value)} is not a member of {enum_cls.__name__} ({known})"
+            raise Unloadable(msg) from None
 
     return ColumnType(
         label=f"text ({enum_cls.__name__})",
@@ -258,6 +274,7 @@ def _enum_type(enum_cls: type[enum.Enum]) -> ColumnType:
         python=enum_cls,
         dump=dump,
         load=load,
+        choices=tuple(lookup),
     )
 
 
