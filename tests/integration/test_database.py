@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from orso_pg import (
@@ -248,6 +249,11 @@ def test_a_missing_table_names_the_model_and_the_fix(db: Database):
         Ghost(name="x").insert_with_table(db, "ghosts_2024")
     with pytest.raises(MissingTableError, match=r"Ghost.*orso-pg migrate"):
         Ghost.find_paginated(Pagination(1, 10), db)
+    create_tables(db, Entry)
+    elsewhere = Filter.raw(sql.SQL("EXISTS (SELECT 1 FROM no_model_has_this)"))
+    with pytest.raises(MissingTableError, match=r"migrations create the tables of models") as info:
+        Entry.find_where(elsewhere, db)
+    assert info.value.table == "no_model_has_this"
 
 
 def test_reads_recover_after_backends_are_killed(server: Server, schema: str):
