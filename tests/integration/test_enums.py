@@ -62,6 +62,19 @@ class OrderText(Orso):
     qty: int = 0
 
 
+@table("enum_orders")
+class OrderNoSide(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    qty: int = 0
+
+
+@table("enum_orders")
+class OrderSideDefault(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    qty: int = 0
+    side: SideV1 = SideV1.SELL
+
+
 def _migrate(db: Database, model: type) -> Any:
     (result,) = Migrations.init(db, [migration(model)])
     again = Migrations.init(db, [migration(model)])[0]
@@ -180,3 +193,20 @@ def test_the_check_allows_exactly_the_members(
             allowed = False
         assert allowed == (value in members)
     raw.execute("DELETE FROM enum_any")
+
+
+def test_an_enum_column_added_to_a_table_with_rows(db: Database, raw: psycopg.Connection[Any]):
+    """A new enum column is filled with the model's default and gets its check once."""
+    _migrate(db, OrderNoSide)
+    OrderNoSide(qty=3).insert(db)
+    added = _migrate(db, OrderSideDefault)
+    assert [s.description for s in added.steps] == [
+        (
+            "add column side text NOT NULL, existing rows set to the model default "
+            "<SideV1.SELL: 'sell'>"
+        ),
+        "add enum check on column side (buy, sell)",
+    ]
+    assert [(o.qty, o.side) for o in OrderSideDefault.find_all(db)] == [(3, SideV1.SELL)]
+    with pytest.raises(pg_errors.CheckViolation):
+        _insert_raw(raw, "hold")
