@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from orso_pg import (
     ConfigError,
@@ -20,13 +22,15 @@ from orso_pg import (
     Database,
     Filter,
     Orso,
+    Pagination,
     ServerUnavailableError,
     column,
     table,
 )
+from orso_pg._compiler import Statement
 from orso_pg.session._pool import MAX_RECONNECT_DELAY
 from tests.helpers import create_tables
-from tests.throwaway import Throwaway, figure
+from tests.throwaway import Throwaway, figure, pgbouncer
 
 pytestmark = pytest.mark.faults
 
@@ -207,3 +211,96 @@ def test_a_statement_timeout_implies_a_deadline(fresh: Throwaway):
         assert db.deadline == pytest.approx(5.2)
     with pytest.raises(ConfigError, match="deadline"):
         Database(fresh.dsn, deadline=0)
+
+
+# --- PgBouncer --------------------------------------------------------------------------------
+
+TZ = Statement(sql.SQL("SELECT current_setting('TimeZone')"))
+
+
+@pytest.fixture(scope="module")
+def bouncer(pg: Throwaway) -> Iterator[str]:
+    """A PgBouncer 1.18-style pool in transaction mode (two server sessions) in front of pg."""
+    with pgbouncer(pg, pool_mode="transaction", pool_size=2) as dsn:
+        yield dsn
+
+
+def _hammer(db: Database, work: Callable[[], object], threads: int = 8, calls: int = 100) -> int:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        for _ in range(calls):
+            try:
+                work()
+            except Exception as exc:  # noqa: BLE001 - counted for the main thread
+                errors.append(exc)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors[:3]
+    return len(errors)
+
+
+def test_pgbouncer_transaction_mode_is_detected_and_works(
+    fresh: Throwaway, bouncer: str, request: pytest.FixtureRequest
+):
+    """Through PgBouncer in transaction mode orso_pg connects (no ``options`` parameter),
+    turns prepared statements off by itself, keeps the time zone, and its pipelined pages
+    and server-side cursors work."""
+    with Database(fresh.dsn) as direct:
+        assert not direct.behind_pooler
+        create_tables(direct, Row)
+        for i in range(50):
+            Row(name=f"r{i}").insert(direct)
+    with Database(bouncer, max_size=8, timezone="America/New_York") as db:
+        assert db.behind_pooler
+        with db.connection() as conn:
+            assert conn.prepare_threshold is None
+        errors = _hammer(db, lambda: Row.find_by_id(7, db))
+        figure(request, f"{8 * 100} lookups through PgBouncer (transaction mode): {errors} errors")
+        _hammer(db, lambda: _check_tz(db, "America/New_York"), calls=20)
+        page = Row.find_paginated(Pagination.new(2, 10), db)
+        assert page.total == 50
+        assert [r.name for r in page.data] == [f"r{i}" for i in range(10, 20)]
+        assert sum(1 for _ in Row.stream_where(Filter.gt("id", 0), db, batch_size=7)) == 50
+        with db.transaction(statement_timeout=2000) as tx:
+            assert Row.count(tx) == 50
+
+
+def _check_tz(db: Database, expected: str) -> None:
+    assert db._read(lambda ex: ex.scalar(TZ)) == expected
+
+
+def test_pgbouncer_transaction_mode_refuses_settings_it_would_drop(bouncer: str):
+    """schema= and statement_timeout= would be lost between transactions: a ConfigError
+    says so, instead of writes landing in public."""
+    for kwargs in ({"schema": "public"}, {"statement_timeout": 1000}):
+        with pytest.raises(ConfigError, match="pooler in transaction mode"):
+            Database(bouncer, **kwargs)
+
+
+def test_pgbouncer_session_mode_keeps_settings(fresh: Throwaway):
+    """In session mode every setting holds, and prepared statements stay on unless
+    prepare=False."""
+    with psycopg.connect(fresh.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bounced")
+    with (
+        pgbouncer(fresh, pool_mode="session", pool_size=4) as dsn,
+        Database(dsn, schema="bounced", statement_timeout=3000, max_size=2) as db,
+    ):
+        assert not db.behind_pooler
+        with db.connection() as conn:
+            assert conn.prepare_threshold == 5
+            assert _scalar(conn, "SHOW search_path") == '"bounced",public'
+            assert _scalar(conn, "SHOW statement_timeout") == "3s"
+        with Database(dsn, prepare=False, max_size=1) as plain, plain.connection() as conn:
+            assert conn.prepare_threshold is None
+
+
+def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
