@@ -71,6 +71,6 @@ def test_readme_examples_run_in_order_twice(
             monkeypatch.setitem(sys.modules, module.__name__, module)
             try:
                 exec(compile(code, f"README.md ({heading})", "exec"), module.__dict__)  # noqa: S102
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported with the run and heading
                 pytest.fail(f"run {run}: the example under {heading!r} failed: {exc!r}")
     capsys.readouterr()

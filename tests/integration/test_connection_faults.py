@@ -133,6 +133,10 @@ def test_server_down_is_a_bounded_wait_then_recovery_is_quick(
             figure(request, f"server down, call {attempt + 1}: {elapsed:.2f} s: {info.value}")
             assert 0.9 < elapsed < 2.5
             assert "unavailable" in str(info.value)
+        with pytest.raises(ServerUnavailableError), db.transaction():
+            pass
+        with pytest.raises(ServerUnavailableError):
+            list(Row.stream_where(Filter.gt("id", 0), db))
         fresh.start()
         back = time.monotonic()
         while True:

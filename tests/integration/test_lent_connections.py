@@ -20,6 +20,7 @@ from psycopg.types.string import TextLoader
 
 from orso_pg import (
     ConfigError,
+    ConnectionLostError,
     Database,
     LockTimeoutError,
     Orso,
@@ -108,7 +109,9 @@ def test_listen_prepare_cursors_temp_tables_and_locks_are_cleared(one: Database)
         assert _one(conn, "SELECT count(*) FROM pg_prepared_statements WHERE from_sql") == 0
         assert _one(conn, "SELECT count(*) FROM pg_cursors") == 0
         assert _one(conn, "SELECT to_regclass('pg_temp.orso_scratch') IS NULL") is True
-        assert _one(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        mine = "SELECT count(*) FROM pg_locks"
+        mine += " WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        assert _one(conn, mine) == 0
         assert _one(conn, "SHOW work_mem") != "7MB"
         assert _one(conn, "SHOW TimeZone") == "UTC"
 
@@ -219,3 +222,51 @@ def test_slow_statements_are_logged(server: Server, schema: str, caplog: pytest.
         assert "y" * 70 in inserted[0]
         assert "y" * 100 not in inserted[0]  # the long value is shortened
         assert " ms on " in inserted[0]
+
+
+def _terminate(server: Server, pid: int) -> None:
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_lent_connection_closed_by_its_borrower_is_replaced(one: Database):
+    with one.connection() as conn:
+        pid = _one(conn, "SELECT pg_backend_pid()")
+        conn.close()
+    assert Item.count(one) == 1
+    with one.connection() as conn:
+        assert _one(conn, "SELECT pg_backend_pid()") != pid
+
+
+def test_a_write_on_a_dead_connection_fails_once_then_the_pool_is_swept(
+    one: Database, server: Server
+):
+    """A write is never retried (it may have run), but the next call gets a live connection."""
+    with one.connection() as conn:
+        pid = _one(conn, "SELECT pg_backend_pid()")
+    _terminate(server, pid)
+    with pytest.raises(ConnectionLostError):
+        Item(name="b").insert(one)
+    Item(name="b").insert(one)
+    assert Item.count(one) == 2
+
+
+def test_a_connection_lost_inside_a_transaction_is_raised(one: Database, server: Server):
+    """Lost in the middle of a transaction: raised, not retried; nothing of it was kept."""
+    with pytest.raises(ConnectionLostError), one.transaction() as tx:
+        Item(name="b").insert(tx)
+        _terminate(server, _one(tx.connection, "SELECT pg_backend_pid()"))
+    assert Item.count(one) == 1
+
+
+def test_settings_the_server_refuses_are_a_config_error(server: Server):
+    with pytest.raises(ConfigError, match="connection settings are refused"):
+        Database(server.dsn, timezone="Mars/Olympus_Mons")
+
+
+def test_without_settings_the_server_defaults_stand(server: Server):
+    """timezone=None and no schema or timeout: nothing is set, the server's values stand."""
+    with psycopg.connect(server.dsn) as conn:
+        default = _one(conn, "SHOW TimeZone")
+    with Database(server.dsn, timezone=None, max_size=1) as db, db.connection() as conn:
+        assert _one(conn, "SHOW TimeZone") == default
