@@ -104,10 +104,12 @@ class Session:
     def _write(self, work: Callable[[Executor], T]) -> T:
         raise NotImplementedError
 
-    def _atomic(self, work: Callable[[Executor], T]) -> T:
+    def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
         raise NotImplementedError
 
-    def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
+    def _iterate(
+        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+    ) -> Iterator[Any]:
         raise NotImplementedError
 
     # A QueryBuilder is a pure description; it hands itself to the session to run, so that the
@@ -409,19 +411,23 @@ class Database(Session):
                 self._sweep()
                 raise
 
-    def _atomic(self, work: Callable[[Executor], T]) -> T:
-        with self._begun() as conn:
-            return work(self._executor(conn))
+    def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
+        local, deadline = _call_timeout(timeout)
+        with self._begun(local=local) as conn:
+            return work(self._executor(conn, deadline))
 
-    def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
+    def _iterate(
+        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+    ) -> Iterator[Any]:
         # A server-side cursor lives in a transaction; the connection is held until the
         # iteration ends or the generator is closed. A stream that fails before its first
         # row (the pooled connection was dead) is started once more: nothing was seen yet.
+        local, deadline = _call_timeout(timeout)
         for attempt in range(2):
             started = False
             try:
-                with self._begun() as conn:
-                    for row in self._executor(conn).stream(
+                with self._begun(local=local) as conn:
+                    for row in self._executor(conn, deadline).stream(
                         stmt, batch_size=batch_size, table=table
                     ):
                         started = True
@@ -664,13 +670,29 @@ class Transaction(Session):
     def _write(self, work: Callable[[Executor], T]) -> T:
         return work(self._executor())
 
-    def _atomic(self, work: Callable[[Executor], T]) -> T:
+    def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
+        local, deadline = _call_timeout(timeout)
+        ex = self._db._executor(self._conn, deadline or self._deadline)
         # A savepoint, so a failed operation can be caught without poisoning the transaction.
         with _translated(), self._conn.transaction():
-            return work(self._executor())
+            if local is None:
+                return work(ex)
+            # SET LOCAL inside the savepoint: undone with it on failure; on success the
+            # transaction's own value is put back before the savepoint is released.
+            before = self._conn.execute(_CURRENT_TIMEOUT).fetchone()
+            self._conn.execute(local.statement, local.values)
+            result = work(ex)
+            self._conn.execute(_RESTORE_TIMEOUT, (before[0] if before else "0",))
+            return result
 
-    def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
-        return self._executor().stream(stmt, batch_size=batch_size, table=table)
+    def _iterate(
+        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+    ) -> Iterator[Any]:
+        # Only the client-side deadline: a SET LOCAL here would outlive the stream in the
+        # transaction (give the transaction its statement_timeout instead).
+        _, deadline = _call_timeout(timeout)
+        ex = self._db._executor(self._conn, deadline or self._deadline)
+        return ex.stream(stmt, batch_size=batch_size, table=table)
 
 
 @contextlib.contextmanager
@@ -697,6 +719,20 @@ def _default_deadline(deadline: float | None, statement_timeout: int | None) -> 
     if statement_timeout:
         return statement_timeout / 1000.0 + _DEADLINE_GRACE
     return None
+
+
+_CURRENT_TIMEOUT: Final = sql.SQL("SELECT current_setting('statement_timeout')")
+_RESTORE_TIMEOUT: Final = sql.SQL("SELECT set_config('statement_timeout', %s, true)")
+
+
+def _call_timeout(timeout: float | None) -> tuple[_Local | None, float | None]:
+    """Return the ``SET LOCAL`` and the client-side deadline of an operation's *timeout*."""
+    if timeout is None:
+        return None, None
+    if type(timeout) not in (int, float) or not timeout > 0:
+        msg = f"timeout must be a positive number of seconds, not {timeout!r}"
+        raise ConfigError(msg, value=timeout)
+    return _local(max(1, round(timeout * 1000)), None), timeout + _DEADLINE_GRACE
 
 
 @attrs.frozen

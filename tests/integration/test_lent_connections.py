@@ -25,6 +25,7 @@ from orso_pg import (
     LockTimeoutError,
     Orso,
     QueryCanceledError,
+    ValidationError,
     column,
     table,
 )
@@ -270,3 +271,43 @@ def test_without_settings_the_server_defaults_stand(server: Server):
         default = _one(conn, "SHOW TimeZone")
     with Database(server.dsn, timezone=None, max_size=1) as db, db.connection() as conn:
         assert _one(conn, "SHOW TimeZone") == default
+
+
+SLOW_TRIGGER = """
+CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$;
+CREATE TRIGGER slow BEFORE INSERT ON lent_items FOR EACH ROW
+WHEN (NEW.name = 'slow') EXECUTE FUNCTION slow_insert();
+CREATE VIEW slow_items AS SELECT i.id, i.name FROM lent_items i, pg_sleep(0.5);
+"""
+
+
+def test_batch_and_stream_timeouts(one: Database):
+    """timeout= on a batch or a stream cancels a slower statement and ends with the call."""
+    with one.connection() as conn:
+        conn.execute(SLOW_TRIGGER)
+    with pytest.raises(QueryCanceledError):
+        Item.batch_create([Item(name="fast"), Item(name="slow")], one, timeout=0.1)
+    assert Item.count(one) == 1  # the batch changed nothing
+    assert Item.batch_create([Item(name="fast")], one, timeout=5) == 1
+    with pytest.raises(QueryCanceledError):
+        list(Item.stream_where(None, one, table_name="slow_items", timeout=0.1))
+    assert len(list(Item.stream_where(None, one, table_name="slow_items", timeout=5))) == 2
+    with one.connection() as conn:
+        assert _one(conn, "SHOW statement_timeout") == "0"
+
+    with one.transaction(statement_timeout=4000) as tx:
+        with pytest.raises(QueryCanceledError):
+            Item.batch_create([Item(name="slow")], tx, timeout=0.1)
+        assert _one(tx.connection, "SHOW statement_timeout") == "4s"
+        assert Item.batch_create([Item(name="in tx")], tx, timeout=3) == 1
+        assert _one(tx.connection, "SHOW statement_timeout") == "4s"  # the transaction's again
+        assert len(list(Item.stream_where(None, tx, timeout=3))) == 3
+    assert Item.count(one) == 3
+
+
+def test_bad_operation_timeouts_are_refused(one: Database):
+    with pytest.raises(ValidationError, match="timeout must be a positive number"):
+        Item.batch_create([Item(name="x")], one, timeout=0)
+    with pytest.raises(ConfigError, match="timeout must be a positive number"):
+        list(Item.stream_where(None, one, timeout=-1))
