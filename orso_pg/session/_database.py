@@ -581,7 +581,7 @@ class Database(Session):
         """Borrow a raw psycopg connection (autocommit) for work orso_pg does not cover.
 
         Whatever the borrower leaves behind is undone before the connection is handed to
-        anyone else: an open transaction is rolled back, ``DISCARD ALL`` resets settings,
+        anyone else: an open transaction is rolled back, what ``DISCARD ALL`` does resets settings,
         ``SET ROLE`` / ``SET SESSION AUTHORIZATION``, ``LISTEN``, prepared statements, cursors,
         temporary tables and advisory locks, and orso_pg's own settings are applied again. The
         psycopg side (``row_factory``, ``autocommit``, ``prepare_threshold``, cursor
@@ -620,7 +620,12 @@ class Database(Session):
             if not state.restore(conn):
                 conn.close()  # the pool sees it closed and opens another
                 return
-            conn.execute("DISCARD ALL")
+            # DISCARD ALL without its DEALLOCATE ALL, which would drop the statements psycopg
+            # prepared and still believes it has; those PREPAREd in SQL go by name.
+            names = conn.execute(_SQL_PREPARED).fetchall()
+            conn.execute(_DISCARD)
+            for (name,) in names:
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
             self._configure(conn)
         except psycopg.Error:
             conn.close()
@@ -721,6 +726,11 @@ def _default_deadline(deadline: float | None, statement_timeout: int | None) -> 
     return None
 
 
+_SQL_PREPARED: Final = sql.SQL("SELECT name FROM pg_prepared_statements WHERE from_sql")
+_DISCARD: Final = sql.SQL(
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+)
 _CURRENT_TIMEOUT: Final = sql.SQL("SELECT current_setting('statement_timeout')")
 _RESTORE_TIMEOUT: Final = sql.SQL("SELECT set_config('statement_timeout', %s, true)")
 
@@ -803,6 +813,7 @@ class _PythonState:
     prepare_threshold: int | None
     prepared_max: int | None
     handlers: tuple[int, int]
+    adapters: object
 
     @classmethod
     def of(cls, conn: psycopg.Connection[Any]) -> _PythonState:
@@ -813,11 +824,12 @@ class _PythonState:
             conn.prepare_threshold,
             conn.prepared_max,
             _handlers(conn),
+            _adapters(conn),
         )
 
     def restore(self, conn: psycopg.Connection[Any]) -> bool:
         """Put the state back; False when it cannot be (the connection must then go)."""
-        if _handlers(conn) != self.handlers or _adapters_changed(conn):
+        if _handlers(conn) != self.handlers or _adapters(conn) != self.adapters:
             return False
         conn.row_factory = self.row_factory
         conn.cursor_factory = self.cursor_factory
@@ -838,21 +850,23 @@ def _handlers(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     )
 
 
-def _adapters_changed(conn: psycopg.Connection[Any]) -> bool:
-    """Whether adapters or types were registered on *conn* itself.
+def _adapters(conn: psycopg.Connection[Any]) -> object:
+    """Return what adapters and types *conn* has, to tell whether a borrower changed them.
 
-    psycopg copies a connection's adapter maps from the global ones on the first change; its
-    ``_own_*`` flags say whether that happened. Unknown internals count as changed, so the
-    connection is replaced rather than lent on with foreign adapters.
+    psycopg registers adapters in per-connection maps (copied from the global ones on the first
+    change); the snapshot is their contents. Unknown internals give a value equal to nothing,
+    so the connection is replaced rather than lent on with foreign adapters.
     """
     adapters = conn.adapters
-    flags: list[Any] = [
-        *getattr(adapters, "_own_dumpers", {None: True}).values(),
-        *getattr(adapters, "_own_dumpers_by_oid", [True]),
-        *getattr(adapters, "_own_loaders", [True]),
-        getattr(getattr(adapters, "types", None), "_own_state", True),
-    ]
-    return any(flags)
+    try:
+        return (
+            tuple(tuple(d.items()) for d in adapters._dumpers.values()),
+            tuple(tuple(d.items()) for d in adapters._dumpers_by_oid),
+            tuple(tuple(d.items()) for d in adapters._loaders),
+            tuple(adapters.types._registry.items()),
+        )
+    except AttributeError:  # pragma: no cover - a psycopg with other internals
+        return object()
 
 
 _BACKEND_PID: Final = sql.SQL("SELECT pg_backend_pid()")
