@@ -354,11 +354,14 @@ class Database(Session):
             since = outage.since
             if since is not None:
                 limit = min(limit, max(start, since) + self.unavailable_timeout)
-            now = time.monotonic()
+            wait = max(0.0, limit - time.monotonic())
+            if since is None:
+                # Waits of at most a second, so that a call which began before an outage was
+                # noticed is bounded by unavailable_timeout too (each wait queues anew, so
+                # they are not shorter).
+                wait = min(wait, 1.0)
             try:
-                # Short waits, so a call that began before the outage was noticed is bounded
-                # by unavailable_timeout too.
-                return pool.getconn(timeout=max(0.0, min(limit - now, 0.25)))
+                return pool.getconn(timeout=wait)
             except psycopg_pool.PoolTimeout as exc:
                 if time.monotonic() < limit:
                     continue
