@@ -44,6 +44,12 @@ _END_SNAPSHOT: Final = sql.SQL("COMMIT")
 
 _RENDERED: Final[Memo[bytes]] = Memo()
 
+_clock: Final = time.perf_counter
+
+
+def _debug() -> bool:
+    return logger.isEnabledFor(logging.DEBUG)
+
 
 def render(query: sql.Composable) -> bytes:
     """Return the bytes of *query*, cached per query object.
@@ -109,7 +115,7 @@ class Executor:
 
     def _done(self, started: float, query: bytes, params: Sequence[Any]) -> None:
         """Log a statement that ran: WARNING when slow, else DEBUG (when enabled)."""
-        elapsed = time.perf_counter() - started
+        elapsed = _clock() - started
         if self.slow is not None and elapsed >= self.slow:
             level = logging.WARNING
         elif logger.isEnabledFor(logging.DEBUG):
@@ -128,9 +134,10 @@ class Executor:
 
     def _run(self, stmt: Statement, table: str | None, *, binary: bool) -> psycopg.Cursor[Any]:
         query = render(stmt.query)
-        self._notify(query, stmt.params)
-        started = time.perf_counter()
-        guard = self._arm()
+        if self.listeners:
+            self._notify(query, stmt.params)
+        started = _clock()
+        guard = None if self.deadline is None else _watchdog.arm(self.conn, self.deadline)
         try:
             # Inside the try: on a connection that already broke, cursor() raises too.
             cur = self.conn.cursor(binary=binary)
@@ -139,7 +146,8 @@ class Executor:
             raise self._failed(exc, guard, table) from exc
         if guard is not None:
             guard.disarm()
-        self._done(started, query, stmt.params)
+        if self.slow is not None or _debug():
+            self._done(started, query, stmt.params)
         return cur
 
     def fetch_all(self, stmt: Statement, *, table: str | None = None) -> list[tuple[Any, ...]]:
