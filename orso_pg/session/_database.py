@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
 import attrs
+import numpy as np
 import psycopg
 import psycopg_pool
 from psycopg import sql
@@ -40,8 +41,10 @@ from orso_pg.errors import (
     SerializationError,
     ServerUnavailableError,
 )
+from orso_pg.query import _columns
 from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
 from orso_pg.session import _embedded, _pool
+from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
@@ -136,6 +139,32 @@ class Session:
         stmt = builder.build_count()
         return int(self._read(lambda ex: ex.scalar(stmt, table=builder.base_name)))
 
+    def _columnar_reader(self) -> AdbcConnections | None:
+        # Only a Database may read through ADBC's own connections: a transaction's uncommitted
+        # writes are visible on its connection alone.
+        return None
+
+    def _fetch_columns(self, builder: QueryBuilder) -> dict[str, np.ndarray]:
+        specs = builder.output_columns()
+        loaders = builder_loaders(builder)
+        stmt = builder.build()
+        label = builder.base_name
+        reader = self._columnar_reader()
+        if reader is not None and _columns.adbc_can_read(specs):
+            query = self._read(lambda ex: ex.bind(stmt, table=label))
+            table = reader.read(query, label)
+            return _columns.arrays_from_arrow(table, specs, loaders, label)
+        rows = self._read(lambda ex: ex.fetch_all(stmt, table=label))
+        return _columns.arrays_from_rows(rows, specs, loaders)
+
+    def _copy_builder(
+        self, builder: QueryBuilder, write: Callable[[bytes], object], binary: bool
+    ) -> int:
+        stmt = builder.build()
+        return self._read(
+            lambda ex: ex.copy_out(stmt, write, binary=binary, table=builder.base_name)
+        )
+
 
 class Database(Session):
     """A pool of connections to one PostgreSQL database.
@@ -213,6 +242,8 @@ class Database(Session):
             msg = f"invalid connection string: {exc}"
             raise ConfigError(msg) from exc
         self.schema = schema
+        self._adbc: AdbcConnections | None = None
+        self._adbc_lock = threading.Lock()
         self.server = _where(self.conninfo)
         self.unavailable_timeout = float(unavailable_timeout)
         self.deadline = _default_deadline(deadline, statement_timeout)
@@ -297,6 +328,8 @@ class Database(Session):
     def close(self) -> None:
         """Close every connection; stop the embedded server if this process started it."""
         self._pool.close()
+        if self._adbc is not None:
+            self._adbc.close()
         self._release_embedded()
 
     def _release_embedded(self) -> None:
@@ -319,6 +352,15 @@ class Database(Session):
         params = conninfo_to_dict(self.conninfo)
         where = params.get("host") or "localhost"
         return f"<Database {params.get('dbname', '')!s}@{where!s} pool={self._pool.max_size}>"
+
+    def _columnar_reader(self) -> AdbcConnections | None:
+        if self._adbc is None and adbc_available():
+            with self._adbc_lock:
+                if self._adbc is None:
+                    # ADBC's own connections get the settings as startup options (they
+                    # have no configure step; poolers refusing ``options`` are rare there).
+                    self._adbc = AdbcConnections(self._settings.conninfo(self.conninfo))
+        return self._adbc
 
     # --- listeners ----------------------------------------------------------------------------
 
@@ -784,6 +826,16 @@ class _Settings:
     statement: sql.Composed | None
     values: tuple[str, ...]
     lost_by_poolers: tuple[str, ...]
+    names: tuple[str, ...] = ()
+
+    def conninfo(self, conninfo: str) -> str:
+        """Return *conninfo* with these settings in its ``options`` startup parameter."""
+        given = conninfo_to_dict(conninfo).get("options")
+        options = [str(given)] if given else []
+        for name, value in zip(self.names, self.values, strict=True):
+            escaped = value.replace("\\", "\\\\").replace(" ", "\\ ")
+            options.append(f"-c {name}={escaped}")
+        return make_conninfo(conninfo, options=" ".join(options)) if options else conninfo
 
 
 def _settings(statement_timeout: int | None, schema: str | None, timezone: str | None) -> _Settings:
@@ -803,7 +855,12 @@ def _settings(statement_timeout: int | None, schema: str | None, timezone: str |
     calls = sql.SQL(", ").join(
         sql.SQL("set_config({}, %s, false)").format(sql.Literal(name)) for name, _ in pairs
     )
-    return _Settings(sql.SQL("SELECT ") + calls, tuple(v for _, v in pairs), tuple(lost))
+    return _Settings(
+        sql.SQL("SELECT ") + calls,
+        tuple(v for _, v in pairs),
+        tuple(lost),
+        tuple(n for n, _ in pairs),
+    )
 
 
 @attrs.frozen
