@@ -626,12 +626,13 @@ class Database(Session):
         """Borrow a raw psycopg connection (autocommit) for work orso_pg does not cover.
 
         Whatever the borrower leaves behind is undone before the connection is handed to
-        anyone else: an open transaction is rolled back, what ``DISCARD ALL`` does resets settings,
-        ``SET ROLE`` / ``SET SESSION AUTHORIZATION``, ``LISTEN``, prepared statements, cursors,
-        temporary tables and advisory locks, and orso_pg's own settings are applied again. The
-        psycopg side (``row_factory``, ``autocommit``, ``prepare_threshold``, cursor
-        factories) is restored; a connection whose adapters or notice/notify handlers were
-        changed is closed instead, and the pool opens a fresh one.
+        anyone else: an open transaction is rolled back; settings, ``SET ROLE`` / ``SET SESSION
+        AUTHORIZATION``, ``LISTEN``, cursors, temporary tables and advisory locks are reset as
+        ``DISCARD ALL`` does, statements ``PREPARE``d in SQL are deallocated (psycopg's own
+        stay), and orso_pg's own settings are applied again. The psycopg side
+        (``row_factory``, ``autocommit``, ``prepare_threshold``, cursor factories) is
+        restored; a connection whose adapters or notice/notify handlers were changed is closed
+        instead, and the pool opens a fresh one.
         """
         with self._borrow() as conn:
             self._lend(conn)
