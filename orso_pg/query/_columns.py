@@ -189,15 +189,23 @@ def _arrow_masked(chunked: pa.ChunkedArray, dtype: Any) -> np.ndarray:
 
 
 def arrays_from_arrow(
-    table: pa.Table, specs: Sequence[Spec], loaders: Sequence[Loader | None], label: str
+    columns: list[pa.ChunkedArray | None],
+    specs: Sequence[Spec],
+    loaders: Sequence[Loader | None],
+    label: str,
 ) -> dict[str, np.ndarray]:
-    """Return the columns of an Arrow *table* read by ADBC as the documented arrays."""
+    """Return the Arrow *columns* read by ADBC as the documented arrays.
+
+    Each Arrow column is dropped from *columns* once converted, so that at the peak only one
+    column exists twice (the reader's batches are joined into one numpy buffer per column).
+    """
     pa = importlib.import_module("pyarrow")
     out: dict[str, np.ndarray] = {}
     for i, ((name, col, _), kind, load) in enumerate(
         zip(specs, kinds(specs), loaders, strict=True)
     ):
-        chunked = table.column(i)
+        chunked: Any = columns[i]
+        columns[i] = None
         if kind == "int":
             out[name] = _arrow_masked(chunked, np.int64)
         elif kind == "bool":

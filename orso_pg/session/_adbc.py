@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AdbcConnections", "adbc_available"]
 
+_BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
+_ONE_BATCH = 2**31 - 1
+
 
 def adbc_available() -> bool:
     """Whether the ADBC PostgreSQL driver and pyarrow can be imported."""
@@ -62,6 +65,9 @@ class AdbcConnections:
         try:
             cur = conn.cursor()
             try:
+                # One record batch for the whole result: numeric columns then become numpy
+                # arrays over the batch's own buffers, with no second copy at the peak.
+                cur.adbc_statement.set_options(**{_BATCH_HINT: str(_ONE_BATCH)})
                 cur.execute(query)
                 table = cur.fetch_arrow_table()
             finally:

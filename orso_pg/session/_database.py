@@ -152,8 +152,8 @@ class Session:
         reader = self._columnar_reader()
         if reader is not None and _columns.adbc_can_read(specs):
             query = self._read(lambda ex: ex.bind(stmt, table=label))
-            table = reader.read(query, label)
-            return _columns.arrays_from_arrow(table, specs, loaders, label)
+            columns: list[Any] = reader.read(query, label).columns
+            return _columns.arrays_from_arrow(columns, specs, loaders, label)
         rows = self._read(lambda ex: ex.fetch_all(stmt, table=label))
         return _columns.arrays_from_rows(rows, specs, loaders)
 
