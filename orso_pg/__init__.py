@@ -26,6 +26,7 @@ from orso_pg.errors import (
     QueryCanceledError,
     QueryError,
     SerializationError,
+    ServerUnavailableError,
     UniqueViolationError,
     ValidationError,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "QueryError",
     "SearchFilter",
     "SerializationError",
+    "ServerUnavailableError",
     "Sort",
     "SortOrder",
     "TableMeta",
