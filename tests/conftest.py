@@ -26,6 +26,7 @@ from psycopg import sql
 
 from orso_pg import Database
 from orso_pg.session import _embedded
+from orso_pg.session._cluster import Cluster
 
 settings.register_profile(
     "default",
@@ -105,8 +106,10 @@ def _start_embedded() -> Server:
     """Start the session's embedded PostgreSQL (once) and return it."""
     if "server" in _EMBEDDED:
         return _EMBEDDED["server"]  # type: ignore[no-any-return]
+    # The new directory is the data directory itself: as root, the server runs as another
+    # user, who can enter /tmp but not a directory that mkdtemp made private to root.
     base = Path(tempfile.mkdtemp(prefix="orso_pg_test_"))
-    path, dsn = _embedded.acquire(base / "pgdata", delete_on_stop=True)
+    path, dsn = _embedded.acquire(base, delete_on_stop=True)
     version = _version(dsn)
     server = Server(f"pg{version}", dsn, version)
     _EMBEDDED.update(server=server, path=path, base=base)
@@ -189,3 +192,18 @@ def raw(server: Server, schema: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         yield conn
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A new, empty directory for an embedded server, removed (server stopped) afterwards.
+
+    Made directly under the system's temporary directory: run as root, the server runs as
+    another user, who cannot enter pytest's private ``tmp_path``.
+    """
+    path = Path(tempfile.mkdtemp(prefix="orso_pg_data_"))
+    try:
+        yield path
+    finally:
+        Cluster(path, None).stop()  # a server a failed test left running
+        shutil.rmtree(path, ignore_errors=True)

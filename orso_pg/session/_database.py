@@ -39,7 +39,7 @@ from orso_pg.errors import (
     SerializationError,
 )
 from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
-from orso_pg.session import _embedded
+from orso_pg.session import _connect
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
@@ -135,9 +135,10 @@ class Database(Session):
     """A pool of connections to one PostgreSQL database.
 
     Args:
-        dsn: A libpq connection string or URI. When None, ``$ORSO_PG_DSN`` is used, and when
-            that is unset too, an embedded PostgreSQL is started (or joined) in
-            ``$ORSO_PG_DATA`` or a per-user data directory.
+        dsn: A libpq connection string or URI, or ``"embedded"`` for the embedded
+            PostgreSQL. When None, ``$ORSO_PG_DSN`` is used (which may say ``embedded`` too),
+            else the embedded server in ``data_dir`` when given; with none of them, a
+            :class:`ConfigError` says how to choose a server.
         min_size: Connections kept open.
         max_size: The most connections opened at once.
         timeout: Seconds to wait for a free connection before :class:`PoolTimeoutError`.
@@ -149,7 +150,10 @@ class Database(Session):
         application_name: Reported in ``pg_stat_activity``.
         prepare_threshold: Executions before psycopg prepares a statement; None disables
             prepared statements (needed behind PgBouncer in transaction mode before 1.21).
-        data_dir: The embedded server's data directory when no DSN is given.
+        data_dir: The embedded server's data directory; giving it chooses the embedded
+            server unless ``$ORSO_PG_DSN`` names another.
+        require_tls: Refuse any TCP connection that is not TLS with a verified server
+            certificate (``sslmode=verify-full`` is set when the DSN has no ``sslmode``).
         max_idle: Seconds an idle connection above ``min_size`` is kept.
         max_lifetime: Seconds before a connection is replaced.
 
@@ -173,18 +177,16 @@ class Database(Session):
         data_dir: str | os.PathLike[str] | None = None,
         max_idle: float = 600.0,
         max_lifetime: float = 3600.0,
+        require_tls: bool = False,
     ) -> None:
         self._listeners = ()
         self._dirty: set[int] = set()
         self._dirty_lock = threading.Lock()
-        self._embedded: Path | None = None
-        if dsn is None:
-            dsn = os.environ.get("ORSO_PG_DSN") or None
-        if dsn is None:
-            self._embedded, dsn = _embedded.acquire(Path(data_dir) if data_dir else None)
+        target = _connect.choose(dsn, data_dir)
+        self._embedded: Path | None = target.embedded
         try:
             self.conninfo = _conninfo(
-                dsn,
+                _connect.secure(target.dsn, require_tls=require_tls),
                 connect_timeout=connect_timeout,
                 statement_timeout=statement_timeout,
                 schema=schema,
@@ -196,6 +198,8 @@ class Database(Session):
             msg = f"invalid connection string: {exc}"
             raise ConfigError(msg) from exc
         self.schema = schema
+        #: The server, named as ``user@host:port/dbname`` or ``embedded server in DIR``.
+        self.server = _connect.describe(self.conninfo, self._embedded)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
                 self.conninfo,
@@ -231,6 +235,8 @@ class Database(Session):
     def _release_embedded(self) -> None:
         if self._embedded is not None:
             path, self._embedded = self._embedded, None
+            from orso_pg.session import _embedded
+
             _embedded.release(path)
 
     @property
@@ -245,9 +251,7 @@ class Database(Session):
         self.close()
 
     def __repr__(self) -> str:
-        params = conninfo_to_dict(self.conninfo)
-        where = params.get("host") or "localhost"
-        return f"<Database {params.get('dbname', '')!s}@{where!s} pool={self._pool.max_size}>"
+        return f"<Database {self.server} pool={self._pool.max_size}>"
 
     # --- listeners ----------------------------------------------------------------------------
 

@@ -74,11 +74,11 @@ def test_orso_config_parity(server: Server):
 
 
 def test_embedded_server_starts_is_shared_and_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    embedded_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """With no DSN, an embedded PostgreSQL starts in ORSO_PG_DATA, is shared, and stops on close."""
-    monkeypatch.delenv("ORSO_PG_DSN", raising=False)
-    data = tmp_path / "pgdata"
+    """ORSO_PG_DSN=embedded starts a PostgreSQL in ORSO_PG_DATA, shared, stopped on close."""
+    monkeypatch.setenv("ORSO_PG_DSN", "embedded")
+    data = embedded_dir
     monkeypatch.setenv("ORSO_PG_DATA", str(data))
     first = Database()
     second = Database()
