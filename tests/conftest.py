@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -121,6 +122,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    template = _TEMPLATE.pop("path", None)
+    if template is not None:
+        shutil.rmtree(template, ignore_errors=True)
     path = _EMBEDDED.pop("path", None)
     if path is not None:
         _embedded.release(path)
@@ -194,8 +198,24 @@ def raw(server: Server, schema: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
+_TEMPLATE: dict[str, Path] = {}
+
+
+def clone_cluster(path: Path) -> None:
+    """Fill the empty directory *path* with a fresh, stopped cluster (a copy of a template).
+
+    ``initdb`` runs once per session, without fsync; a copy takes a fraction of its time.
+    """
+    if "path" not in _TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="orso_pg_template_"))
+        Cluster.prepare(template).init(durable=False)
+        _TEMPLATE["path"] = template
+    # cp -a keeps the owner (the server's user when run as root) and the modes.
+    subprocess.run(["cp", "-a", f"{_TEMPLATE['path']}/.", str(path)], check=True)  # noqa: S607
+
+
 @pytest.fixture
-def embedded_dir() -> Iterator[Path]:
+def empty_embedded_dir() -> Iterator[Path]:
     """A new, empty directory for an embedded server, removed (server stopped) afterwards.
 
     Made directly under the system's temporary directory: run as root, the server runs as
@@ -207,3 +227,10 @@ def embedded_dir() -> Iterator[Path]:
     finally:
         Cluster(path, None).stop()  # a server a failed test left running
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_dir(empty_embedded_dir: Path) -> Path:
+    """Like ``empty_embedded_dir``, holding a cluster that initdb made, not yet started."""
+    clone_cluster(empty_embedded_dir)
+    return empty_embedded_dir

