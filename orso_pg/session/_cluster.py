@@ -293,7 +293,7 @@ class Cluster:
                 f"{(done.stderr or done.stdout).strip()}\n{tail}".strip()
             )
             raise ConfigError(msg, value=str(self.path))
-        return done.stdout
+        return str(done.stdout)
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -405,7 +405,7 @@ def locked(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                same = path.stat().st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:

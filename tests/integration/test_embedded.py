@@ -26,6 +26,7 @@ from orso_pg.__main__ import main
 from orso_pg.session import _cluster, _embedded
 from orso_pg.session._cluster import Cluster, Postmaster
 from tests.conftest import clone_cluster
+from tests.test_readme import python_block
 
 pytestmark = [pytest.mark.db, pytest.mark.own_server]
 
@@ -239,8 +240,10 @@ def test_as_root_unreachable_binaries_are_copied_not_opened_up(
 
 def test_the_cli_refuses_to_guess_a_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     module = tmp_path / "models.py"
-    module.write_text("from orso_pg import Orso, table\n\n@table('x')\nclass X(Orso):\n    a: int\n")
-    assert main(["migrate", str(module), "--dry-run"]) == 2  # noqa: PLR2004
+    module.write_text(
+        "from orso_pg import Orso, table\n\n@table('x')\nclass X(Orso):\n    a: int\n"
+    )
+    assert main(["migrate", str(module), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "no PostgreSQL server chosen" in err
     assert "--embedded" in err
@@ -250,10 +253,27 @@ def test_the_cli_names_the_embedded_server(
     tmp_path: Path, embedded_dir: Path, capsys: pytest.CaptureFixture[str]
 ):
     module = tmp_path / "models.py"
-    module.write_text("from orso_pg import Orso, table\n\n@table('x')\nclass X(Orso):\n    a: int\n")
-    code = main(["migrate", str(module), "--dry-run", "--embedded", "--data-dir", str(embedded_dir)])
+    module.write_text(
+        "from orso_pg import Orso, table\n\n@table('x')\nclass X(Orso):\n    a: int\n"
+    )
+    code = main(
+        ["migrate", str(module), "--dry-run", "--embedded", "--data-dir", str(embedded_dir)]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert f"orso-pg: server embedded server in {embedded_dir}" in captured.err
     assert captured.out.startswith("x: would create")
     assert running(embedded_dir) is None  # stopped when the command ended
+
+
+def test_the_readme_choosing_a_server_example_runs(
+    embedded_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """The README block as written, with ORSO_PG_DATA pointing at a throwaway cluster."""
+    monkeypatch.setenv("ORSO_PG_DATA", str(embedded_dir))
+    namespace: dict[str, object] = {}
+    exec(compile(python_block("Choosing a server"), "README.md", "exec"), namespace)  # noqa: S102
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("no PostgreSQL server chosen")
+    assert printed[1] == f"<Database embedded server in {embedded_dir} pool=16>"
+    assert running(embedded_dir) is None

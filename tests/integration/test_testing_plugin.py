@@ -182,9 +182,7 @@ def test_xdist_workers_share_one_server_and_clean_it_up(tmp_path: Path):
         name: subprocess.Popen(  # noqa: S603 - this interpreter running pytest
             pytest_command(project, run / f"popen-{name}", "test_notes.py"),
             cwd=project,
-            env=clean_env(
-                PYTEST_XDIST_WORKER=name, PYTEST_XDIST_TESTRUNUID=run_id, OUT=str(out)
-            ),
+            env=clean_env(PYTEST_XDIST_WORKER=name, PYTEST_XDIST_TESTRUNUID=run_id, OUT=str(out)),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
