@@ -277,3 +277,60 @@ def test_the_readme_choosing_a_server_example_runs(
     assert printed[0].startswith("no PostgreSQL server chosen")
     assert printed[1] == f"<Database embedded server in {embedded_dir} pool=16>"
     assert running(embedded_dir) is None
+
+
+def test_a_process_that_exits_without_closing_stops_the_server(embedded_dir: Path):
+    """A Database never closed: the server is let go of when the interpreter exits."""
+    script = "import sys; from orso_pg import Database; db = Database(data_dir=sys.argv[1])"
+    done = subprocess.run(  # noqa: S603 - this interpreter
+        [sys.executable, "-c", script, str(embedded_dir)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (embedded_dir / "PG_VERSION").exists()
+    assert running(embedded_dir) is None
+
+
+def test_a_data_dir_that_cannot_be_made_is_a_config_error(tmp_path: Path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="cannot start the embedded PostgreSQL in"):
+        Database(data_dir=blocker / "pgdata")
+
+
+def test_a_failing_initdb_says_why(empty_embedded_dir: Path):
+    """initdb refuses a directory that is not empty; its own words reach the user."""
+    cluster = Cluster.prepare(empty_embedded_dir)
+    cluster.write("stray.txt", "left here")
+    with pytest.raises(ConfigError, match="initdb failed .* exists but is not empty"):
+        cluster.init(durable=False)
+
+
+def test_who_may_enter_a_directory(empty_embedded_dir: Path):
+    """Owner, group and other bits are read in that order, as the kernel does."""
+    empty_embedded_dir.chmod(0o755)  # a directory of this test's own
+    path = empty_embedded_dir / "d"
+    path.mkdir(mode=0o710)
+    path.chmod(0o710)
+    st = path.stat()
+    owner = _cluster.Account("owner", st.st_uid, st.st_gid + 1, frozenset())
+    member = _cluster.Account("member", st.st_uid + 1, st.st_gid + 1, frozenset({st.st_gid}))
+    stranger = _cluster.Account("stranger", st.st_uid + 1, st.st_gid + 1, frozenset())
+    assert owner.can_enter(path)
+    assert member.can_enter(path)
+    assert not stranger.can_enter(path)
+    assert stranger.blocked_parent(path / "child") == path
+    assert not member.can_read(path)  # 0o710: the group may enter, not list
+    assert owner.can_read(path)
+
+
+@as_root
+def test_as_root_a_cluster_owned_by_root_is_not_taken_over(empty_embedded_dir: Path):
+    (empty_embedded_dir / "PG_VERSION").write_text("18\n")
+    with pytest.raises(ConfigError, match="belongs to root"):
+        Database(data_dir=empty_embedded_dir)
+    assert empty_embedded_dir.stat().st_uid == 0
