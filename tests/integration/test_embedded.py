@@ -306,7 +306,7 @@ def test_a_failing_initdb_says_why(empty_embedded_dir: Path):
     """initdb refuses a directory that is not empty; its own words reach the user."""
     cluster = Cluster.prepare(empty_embedded_dir)
     cluster.write("stray.txt", "left here")
-    with pytest.raises(ConfigError, match="initdb failed .* exists but is not empty"):
+    with pytest.raises(ConfigError, match=r"initdb failed .* exists but is not empty"):
         cluster.init(durable=False)
 
 
