@@ -122,9 +122,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    template = _TEMPLATE.pop("path", None)
-    if template is not None:
-        shutil.rmtree(template, ignore_errors=True)
+    for made in (_TEMPLATE.pop("path", None), _TEMPLATE.pop("binaries", None)):
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     path = _EMBEDDED.pop("path", None)
     if path is not None:
         _embedded.release(path)
@@ -208,8 +208,11 @@ def clone_cluster(path: Path) -> None:
     """
     if "path" not in _TEMPLATE:
         template = Path(tempfile.mkdtemp(prefix="orso_pg_template_"))
-        Cluster.prepare(template).init(durable=False)
+        cluster = Cluster.prepare(template)
+        cluster.init(durable=False)
         _TEMPLATE["path"] = template
+        if cluster._copy is not None:  # binaries copied for the server's user: never started
+            _TEMPLATE["binaries"] = cluster._copy
     # cp -a keeps the owner (the server's user when run as root) and the modes.
     subprocess.run(  # noqa: S603 - cp with paths made here
         ["cp", "-a", f"{_TEMPLATE['path']}/.", str(path)],  # noqa: S607
