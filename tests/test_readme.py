@@ -49,6 +49,10 @@ def runnable_blocks() -> list[tuple[str, str]]:
         code = match.group(1)
         if not code.startswith(("import ", "from ")):
             continue
+        if 'Database("embedded")' in code or "sslrootcert" in code:
+            # Choosing the embedded server and TLS need servers of their own; their tests run
+            # these blocks (tests/integration/test_connect.py, test_tls.py).
+            continue
         heading = re.findall(r"^## (.+)$", text[: match.start()], re.MULTILINE)[-1]
         blocks.append((heading, code))
     return blocks
@@ -62,7 +66,8 @@ def test_readme_examples_run_in_order_twice(
     monkeypatch.setenv("ORSO_PG_DSN", dsn)
     blocks = runnable_blocks()
     headings = [heading for heading, _ in blocks]
-    assert headings[:2] == ["Quickstart", "Queries"]
+    assert headings[0] == "Quickstart"
+    assert "Queries" in headings
     assert "Migrations" in headings
     assert "Connections in production" in headings
     for run in (1, 2):
