@@ -393,18 +393,20 @@ def stream(
     *,
     batch_size: int = 2000,
     table_name: object = None,
+    timeout: float | None = None,
 ) -> Iterator[M]:
     """Return an iterator over the rows matching *f*, read from a server-side cursor.
 
     The filter, sorts and batch size are checked now, so a bad query fails at the call rather
     than at the first ``next()``; rows are fetched *batch_size* at a time as they are consumed.
+    *timeout* bounds each round trip (the query, then each page) in seconds.
     """
     meta, table, label, session = setup(cls, db, table_name)
     check_batch_size(batch_size, label)
     where, params = _where(meta, label, f)
     order = _order(meta, label, sorts)
     stmt = compiler.select_where(meta, table, where, params, order_by=order)
-    return loaded(session._iterate(stmt, batch_size, label), loader(meta))
+    return loaded(session._iterate(stmt, batch_size, label, timeout), loader(meta))
 
 
 # --- aggregates -------------------------------------------------------------------------------
