@@ -37,6 +37,16 @@ def test_quickstart_runs(server: Server, schema: str, monkeypatch: pytest.Monkey
     assert latest.created_at == module.__dict__["trade"].created_at
 
 
+def test_enum_columns_block_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The enum block runs unchanged: the CHECK refuses a stranger's value, a rerun matches."""
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_enums")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(python_block("Enum columns"), str(README), "exec"), module.__dict__)  # noqa: S102
+    assert module.__dict__["refused"] is True
+
+
 def runnable_blocks() -> list[tuple[str, str]]:
     """Return (heading, code) of every README python block that is a whole program.
 

@@ -42,7 +42,7 @@ from orso_pg.errors import (
     ServerUnavailableError,
 )
 from orso_pg.query import _columns
-from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
+from orso_pg.query._results import builder_loaders, check_batch_size, convert_row, loaded
 from orso_pg.session import _connect, _pool
 from orso_pg.session._adbc import AdbcConnections, adbc_available
 
@@ -133,7 +133,7 @@ class Session:
         rows = self._iterate(stmt, batch_size, builder.base_name)
         if not any(loaders):
             return rows
-        return (convert_row(loaders, row) for row in rows)
+        return loaded(rows, lambda row: convert_row(loaders, row))
 
     def _count_builder(self, builder: QueryBuilder) -> int:
         stmt = builder.build_count()

@@ -8,14 +8,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from orso_pg import (
     ConfigError,
     Database,
     DatabaseConfig,
+    DatabaseError,
     Filter,
+    MissingTableError,
     Orso,
+    Pagination,
     PoolError,
     PoolTimeoutError,
     QueryCanceledError,
@@ -218,8 +222,40 @@ def test_closed_database_refuses_work(server: Server, schema: str):
     db = Database(server.dsn, schema=schema)
     create_tables(db, Entry)
     db.close()
-    with pytest.raises(PoolError):
+    with pytest.raises(PoolError, match="this Database is closed") as info:
         Entry.count(db)
+    assert "pool" not in str(info.value)
+    with pytest.raises(PoolError, match="this Database is closed"):
+        Entry(account="x").insert(db)
+    with pytest.raises(PoolError, match="this Database is closed"), db.transaction():
+        pass
+
+
+@table("never_created")
+class Ghost(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    name: str = ""
+
+
+def test_a_missing_table_names_the_model_and_the_fix(db: Database):
+    """A table never migrated is a MissingTableError naming the model and what creates it."""
+    with pytest.raises(MissingTableError) as info:
+        Ghost.find_all(db)
+    text = str(info.value)
+    assert "Ghost" in text
+    assert "Migrations.init(db, [migration(Ghost)])" in text
+    assert "orso-pg migrate" in text
+    assert info.value.table == "never_created"
+    assert isinstance(info.value, DatabaseError)
+    with pytest.raises(MissingTableError, match=r"migration\(Ghost, 'ghosts_2024'\)"):
+        Ghost(name="x").insert_with_table(db, "ghosts_2024")
+    with pytest.raises(MissingTableError, match=r"Ghost.*orso-pg migrate"):
+        Ghost.find_paginated(Pagination(1, 10), db)
+    create_tables(db, Entry)
+    elsewhere = Filter.raw(sql.SQL("EXISTS (SELECT 1 FROM no_model_has_this)"))
+    with pytest.raises(MissingTableError, match=r"migrations create the tables of models") as info:
+        Entry.find_where(elsewhere, db)
+    assert info.value.table == "no_model_has_this"
 
 
 def test_reads_recover_after_backends_are_killed(server: Server, schema: str):
