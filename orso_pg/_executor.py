@@ -21,7 +21,7 @@ import psycopg
 import psycopg_pool
 from psycopg import sql
 
-from orso_pg import errors
+from orso_pg import _adapters, _vector, errors
 from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
 from orso_pg._types import Refused
@@ -69,6 +69,11 @@ class Executor:
     def __init__(self, conn: psycopg.Connection[Any], listeners: Sequence[Listener] = ()) -> None:
         self.conn = conn
         self.listeners = listeners
+        if _vector.state.active:
+            # Vector models exist: a connection opened before the model or the extension
+            # gets pgvector's adapters on its first use (once; the pool's configure step
+            # registers them on connections opened after).
+            _adapters.prepare(conn)
 
     def _notify(self, query: bytes, params: tuple[Any, ...]) -> None:
         if self.listeners:

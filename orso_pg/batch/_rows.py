@@ -100,7 +100,7 @@ def copy_type(col: Column) -> tuple[str, bool]:
     """
     name = col.type.copy_name
     if col.options.vector is not None:
-        return name, False
+        return name, True  # pgvector's binary dumpers, registered per connection
     if col.options.sql_type is None:
         return name, True
     dims = col.options.sql_type.count("[")

@@ -30,6 +30,7 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from orso_pg import _adapters
 from orso_pg._compiler import Statement
 from orso_pg._executor import Executor, Listener, translate
 from orso_pg.errors import (
@@ -206,6 +207,7 @@ class Database(Session):
                 max_lifetime=max_lifetime,
                 kwargs={"autocommit": True, "prepare_threshold": prepare_threshold},
                 name="orso_pg",
+                configure=_adapters.configure,
                 open=False,
             )
         )
