@@ -96,6 +96,8 @@ class Executor:
 
     def fetch_all(self, stmt: Statement, *, table: str | None = None) -> list[tuple[Any, ...]]:
         """Run *stmt* and return every row as a tuple."""
+        if stmt.settings:
+            return self.fetch_together([stmt], table=table)[0]
         cur = self._run(stmt, table, binary=True)
         try:
             return cur.fetchall()
@@ -104,6 +106,9 @@ class Executor:
 
     def fetch_one(self, stmt: Statement, *, table: str | None = None) -> tuple[Any, ...] | None:
         """Run *stmt* and return its first row, or None."""
+        if stmt.settings:
+            rows = self.fetch_together([stmt], table=table)[0]
+            return rows[0] if rows else None
         cur = self._run(stmt, table, binary=True)
         try:
             return cur.fetchone()
@@ -123,6 +128,8 @@ class Executor:
         conn = self.conn
         queries = [render(stmt.query) for stmt in stmts]
         for query, stmt in zip(queries, stmts, strict=True):
+            for setting in stmt.settings:
+                self._notify(render(setting.query), setting.params)
             self._notify(query, stmt.params)
         own = conn.info.transaction_status == _IDLE
         try:
@@ -131,6 +138,8 @@ class Executor:
                 if own:
                     conn.execute(_SNAPSHOT)
                 for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
+                    for setting in stmt.settings:
+                        conn.execute(render(setting.query), setting.params)
                     cur.execute(query, stmt.params)
                 if own:
                     conn.execute(_END_SNAPSHOT)
@@ -172,6 +181,8 @@ class Executor:
         The caller must hold a transaction open while iterating (named cursors live in one).
         """
         query = render(stmt.query)
+        for setting in stmt.settings:
+            self._run(setting, table, binary=False)
         self._notify(query, stmt.params)
         try:
             with self.conn.cursor(name=_cursor_name(), binary=True) as cur:

@@ -1,0 +1,52 @@
+"""``Model.nearest``: the k rows whose vector column is closest to a query vector.
+
+Owns the steps of a nearest-neighbour read: one ``SELECT <columns>, <distance> ... WHERE
+<filter> ORDER BY <distance> LIMIT k`` built by :class:`~orso_pg.QueryBuilder`'s vector
+methods, run through a session, loaded as ``(instance, distance)`` pairs. It must not build SQL
+text itself nor touch a connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from orso_pg._executor import loader
+from orso_pg._operations import setup
+from orso_pg.query._builder import QueryBuilder
+from orso_pg.query._filters import Filter, isa
+from orso_pg.errors import QueryError
+
+__all__ = ["nearest"]
+
+M = TypeVar("M")
+
+
+def nearest(  # noqa: PLR0913 - orso's argument order plus the search's keywords
+    cls: type[M],
+    column: str,
+    vector: Any,
+    k: int,
+    db: object,
+    *,
+    distance: str | None = None,
+    filter: Filter | None = None,  # noqa: A002 - orso's name for a query's condition
+    ef_search: int | None = None,
+    probes: int | None = None,
+    table_name: object = None,
+) -> list[tuple[M, float]]:
+    """Return the *k* rows of *cls* nearest to *vector* in *column*, closest first."""
+    meta, table, label, session = setup(cls, db, table_name)
+    builder = QueryBuilder(meta, table)
+    if filter is not None:
+        if not isa(filter, Filter):
+            msg = f"filter must be a Filter, not {type(filter).__name__}"
+            raise QueryError(msg, table=label, value=filter)
+        builder = builder.where(filter)
+    builder = builder.vector_distance(column, vector, "distance", distance=distance)
+    builder = builder.vector_search(
+        column, vector, k, distance=distance, ef_search=ef_search, probes=probes
+    )
+    stmt = builder.build()
+    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
+    load = loader(meta)
+    return [(load(row), float(row[-1])) for row in rows]
