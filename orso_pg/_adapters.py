@@ -37,7 +37,7 @@ def configure(conn: psycopg.Connection[Any]) -> None:
 def prepare(conn: psycopg.Connection[Any]) -> None:
     """Register the vector adapters on *conn* unless done (or known impossible) already."""
     seen = _seen.get(conn)
-    if seen == _REGISTERED or seen == _vector.state.generation:
+    if seen in (_REGISTERED, _vector.state.generation):
         return
     status = conn.info.transaction_status
     if status not in (_IDLE, _INTRANS) or conn.pgconn.pipeline_status:
@@ -99,7 +99,7 @@ _ADAPTERS: Final = {
 
 
 def _submodule(kind: str) -> Any:
-    import importlib  # noqa: PLC0415
+    import importlib
 
     return importlib.import_module(f"pgvector.psycopg.{kind}")
 

@@ -448,7 +448,7 @@ class Orso:
         return reads.stream(cls, filter, sorts, db, batch_size=batch_size, table_name=table_name)
 
     @classmethod
-    def nearest(  # noqa: PLR0913 - orso's argument order plus the search's keywords
+    def nearest(
         cls,
         field: str,
         vector: Any,
@@ -456,7 +456,7 @@ class Orso:
         db: Session,
         *,
         distance: str | None = None,
-        filter: Filter | None = None,  # noqa: A002 - orso's name for a query's condition
+        filter: Filter | None = None,
         ef_search: int | None = None,
         probes: int | None = None,
         table_name: str | None = None,

@@ -12,16 +12,16 @@ from typing import Any, TypeVar
 
 from orso_pg._executor import loader
 from orso_pg._operations import setup
+from orso_pg.errors import QueryError
 from orso_pg.query._builder import QueryBuilder
 from orso_pg.query._filters import Filter, isa
-from orso_pg.errors import QueryError
 
 __all__ = ["nearest"]
 
 M = TypeVar("M")
 
 
-def nearest(  # noqa: PLR0913 - orso's argument order plus the search's keywords
+def nearest(
     cls: type[M],
     column: str,
     vector: Any,
@@ -29,7 +29,7 @@ def nearest(  # noqa: PLR0913 - orso's argument order plus the search's keywords
     db: object,
     *,
     distance: str | None = None,
-    filter: Filter | None = None,  # noqa: A002 - orso's name for a query's condition
+    filter: Filter | None = None,
     ef_search: int | None = None,
     probes: int | None = None,
     table_name: object = None,

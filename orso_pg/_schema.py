@@ -511,9 +511,7 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
                 inner, options.vector, half=options.half, sparse=options.sparse
             )
         else:
-            ctype = _types.resolve_type(
-                inner, compress=options.compress, decimals=options.decimals
-            )
+            ctype = _types.resolve_type(inner, compress=options.compress, decimals=options.decimals)
         if options.sql_type is not None:
             if options.compress:
                 _fail(cls, name, "sql_type= and compress=True cannot be combined")
@@ -601,7 +599,7 @@ def _check_vector_options(cls: type, name: str, options: ColumnOptions) -> None:
     if options.distance is not None and options.distance not in _vector.DISTANCES:
         _fail(cls, name, f"distance must be one of {tuple(_vector.DISTANCES)}")
     if options.index not in _VECTOR_METHODS and options.index:
-        _fail(cls, name, "a vector column's index is \"hnsw\" or \"ivfflat\"")
+        _fail(cls, name, 'a vector column\'s index is "hnsw" or "ivfflat"')
     hnsw = {"m": options.m, "ef_construction": options.ef_construction}
     ivf = {"lists": options.lists}
     for method, params in (("hnsw", hnsw), ("ivfflat", ivf)):
@@ -610,10 +608,14 @@ def _check_vector_options(cls: type, name: str, options: ColumnOptions) -> None:
                 continue
             if options.index != method:
                 _fail(cls, name, f"{key}= applies to index={method!r}")
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _positive_int(value):
                 _fail(cls, name, f"{key} must be a positive int, not {value!r}")
     if options.index == "ivfflat" and (options.distance == "l1" or options.sparse):
         _fail(cls, name, "ivfflat indexes support neither the l1 distance nor sparse vectors")
+
+
+def _positive_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
 # pgvector's largest vector(N); indexes allow fewer (2,000 for vector, 4,000 for halfvec).

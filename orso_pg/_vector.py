@@ -81,13 +81,10 @@ state: Final = State()
 def pgvector() -> Any:
     """Return the ``pgvector`` package, or raise naming the extra that installs it."""
     try:
-        import pgvector as module  # noqa: PLC0415 - optional, loaded only for vector columns
-        import pgvector.psycopg  # noqa: F401, PLC0415 - the adapters
+        import pgvector as module
+        import pgvector.psycopg
     except ImportError as exc:
-        msg = (
-            "vector columns need the pgvector package: pip install 'orso_pg[vector]' "
-            f"({exc})"
-        )
+        msg = f"vector columns need the pgvector package: pip install 'orso_pg[vector]' ({exc})"
         raise DefinitionError(msg) from exc
     return module
 
@@ -164,14 +161,14 @@ def _sparse(value: Any, dimensions: int) -> tuple[dict[int, float], int]:
         nz = np.flatnonzero(arr)
         return {int(i): float(arr[i]) for i in nz}, dimensions
     out: dict[int, float] = {}
-    for index, number in items:
+    for index, given in items:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             _refuse(f"index {describe_value(index)} is not an int")
         if not 0 <= index < dimensions:
             _refuse(f"index {index} is outside 0..{dimensions - 1} ({dimensions} dimensions)")
-        if isinstance(number, bool) or not isinstance(number, (int, float, np.number)):
-            _refuse(f"element {index} is {describe_value(number)}, not a number")
-        number = float(number)
+        if isinstance(given, bool) or not isinstance(given, (int, float, np.number)):
+            _refuse(f"element {index} is {describe_value(given)}, not a number")
+        number = float(given)
         if not math.isfinite(number):
             _refuse(f"element {index} is {number}; NaN and infinity cannot be stored in a vector")
         if abs(number) > FLOAT32_MAX:

@@ -222,8 +222,11 @@ def plan_create(
 def _model_index_key(
     index: Index,
 ) -> tuple[tuple[str, ...], str, bool, str | None, tuple[tuple[str, int], ...]]:
-    """Return what a live index must match to be *index*: a vector index's operator class
-    and storage parameters count too (the introspection reads them for vector methods only)."""
+    """Return what a live index must match to be *index*.
+
+    A vector index's operator class and storage parameters count too (the introspection reads
+    them for vector methods only).
+    """
     return (index.columns, index.method, index.unique, index.opclass, index.params)
 
 
@@ -823,7 +826,13 @@ class _Planner:
 
     def plan_index_add(self) -> None:
         have = {
-            (tuple(self.now(c) for c in idx.columns), idx.method, idx.unique, idx.opclass, idx.params)
+            (
+                tuple(self.now(c) for c in idx.columns),
+                idx.method,
+                idx.unique,
+                idx.opclass,
+                idx.params,
+            )
             for idx in self.live.indexes
             if idx.valid and not idx.custom and not idx.constraint
         }

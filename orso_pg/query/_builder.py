@@ -407,8 +407,7 @@ class QueryBuilder:
         if not self.columns and not self.aggregates:
             if qualify:
                 return sql.SQL(", ").join(
-                    [sql.Identifier(self.base_name, c.name) for c in self.meta.columns]
-                    + distances
+                    [sql.Identifier(self.base_name, c.name) for c in self.meta.columns] + distances
                 )
             return sql.SQL(", ").join(
                 [sql.Identifier(c.name) for c in self.meta.columns] + distances

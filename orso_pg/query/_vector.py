@@ -102,9 +102,7 @@ def check_threshold(threshold: object, table: str) -> float:
     return float(threshold)
 
 
-def search_settings(
-    ef_search: object, probes: object, table: str
-) -> tuple[tuple[str, int], ...]:
+def search_settings(ef_search: object, probes: object, table: str) -> tuple[tuple[str, int], ...]:
     """Return the index settings a search asks for, checked (positive ints)."""
     found = []
     for name, value, limit in (
