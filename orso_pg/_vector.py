@@ -239,6 +239,7 @@ def column_type(annotation: Any, dimensions: int, *, half: bool, sparse: bool) -
 
     vector_cls = module.Vector
     f32 = np.float32
+    all_finite = np.isfinite
 
     def dump(value: Any) -> Any:
         # The common case, an exact float32 array of the right length, skips the copies.
@@ -246,7 +247,7 @@ def column_type(annotation: Any, dimensions: int, *, half: bool, sparse: bool) -
             value.__class__ is np.ndarray
             and value.dtype == f32
             and value.shape == (dimensions,)
-            and np.isfinite(value).all()
+            and all_finite(value).all()
         ):
             return vector_cls(value)
         return vector_cls(_dense(value, dimensions, FLOAT32_MAX, "float32").astype(f32))

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
+from psycopg.conninfo import make_conninfo
 
 from orso_pg import (
     Database,
@@ -29,11 +30,11 @@ from orso_pg import (
     Pagination,
     QueryBuilder,
     ValidationError,
+    _adapters,
     column,
     migration,
     table,
 )
-from orso_pg import _adapters
 from orso_pg.testing.strategies import strategy
 from tests.conftest import Server
 from tests.helpers import count_statements, create_tables
@@ -85,7 +86,7 @@ def f32(values: Any) -> list[float]:
 def test_import_does_not_load_pgvector() -> None:
     """``import orso_pg`` works without touching pgvector."""
     code = "import sys, orso_pg; assert 'pgvector' not in sys.modules, 'pgvector was imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - our own interpreter
 
 
 def test_missing_pgvector_names_the_extra() -> None:
@@ -101,7 +102,9 @@ def test_missing_pgvector_names_the_extra() -> None:
         "except DefinitionError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    out = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    )
     assert "orso_pg[vector]" in out.stdout
     assert "T.v" in out.stdout
 
@@ -150,8 +153,7 @@ def test_every_path_round_trips(vdb: Database) -> None:
     assert upserted.half == [0.5, 0.5, 0.5]
 
     docs = [
-        Doc(tag=f"b{i}", emb=[float(i), 1.0, 2.0], arr=np.full(3, i, np.float32))
-        for i in range(5)
+        Doc(tag=f"b{i}", emb=[float(i), 1.0, 2.0], arr=np.full(3, i, np.float32)) for i in range(5)
     ]
     assert Doc.batch_insert(docs, vdb) == 5
     assert Doc.batch_create_rows([("r", [7.0, 8.0, 9.0], None, None, {2: 3.0})], vdb) == 1
@@ -183,7 +185,8 @@ def test_every_path_round_trips(vdb: Database) -> None:
 def attrs_evolve(doc: Doc, **changes: Any) -> Doc:
     import attrs
 
-    return attrs.evolve(doc, **changes)
+    evolved: Doc = attrs.evolve(doc, **changes)  # type: ignore[misc]
+    return evolved
 
 
 @settings(max_examples=25)
@@ -245,7 +248,7 @@ def test_bad_vectors_are_refused_before_any_sql(vdb: Database, value: Any, reaso
     assert reason in str(err)
     assert "vec_docs.emb" in str(err)
     with pytest.raises(ValidationError, match=r"row 1 .*vec_docs\.emb|vec_docs\.emb"):
-        Doc.batch_insert([Doc(tag="ok", emb=[1.0, 2.0, 3.0]), Doc(tag="bad", emb=value)], vdb)
+        Doc.batch_insert([Doc(tag="ok", emb=[1.0, 2.0, 3.0]), Doc(tag="bad", emb=value)], vdb)  # type: ignore[arg-type]
     assert Doc.count(vdb) == 0
     with pytest.raises(ValidationError, match="query vector"):
         Doc.nearest("emb", value, 3, vdb)
@@ -263,7 +266,7 @@ def test_bad_half_and_sparse_values(vdb: Database) -> None:
     ]
     for change, name, reason in cases:
         with pytest.raises(ValidationError, match=reason) as caught:
-            Doc(tag="x", emb=[1.0, 2.0, 3.0], **change).insert(vdb)
+            Doc(tag="x", emb=[1.0, 2.0, 3.0], **change).insert(vdb)  # type: ignore[arg-type]
         assert caught.value.column == name
     # A dense list is accepted for a sparse column: its zeros are left out.
     doc = Doc(tag="d", emb=[1.0, 2.0, 3.0], sparse=[0.0, 2.0, 0.0, 0.0, 1.0]).insert(vdb)  # type: ignore[arg-type]
@@ -279,7 +282,7 @@ def test_server_without_the_extension_says_how_to_install(
     """A model needing pgvector on a server without it is a MigrationError, nothing created."""
     if _has_vector(server):
         pytest.skip(f"{server.id} ships the vector extension; the error needs a server without")
-    with pytest.raises(MigrationError, match="no vector extension.*install pgvector") as caught:
+    with pytest.raises(MigrationError, match=r"no vector extension.*install pgvector") as caught:
         Migrations.init(db, [migration(Doc)])
     assert caught.value.table == "vec_docs"
     with db.connection() as conn:
@@ -428,14 +431,16 @@ def _points(vdb: Database, count: int, seed: int = 7) -> np.ndarray[Any, Any]:
     return data
 
 
-def _exact(data: np.ndarray[Any, Any], q: np.ndarray[Any, Any], distance: str) -> np.ndarray[Any, Any]:
+def _exact(
+    data: np.ndarray[Any, Any], q: np.ndarray[Any, Any], distance: str
+) -> np.ndarray[Any, Any]:
     x, y = data.astype(np.float64), q.astype(np.float64)
     if distance == "l2":
         return np.sqrt(((x - y) ** 2).sum(axis=1))  # type: ignore[no-any-return]
     if distance == "l1":
         return np.abs(x - y).sum(axis=1)  # type: ignore[no-any-return]
     if distance == "inner_product":
-        return -(x @ y)  # type: ignore[no-any-return]
+        return -(x @ y)
     return 1 - (x @ y) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y))  # type: ignore[no-any-return]
 
 
@@ -485,7 +490,9 @@ def test_hnsw_recall_explain_and_ef_search(vdb: Database) -> None:
     stmt = QueryBuilder(Indexed).vector_search("emb", queries[0], 10).build()
     with vdb.connection() as conn:
         _adapters.prepare(conn)
-        plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + stmt.query.as_bytes(conn), stmt.params))
+        plan = "\n".join(
+            r[0] for r in conn.execute(b"EXPLAIN " + stmt.query.as_bytes(conn), stmt.params)
+        )
     assert "Index Scan using vec_points_emb_idx" in plan
 
     # ef_search applies to its own query only: pgvector returns at most ef_search rows.
@@ -493,8 +500,24 @@ def test_hnsw_recall_explain_and_ef_search(vdb: Database) -> None:
     try:
         assert len(Indexed.nearest("emb", queries[0], 10, vdb_one, ef_search=1)) == 1
         assert len(Indexed.nearest("emb", queries[0], 10, vdb_one)) == 10
-        assert len(QueryBuilder(Indexed).vector_search("emb", queries[0], 10, ef_search=2).fetch(vdb_one)) == 2
-        assert len(list(QueryBuilder(Indexed).vector_search("emb", queries[0], 10, ef_search=3).stream(vdb_one))) == 3
+        assert (
+            len(
+                QueryBuilder(Indexed)
+                .vector_search("emb", queries[0], 10, ef_search=2)
+                .fetch(vdb_one)
+            )
+            == 2
+        )
+        assert (
+            len(
+                list(
+                    QueryBuilder(Indexed)
+                    .vector_search("emb", queries[0], 10, ef_search=3)
+                    .stream(vdb_one)
+                )
+            )
+            == 3
+        )
         with vdb_one.connection() as conn:
             assert conn.execute("SHOW hnsw.ef_search").fetchone() == ("40",)
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -559,11 +582,9 @@ def test_connection_opened_before_the_extension(vdb: Database, server: Server) -
     """A pooled connection that first saw no extension registers it once a migration made it."""
     fresh = f"vecdb_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{fresh}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{fresh}"')
     try:
-        info = psycopg.conninfo.conninfo_to_dict(server.dsn)
-        info["dbname"] = fresh
-        other = Database(psycopg.conninfo.make_conninfo(**info), min_size=1, max_size=1)
+        other = Database(make_conninfo(server.dsn, dbname=fresh), min_size=1, max_size=1)
         try:
             create_tables(other, Doc)
             Doc(tag="x", emb=[1.0, 2.0, 3.0]).insert(other)
@@ -572,4 +593,33 @@ def test_connection_opened_before_the_extension(vdb: Database, server: Server) -
             other.close()
     finally:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{fresh}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE "{fresh}" WITH (FORCE)')
+
+
+def test_readme_vector_section_runs(
+    vdb: Database, server: Server, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's vector section runs as written, its asserts included."""
+    import types
+
+    from psycopg.conninfo import make_conninfo
+
+    from tests.test_readme import README, python_block
+
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_vectors")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(python_block("Vectors (pgvector)"), str(README), "exec"), module.__dict__)  # noqa: S102
+    hits = module.__dict__["hits"]
+    assert len(hits) == 5
+
+
+def test_large_finite_float32_values_pass(vdb: Database) -> None:
+    """A float32 vector whose squares overflow is still finite: the full check lets it in."""
+    create_tables(vdb, Doc)
+    big = np.array([3e38, -3e38, 1e20], dtype=np.float32)
+    doc = Doc(tag="big", emb=[1.0, 2.0, 3.0], arr=big).insert(vdb)
+    np.testing.assert_array_equal(doc.arr, big)
+    with pytest.raises(ValidationError, match="element 1 is nan"):
+        Doc(tag="nan", emb=[1.0, 2.0, 3.0], arr=np.array([1, np.nan, 2], np.float32)).insert(vdb)
