@@ -623,3 +623,28 @@ def test_large_finite_float32_values_pass(vdb: Database) -> None:
     np.testing.assert_array_equal(doc.arr, big)
     with pytest.raises(ValidationError, match="element 1 is nan"):
         Doc(tag="nan", emb=[1.0, 2.0, 3.0], arr=np.array([1, np.nan, 2], np.float32)).insert(vdb)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (np.array([1.0, np.nan, 2.0], np.float32), "element 1 is nan"),
+        (np.array([1.0, 2.0, np.inf], np.float32), "element 2 is inf"),
+        (np.array([1.0, 2.0], np.float32), "expected 3 dimensions, got 2"),
+        (np.ones((1, 3), np.float32), "expected a 1-D vector"),
+    ],
+)
+def test_batches_name_a_bad_float32_array(vdb: Database, value: Any, reason: str) -> None:
+    """float32 arrays go to COPY as they are; one the server refuses is named by its row."""
+    create_tables(vdb, Doc)
+    docs = [Doc(tag=f"d{i}", emb=[1.0, 2.0, 3.0], arr=np.ones(3, np.float32)) for i in range(3)]
+    docs[1].arr = value
+    with pytest.raises(ValidationError, match=reason) as caught:
+        Doc.batch_insert(docs, vdb)
+    assert caught.value.column == "arr"
+    assert "row 1" in str(caught.value)
+    assert Doc.count(vdb) == 0
+    rows = [(f"r{i}", [1.0, 2.0, 3.0], d.arr, None, None) for i, d in enumerate(docs)]
+    with pytest.raises(ValidationError, match=reason):
+        Doc.batch_create_rows(rows, vdb)
+    assert Doc.count(vdb) == 0
