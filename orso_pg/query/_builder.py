@@ -302,10 +302,9 @@ class QueryBuilder:
             msg = f"a vector column name must be a str, not {column!r}"
             raise QueryError(msg, table=self.base_name, value=column)
         checked = vq.check_distance(distance, self.base_name)
-        term = vq.VectorTerm(role, column, value, checked)
         # Checked now (column, value) so a bad query vector fails where it is given.
-        term.compile(lambda n: self._column(n, qualify=False), self.base_name, [])
-        return term
+        _, col = self._column(column, qualify=False)
+        return vq.VectorTerm(role, column, value, checked).checked(col, self.base_name)
 
     def _with_vector(
         self, base: QueryBuilder, term: vq.VectorTerm, ef_search: object, probes: object
@@ -323,6 +322,32 @@ class QueryBuilder:
             for t in self.vectors
             if t.role is role
         ]
+
+    def _nearest_order(self, params: list[Any]) -> list[sql.Composable]:
+        """Return the ORDER BY keys of :meth:`vector_search`.
+
+        A search ordered by a distance this query also selects (same column, same vector
+        object, same distance) orders by the output column instead: one distance per row and
+        one bound vector, and the index still serves the order.
+        """
+        selected = {
+            (t.column, id(t.value), t.distance): t.alias
+            for t in self.vectors
+            if t.role is vq.Role.SELECT
+        }
+        keys: list[sql.Composable] = []
+        qualify = bool(self.joins)
+        for term in self.vectors:
+            if term.role is not vq.Role.ORDER:
+                continue
+            alias = selected.get((term.column, id(term.value), term.distance))
+            if alias is not None:
+                keys.append(sql.Identifier(alias))
+            else:
+                keys.append(
+                    term.compile(lambda n: self._column(n, qualify=qualify), self.base_name, params)
+                )
+        return keys
 
     # --- compilation --------------------------------------------------------------------------
 
@@ -463,7 +488,7 @@ class QueryBuilder:
             ctx = self._context(params, aliases=True)
             parts.append(sql.SQL(" HAVING "))
             parts.append(_and([h.compile(ctx) for h in self.havings]))
-        nearest = self._vector_sql(vq.Role.ORDER, params) if ordered else []
+        nearest = self._nearest_order(params) if ordered else []
         if ordered and (self.orders or nearest):
             ctx = self._context(params, aliases=True)
             order = compile_sorts(ctx, self.orders) if self.orders else None

@@ -48,6 +48,7 @@ class VectorTerm:
         distance: ``l2``, ``cosine``, ``inner_product`` or ``l1``; None for the column's own.
         threshold: With ``WITHIN``: the exclusive upper bound.
         alias: With ``SELECT``: the output column's name.
+        bound: The query vector as the column's type binds it (set by :meth:`checked`).
     """
 
     role: Role
@@ -56,6 +57,25 @@ class VectorTerm:
     distance: str | None = None
     threshold: float | None = None
     alias: str | None = None
+    bound: Any = None
+
+    def checked(self, col: Column, table: str) -> VectorTerm:
+        """Return the term with its query vector checked and dumped by *col*'s type.
+
+        Raises:
+            QueryError: *col* is not a vector column.
+            ValidationError: the column refuses the query vector.
+        """
+        if _vector.kind_of(col.type) is None:
+            msg = f"{table}.{col.name} is not a vector column (declare it with vector=N)"
+            raise QueryError(msg, table=table, column=col.name)
+        try:
+            bound = col.type.dump(self.value)
+        except Refused as exc:
+            shown = describe_value(self.value)
+            msg = f"{table}.{col.name}: query vector {shown}: {exc}"
+            raise ValidationError(msg, table=table, column=col.name, value=self.value) from None
+        return attrs.evolve(self, bound=bound)
 
     def compile(
         self,
@@ -63,24 +83,19 @@ class VectorTerm:
         table: str,
         params: list[Any],
     ) -> sql.Composable:
-        """Return ``(expr <op> %s)``, appending the bound query vector to *params*."""
+        """Return ``(expr <op> %s)``, appending the bound query vector to *params*.
+
+        The term must come from :meth:`checked` (the builder's vector methods make it so).
+        """
+        del table  # the column was checked with the term
         expr, col = resolve(self.column)
-        if _vector.kind_of(col.type) is None:
-            msg = f"{table}.{col.name} is not a vector column (declare it with vector=N)"
-            raise QueryError(msg, table=table, column=col.name)
         distance = self.distance or col.options.distance or "l2"
-        try:
-            bound = col.type.dump(self.value)
-        except Refused as exc:
-            shown = describe_value(self.value)
-            msg = f"{table}.{col.name}: query vector {shown}: {exc}"
-            raise ValidationError(msg, table=table, column=col.name, value=self.value) from None
-        params.append(bound)
-        term = sql.SQL("({} {} %s)").format(expr, _vector.operator(distance))
+        params.append(self.bound)
+        term_sql = sql.SQL("({} {} %s)").format(expr, _vector.operator(distance))
         if self.role is Role.WITHIN:
             params.append(self.threshold)
-            return sql.SQL("{} < %s").format(term)
-        return term
+            return sql.SQL("{} < %s").format(term_sql)
+        return term_sql
 
 
 def check_distance(distance: object, table: str) -> str | None:

@@ -488,6 +488,21 @@ def test_hnsw_recall_explain_and_ef_search(vdb: Database) -> None:
     assert hits / (10 * len(queries)) >= 0.95
 
     stmt = QueryBuilder(Indexed).vector_search("emb", queries[0], 10).build()
+    assert stmt.as_string() == (
+        'SELECT "id", "group", "emb" FROM "vec_points" ORDER BY ("emb" <=> %s) LIMIT %s'
+    )
+    # nearest orders by the distance it selects: the index serves that order too.
+    with count_statements(vdb) as log:
+        Indexed.nearest("emb", queries[0], 10, vdb)
+    [(text, params)] = log.statements
+    assert text == (
+        'SELECT "id", "group", "emb", ("emb" <=> %s) AS "distance" FROM "vec_points" '
+        'ORDER BY "distance" LIMIT %s'
+    )
+    with vdb.connection() as conn:
+        _adapters.prepare(conn)
+        explained = conn.execute(("EXPLAIN " + text).encode(), params).fetchall()
+    assert "Index Scan using vec_points_emb_idx" in "\n".join(r[0] for r in explained)
     with vdb.connection() as conn:
         _adapters.prepare(conn)
         plan = "\n".join(
