@@ -121,22 +121,20 @@ def _dense(value: Any, dimensions: int, limit: float, limit_name: str) -> np.nda
             _refuse(f"expected numbers, got an array of {value.dtype}")
         arr = value.astype(np.float64, copy=False)
     elif isinstance(value, (list, tuple)):
-        try:
-            arr = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            bad = next(
-                (
-                    (i, v)
-                    for i, v in enumerate(value)
-                    if isinstance(v, bool) or not isinstance(v, (int, float, np.number))
-                ),
-                None,
-            )
-            if bad is None:
-                _refuse("expected a flat list of numbers")
+        # numpy would read None as NaN and "1.5" as 1.5: every element must be a number.
+        bad = next(
+            (
+                (i, v)
+                for i, v in enumerate(value)
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number))
+            ),
+            None,
+        )
+        if bad is not None:
+            if isinstance(bad[1], (list, tuple, np.ndarray)):
+                _refuse(f"expected a 1-D vector, got a nested sequence at element {bad[0]}")
             _refuse(f"element {bad[0]} is {describe_value(bad[1])}, not a number")
-        if arr.ndim != 1:
-            _refuse(f"expected a 1-D vector, got nested lists of shape {arr.shape}")
+        arr = np.array(value, dtype=np.float64)
     else:
         _refuse(f"expected a list of floats or a 1-D array, got {type(value).__name__}")
     if arr.shape[0] != dimensions:

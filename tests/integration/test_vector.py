@@ -228,7 +228,7 @@ BAD = [
     ([1.0, 2.0, math.inf], "element 2 is inf"),
     ([1.0, 2.0, 1e39], "beyond the float32 range"),
     ([1.0, "x", 3.0], "element 1 is 'x', not a number"),
-    ([[1.0, 2.0, 3.0]], "expected a 1-D vector"),
+    ([[1.0, 2.0, 3.0]], "expected a 1-D vector, got a nested sequence"),
     (np.ones((3, 1), dtype=np.float32), "expected a 1-D vector, got an array of shape (3, 1)"),
     (np.array(["a", "b", "c"]), "expected numbers"),
     ("1,2,3", "expected a list of floats or a 1-D array, got str"),
