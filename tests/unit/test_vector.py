@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from orso_pg import DefinitionError, column, table
-from orso_pg import _vector
+from orso_pg import DefinitionError, _vector, column, table
 from orso_pg._types import Refused
 
 
