@@ -43,10 +43,14 @@ class Statement:
     Attributes:
         query: The statement text as a :mod:`psycopg.sql` composition.
         params: The values bound to its placeholders, in order.
+        settings: ``set_config(..., true)`` statements the executor runs first, in the same
+            transaction (one of its own when none is open), so they end with it; a vector
+            search's ``ef_search`` or ``probes``.
     """
 
     query: sql.Composable
     params: tuple[Any, ...] = ()
+    settings: tuple[Statement, ...] = ()
 
     def as_string(self) -> str:
         """Return the statement text (without a connection; for tests and logs)."""

@@ -23,7 +23,7 @@ import psycopg
 import psycopg_pool
 from psycopg import sql
 
-from orso_pg import errors
+from orso_pg import _adapters, _vector, errors
 from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
 from orso_pg._schema import model_of_table
@@ -94,6 +94,11 @@ class Executor:
         self.deadline = deadline
         self.server = server
         self.slow = slow
+        if _vector.state.active:
+            # Vector models exist: a connection opened before the model or the extension
+            # gets pgvector's adapters on its first use (once; the pool's configure step
+            # registers them on connections opened after).
+            _adapters.prepare(conn)
 
     def _notify(self, query: bytes, params: tuple[Any, ...]) -> None:
         if self.listeners:
@@ -154,6 +159,8 @@ class Executor:
 
     def fetch_all(self, stmt: Statement, *, table: str | None = None) -> list[tuple[Any, ...]]:
         """Run *stmt* and return every row as a tuple."""
+        if stmt.settings:
+            return self.fetch_together([stmt], table=table)[0]
         cur = self._run(stmt, table, binary=True)
         try:
             return cur.fetchall()
@@ -162,6 +169,9 @@ class Executor:
 
     def fetch_one(self, stmt: Statement, *, table: str | None = None) -> tuple[Any, ...] | None:
         """Run *stmt* and return its first row, or None."""
+        if stmt.settings:
+            rows = self.fetch_together([stmt], table=table)[0]
+            return rows[0] if rows else None
         cur = self._run(stmt, table, binary=True)
         try:
             return cur.fetchone()
@@ -181,6 +191,8 @@ class Executor:
         conn = self.conn
         queries = [render(stmt.query) for stmt in stmts]
         for query, stmt in zip(queries, stmts, strict=True):
+            for setting in stmt.settings:
+                self._notify(render(setting.query), setting.params)
             self._notify(query, stmt.params)
         own = conn.info.transaction_status == _IDLE
         started = time.perf_counter()
@@ -194,6 +206,8 @@ class Executor:
                         if own:
                             conn.execute(_SNAPSHOT)
                         for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
+                            for setting in stmt.settings:
+                                conn.execute(render(setting.query), setting.params)
                             cur.execute(query, stmt.params)
                         if own:
                             conn.execute(_END_SNAPSHOT)
@@ -283,6 +297,8 @@ class Executor:
         The caller must hold a transaction open while iterating (named cursors live in one).
         """
         query = render(stmt.query)
+        for setting in stmt.settings:
+            self._run(setting, table, binary=False)
         self._notify(query, stmt.params)
         guard = None
         try:

@@ -15,6 +15,7 @@ from typing import Any, Literal, Self, Unpack, overload
 import attrs
 import numpy as np
 
+from orso_pg import _nearest
 from orso_pg import _operations as ops
 from orso_pg import _reads as reads
 from orso_pg._schema import TableMeta, table_of
@@ -513,6 +514,42 @@ class Orso:
         """
         return reads.stream(
             cls, filter, sorts, db, batch_size=batch_size, table_name=table_name, timeout=timeout
+        )
+
+    @classmethod
+    def nearest(
+        cls,
+        field: str,
+        vector: Any,
+        k: int,
+        db: Session,
+        *,
+        distance: str | None = None,
+        filter: Filter | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        table_name: str | None = None,
+    ) -> builtins.list[tuple[Self, float]]:
+        """Return the *k* rows nearest to *vector* in the vector column *field*, closest first.
+
+        Each item is ``(instance, distance)``. The distance is the column's declared one
+        (``column(vector=N, distance=...)``, default ``"l2"``) so that its index serves the
+        query, unless *distance* names another; ``"inner_product"`` gives pgvector's negative
+        inner product. *filter* restricts the candidates first (``WHERE``). *ef_search*
+        (HNSW) and *probes* (IVFFlat) apply to this query only, set locally in its own
+        transaction.
+        """
+        return _nearest.nearest(
+            cls,
+            field,
+            vector,
+            k,
+            db,
+            distance=distance,
+            filter=filter,
+            ef_search=ef_search,
+            probes=probes,
+            table_name=table_name,
         )
 
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, dataclass_tr
 import attrs
 from psycopg import sql
 
-from orso_pg import _types
+from orso_pg import _types, _vector
 from orso_pg.errors import DefinitionError
 
 __all__ = [
@@ -34,9 +34,11 @@ METADATA_KEY: Final = "orso_pg.column"
 MAX_IDENTIFIER_BYTES: Final = 63
 
 OnDelete = Literal["CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"]
-IndexMethod = Literal["btree", "brin", "hash", "gin", "gist"]
+IndexMethod = Literal["btree", "brin", "hash", "gin", "gist", "hnsw", "ivfflat"]
+VectorDistance = Literal["l2", "cosine", "inner_product", "l1"]
 _ON_DELETE: Final = ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION")
 _INDEX_METHODS: Final = ("btree", "brin", "hash", "gin", "gist")
+_VECTOR_METHODS: Final = ("hnsw", "ivfflat")
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -59,6 +61,12 @@ class ColumnOptions:
     index: bool | str = False
     server_default: object = None
     renamed_from: tuple[str, ...] = ()
+    half: bool = False
+    sparse: bool = False
+    distance: str | None = None
+    m: int | None = None
+    ef_construction: int | None = None
+    lists: int | None = None
 
 
 class ColumnArgs(TypedDict, total=False):
@@ -77,6 +85,12 @@ class ColumnArgs(TypedDict, total=False):
     index: bool | IndexMethod
     server_default: object
     renamed_from: str | Sequence[str]
+    half: bool
+    sparse: bool
+    distance: VectorDistance | None
+    m: int | None
+    ef_construction: int | None
+    lists: int | None
     validator: Any
     converter: Any
     repr: bool
@@ -116,11 +130,20 @@ def column(
         updated_at: Set by the server on insert and on every update.
         compress: Store ``np.ndarray`` / ``list[int]`` / ``list[float]`` as a codec frame in BYTEA.
         decimals: With ``compress``: round floats to this many decimals (lossy, opt-in).
-        vector: A pgvector ``vector(N)`` column of this many dimensions.
-        index: Create an index on the column (``True`` for btree, or the method name).
+        vector: A pgvector ``vector(N)`` column of this many dimensions (``list[float]`` or
+            ``NDArray[np.float32]``); needs the ``vector`` extra.
+        index: Create an index on the column (``True`` for btree, or the method name);
+            ``"hnsw"`` or ``"ivfflat"`` for a vector column.
         server_default: A column default: a Python value (bound as a literal) or a
             :mod:`psycopg.sql` object such as ``sql.SQL("now()")``.
         renamed_from: Former names of the column; migrations rename instead of dropping.
+        half: With ``vector``: store ``halfvec(N)`` (float16, half the space).
+        sparse: With ``vector``: store ``sparsevec(N)``; values are ``dict[int, float]``.
+        distance: With ``vector``: the distance the column's index serves and queries use by
+            default: ``"l2"`` (the default), ``"cosine"``, ``"inner_product"`` or ``"l1"``.
+        m: With ``index="hnsw"``: the index's ``m`` (links per node).
+        ef_construction: With ``index="hnsw"``: the index's ``ef_construction``.
+        lists: With ``index="ivfflat"``: the number of inverted lists.
         validator: Passed to :func:`attrs.field`.
         converter: Passed to :func:`attrs.field`.
         repr: Passed to :func:`attrs.field`.
@@ -190,12 +213,18 @@ class Column:
 
 @attrs.frozen
 class Index:
-    """A secondary index of a table."""
+    """A secondary index of a table.
+
+    ``opclass`` and ``params`` are set for vector indexes: the operator class of the
+    distance and the ``WITH (...)`` storage parameters (``m``, ``ef_construction``, ``lists``).
+    """
 
     columns: tuple[str, ...]
     method: str = "btree"
     unique: bool = False
     name: str | None = None
+    opclass: str | None = None
+    params: tuple[tuple[str, int], ...] = ()
 
 
 @attrs.frozen(eq=False)
@@ -434,7 +463,9 @@ def _build(
 
     indexes: list[Index] = []
     for c in columns:
-        if c.options.index:
+        if c.options.index in _VECTOR_METHODS:
+            indexes.append(_vector_index(c))
+        elif c.options.index:
             method = "btree" if c.options.index is True else str(c.options.index)
             indexes.append(Index(columns=(c.name,), method=method))
     for idx in extra_indexes:
@@ -490,13 +521,16 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
     if annotation is None or isinstance(annotation, str):
         _fail(cls, name, f"cannot resolve the annotation {annotation!r}")
     inner, nullable = _types.unwrap_optional(annotation)
+    _check_vector_options(cls, name, options)
+    if options.vector is not None and (options.compress or options.sql_type is not None):
+        _fail(cls, name, "vector= cannot be combined with compress= or sql_type=")
     try:
-        ctype = _types.resolve_type(
-            inner,
-            compress=options.compress,
-            decimals=options.decimals,
-            vector_dimensions=options.vector,
-        )
+        if options.vector is not None:
+            ctype = _vector.column_type(
+                inner, options.vector, half=options.half, sparse=options.sparse
+            )
+        else:
+            ctype = _types.resolve_type(inner, compress=options.compress, decimals=options.decimals)
         if options.sql_type is not None:
             if options.compress:
                 _fail(cls, name, "sql_type= and compress=True cannot be combined")
@@ -512,10 +546,12 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
             _fail(cls, name, f"on_delete must be one of {_ON_DELETE}, not {options.on_delete!r}")
     if options.decimals is not None and not 0 <= options.decimals <= 18:  # noqa: PLR2004
         _fail(cls, name, "decimals must be between 0 and 18")
-    if options.vector is not None and options.vector < 1:
-        _fail(cls, name, "vector dimensions must be positive")
-    if options.index and options.index is not True and options.index not in _INDEX_METHODS:
-        _fail(cls, name, f"index must be True or one of {_INDEX_METHODS}")
+    if (
+        options.index
+        and options.index is not True
+        and options.index not in _INDEX_METHODS + _VECTOR_METHODS
+    ):
+        _fail(cls, name, f"index must be True or one of {_INDEX_METHODS + _VECTOR_METHODS}")
     for old in options.renamed_from:
         _check_identifier(cls, name, "former column", old)
     timestamps = options.created_at or options.updated_at
@@ -556,6 +592,65 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
         except _types.Refused as exc:
             _fail(cls, name, f"server_default {options.server_default!r}: {exc}")
     return _finish_key(cls, column) if options.primary_key else column
+
+
+def _check_vector_options(cls: type, name: str, options: ColumnOptions) -> None:
+    """Refuse vector options that do not fit together (the rest is checked by the type)."""
+    vector_only = {
+        "half": options.half,
+        "sparse": options.sparse,
+        "distance": options.distance is not None,
+        "m": options.m is not None,
+        "ef_construction": options.ef_construction is not None,
+        "lists": options.lists is not None,
+    }
+    if options.vector is None:
+        given = [k for k, v in vector_only.items() if v]
+        if given:
+            _fail(cls, name, f"{', '.join(given)}= only apply to vector columns (vector=N)")
+        if options.index in _VECTOR_METHODS:
+            _fail(cls, name, f"index={options.index!r} needs a vector column (vector=N)")
+        return
+    if isinstance(options.vector, bool) or not isinstance(options.vector, int):
+        _fail(cls, name, f"vector= takes the number of dimensions, not {options.vector!r}")
+    if not 1 <= options.vector <= _MAX_DIMENSIONS:
+        _fail(cls, name, f"vector dimensions must be between 1 and {_MAX_DIMENSIONS}")
+    if options.distance is not None and options.distance not in _vector.DISTANCES:
+        _fail(cls, name, f"distance must be one of {tuple(_vector.DISTANCES)}")
+    if options.index not in _VECTOR_METHODS and options.index:
+        _fail(cls, name, 'a vector column\'s index is "hnsw" or "ivfflat"')
+    hnsw = {"m": options.m, "ef_construction": options.ef_construction}
+    ivf = {"lists": options.lists}
+    for method, params in (("hnsw", hnsw), ("ivfflat", ivf)):
+        for key, value in params.items():
+            if value is None:
+                continue
+            if options.index != method:
+                _fail(cls, name, f"{key}= applies to index={method!r}")
+            if not _positive_int(value):
+                _fail(cls, name, f"{key} must be a positive int, not {value!r}")
+    if options.index == "ivfflat" and (options.distance == "l1" or options.sparse):
+        _fail(cls, name, "ivfflat indexes support neither the l1 distance nor sparse vectors")
+
+
+def _positive_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+
+
+# pgvector's largest vector(N); indexes allow fewer (2,000 for vector, 4,000 for halfvec).
+_MAX_DIMENSIONS: Final = 16000
+
+
+def _vector_index(column: Column) -> Index:
+    opts = column.options
+    kind = _vector.kind_of(column.type) or "vector"
+    params = [("m", opts.m), ("ef_construction", opts.ef_construction), ("lists", opts.lists)]
+    return Index(
+        columns=(column.name,),
+        method=str(opts.index),
+        opclass=_vector.opclass(kind, opts.distance or "l2"),
+        params=tuple(sorted((k, v) for k, v in params if v is not None)),
+    )
 
 
 def _finish_key(cls: type, column: Column) -> Column:

@@ -434,34 +434,6 @@ def compressed(python: Any, *, decimals: int | None) -> ColumnType:
     )
 
 
-# --- vectors ----------------------------------------------------------------------------------
-
-
-def vector(dimensions: int) -> ColumnType:
-    """Return the type of a pgvector ``vector(N)`` column (values are lists of floats)."""
-
-    def dump(value: Any) -> str:
-        arr = np.asarray(value, dtype=np.float64)
-        if arr.shape != (dimensions,):
-            _refuse(f"expected {dimensions} dimensions, got shape {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            _refuse("NaN and infinity are not allowed in a vector")
-        return "[" + ",".join(repr(float(x)) for x in arr) + "]"
-
-    def load(value: Any) -> list[float]:
-        text = value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
-        return [float(x) for x in text.strip("[]").split(",") if x]
-
-    return ColumnType(
-        label=f"vector({dimensions})",
-        ddl=sql.SQL("vector({})").format(sql.Literal(dimensions)),
-        copy_name="text",
-        python=list,
-        dump=dump,
-        load=load,
-    )
-
-
 # --- user-declared SQL types ------------------------------------------------------------------
 
 _SQL_TYPE = re.compile(
@@ -651,15 +623,12 @@ def resolve_type(
     *,
     compress: bool = False,
     decimals: int | None = None,
-    vector_dimensions: int | None = None,
 ) -> ColumnType:
     """Return the :class:`ColumnType` for a (non-optional) Python annotation.
 
     Raises:
         TypeError: the annotation has no mapping; the message lists what is supported.
     """
-    if vector_dimensions is not None:
-        return vector(vector_dimensions)
     if compress:
         if annotation is np.ndarray or typing.get_origin(annotation) is np.ndarray:
             return compressed(np.ndarray, decimals=decimals)

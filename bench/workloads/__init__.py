@@ -1,9 +1,9 @@
 """The workloads of ``make bench``, in the order they run.
 
 Owns the list and its order: bulk writes first (each reloads the table), then the per-call
-writes, then the read-only workloads that share one loaded table, then arrays and the migration
-(which declares the next version of the trades model, so it runs last). Each module owns its
-workloads' variants.
+writes, then the read-only workloads that share one loaded table, then arrays, vectors and the
+migration (which declares the next version of the trades model, so it runs last). Each module
+owns its workloads' variants.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
 from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
+from bench.workloads.vectors import VectorLoad, VectorNearest
 
 WORKLOADS: tuple[type[Workload], ...] = (
     BulkInsert,
@@ -32,6 +33,8 @@ WORKLOADS: tuple[type[Workload], ...] = (
     Pages,
     Columnar,
     Arrays,
+    VectorLoad,
+    VectorNearest,
     Migrate,
 )
 

@@ -21,10 +21,11 @@ from decimal import Decimal
 from typing import Any, Final, Protocol
 
 import attrs
+import numpy as np
 from psycopg.postgres import types as _pg_types
 
 from orso_pg import _operations as operations
-from orso_pg import _types
+from orso_pg import _types, _vector
 from orso_pg._schema import Column, TableMeta
 from orso_pg.errors import ValidationError, describe_value
 
@@ -100,7 +101,7 @@ def copy_type(col: Column) -> tuple[str, bool]:
     """
     name = col.type.copy_name
     if col.options.vector is not None:
-        return name, False
+        return name, True  # pgvector's binary dumpers, registered per connection
     if col.options.sql_type is None:
         return name, True
     dims = col.options.sql_type.count("[")
@@ -148,6 +149,15 @@ def _expression(i: int, col: Column, namespace: dict[str, Any], get: str) -> tup
                 f"v{i} if v{i}.__class__ is list and _e{i}.issuperset(map(type, v{i})) "
                 f"else _s{i}(v{i})"
             )
+    if _vector.kind_of(ctype) == "vector":
+        # pgvector's binary COPY dumper takes a 1-D float32 array as it is, and the server
+        # refuses NaN, infinity and a wrong length with the line, so the batch names the row.
+        namespace["_nd"], namespace["_f32"] = np.ndarray, np.dtype(np.float32)
+        read = None if get == f"v{i}" else f"v{i} = {get}"
+        return read, (
+            f"v{i} if v{i}.__class__ is _nd and v{i}.dtype == _f32 and v{i}.ndim == 1 "
+            f"else _s{i}(v{i})"
+        )
     return None, f"_s{i}({get})"
 
 

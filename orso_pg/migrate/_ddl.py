@@ -178,11 +178,22 @@ def create_index(
             sql.SQL(" USING "),
             _METHODS[index.method],
             sql.SQL(" ("),
-            sql.SQL(", ").join(map(sql.Identifier, index.columns)),
+            sql.SQL(", ").join(_index_key(index, c) for c in index.columns),
             sql.SQL(")"),
         ]
     )
+    if index.params:
+        settings = (
+            sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in index.params
+        )
+        parts.append(sql.SQL(" WITH ({})").format(sql.SQL(", ").join(settings)))
     return Statement(sql.Composed(parts))
+
+
+def _index_key(index: Index, column: str) -> sql.Composable:
+    if index.opclass is None:
+        return sql.Identifier(column)
+    return sql.SQL("{} {}").format(sql.Identifier(column), sql.Identifier(index.opclass))
 
 
 _INDEX_HEADS = {
@@ -197,6 +208,8 @@ _METHODS = {
     "hash": sql.SQL("hash"),
     "gin": sql.SQL("gin"),
     "gist": sql.SQL("gist"),
+    "hnsw": sql.SQL("hnsw"),
+    "ivfflat": sql.SQL("ivfflat"),
 }
 
 

@@ -114,6 +114,8 @@ class LiveIndex:
         custom: Expressions, a predicate, INCLUDE columns or non-default ordering: never
             matched against a model index.
         constraint: The index backs a primary key, unique or exclusion constraint.
+        opclass: The first key's operator class, for vector indexes (``hnsw``, ``ivfflat``).
+        params: The storage parameters (``WITH (...)``) holding integers, sorted by name.
     """
 
     name: str
@@ -124,6 +126,8 @@ class LiveIndex:
     valid: bool
     custom: bool
     constraint: bool
+    opclass: str | None = None
+    params: tuple[tuple[str, int], ...] = ()
 
 
 @attrs.frozen
@@ -230,7 +234,10 @@ _INDEXES = sql.SQL(
     " (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL OR i.indnatts <> i.indnkeyatts"
     "  OR EXISTS (SELECT 1 FROM unnest(i.indoption::int2[]) AS o(flag) WHERE o.flag <> 0)),"
     " EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid"
-    "  AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))"
+    "  AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x')),"
+    " (SELECT opc.opcname::text FROM pg_catalog.pg_opclass opc"
+    "  WHERE opc.oid = (i.indclass::oid[])[0]),"
+    " coalesce(ic.reloptions, '{}'::text[])"
     " FROM pg_catalog.pg_index i"
     " JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
     " JOIN pg_catalog.pg_am am ON am.oid = ic.relam"
@@ -298,7 +305,22 @@ def _read(ex: Executor, oid: int, schema: str, name: str) -> LiveTable:
             valid=bool(r[5]),
             custom=bool(r[6]),
             constraint=bool(r[7]),
+            opclass=r[8] if r[2] in _VECTOR_METHODS else None,
+            params=_int_options(r[9]) if r[2] in _VECTOR_METHODS else (),
         )
         for r in ex.fetch_all(Statement(_INDEXES, params), table=name)
     )
     return LiveTable(oid, schema, name, columns, constraints, indexes, inbound)
+
+
+_VECTOR_METHODS = ("hnsw", "ivfflat")
+
+
+def _int_options(options: list[str]) -> tuple[tuple[str, int], ...]:
+    """Return the ``name=value`` storage parameters that hold integers, sorted by name."""
+    found = []
+    for option in options:
+        key, _, value = option.partition("=")
+        if value.lstrip("-").isdigit():
+            found.append((key, int(value)))
+    return tuple(sorted(found))

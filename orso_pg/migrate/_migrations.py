@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar
 import attrs
 from psycopg import sql
 
+from orso_pg import _adapters
 from orso_pg._compiler import Statement
 from orso_pg._executor import Executor
 from orso_pg._operations import check_session, check_table_name
@@ -37,6 +38,7 @@ from orso_pg.errors import (
     ValidationError,
 )
 from orso_pg.migrate import _ddl as ddl
+from orso_pg.migrate import _extensions as extensions
 from orso_pg.migrate import _history as history
 from orso_pg.migrate._apply import Progress, apply_step
 from orso_pg.migrate._introspect import LiveTable, read_table, read_table_oid
@@ -300,6 +302,10 @@ class _Probe:
         )
         return int(self.ex.scalar(Statement(query), table=self.label))
 
+    def row_count(self) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(self.ident)
+        return int(self.ex.scalar(Statement(query), table=self.label))
+
     def binary_coercible(self, source: int, target: int) -> bool:
         query = sql.SQL(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE castsource = %s::oid"
@@ -360,10 +366,13 @@ def _plan(
     """Plan one entry (against *target*, the model's table, when it was read already)."""
     meta, label, schema = entry.meta, entry.table, _schema_of(entry)
     probe = _Probe(ex, meta.qualified(entry.table_name), schema, label)
+    # Before the model's table is built to be read (_target): its types must exist.
+    extension = extensions.ensure_vector(ex, label) if extensions.needs_vector(meta) else None
+    first = (extension,) if extension is not None else ()
     live = read_table(ex, label, schema)
     if live is None:
         raw = plan_create(meta, entry.table_name, label, probe.name_taken)
-        return _Planned(MigrationPlan(label, MigrationAction.TABLE_CREATED, raw.steps))
+        return _Planned(MigrationPlan(label, MigrationAction.TABLE_CREATED, first + raw.steps))
     if target is None:
         target = _target(ex, meta)
     previous = history.latest(ex, live.schema, live.name)
@@ -377,8 +386,9 @@ def _plan(
         probe,
         options,
     )
-    action = MigrationAction.DATA_MIGRATED if raw.steps else MigrationAction.SCHEMA_MATCHED
-    plan = MigrationPlan(label, action, raw.steps, raw.notes, raw.backup_table)
+    steps = first + raw.steps
+    action = MigrationAction.DATA_MIGRATED if steps else MigrationAction.SCHEMA_MATCHED
+    plan = MigrationPlan(label, action, steps, raw.notes, raw.backup_table)
     return _Planned(plan, live, target, previous)
 
 
@@ -412,6 +422,9 @@ class _Runner:
                     raise MigrationError(msg, table=entry.table) from exc
                 # Full jitter: two migrators that collided do not collide again in step.
                 time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # noqa: S311
+        if extensions.needs_vector(entry.meta):
+            # Committed now: connections that found no extension before may look again.
+            _adapters.extension_created()
         late = [s for s in result.steps if not s.transactional]
         if late:
             self.build_late(ex, entry, late)

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 import attrs
 from psycopg import sql
 
+from orso_pg import _vector
 from orso_pg._compiler import Statement
 from orso_pg._schema import MAX_IDENTIFIER_BYTES, Column, Index, TableMeta
 from orso_pg._types import Refused
@@ -90,6 +91,9 @@ class Probe(Protocol):
 
     def null_count(self, column: str) -> int:
         """How many rows hold NULL in the live column *column*."""
+
+    def row_count(self) -> int:
+        """How many rows the live table holds."""
 
     def binary_coercible(self, source: int, target: int) -> bool:
         """Whether a value of type OID *source* is also a valid *target* without conversion."""
@@ -216,6 +220,17 @@ def plan_create(
             )
         )
     return TablePlan(tuple(steps))
+
+
+def _model_index_key(
+    index: Index,
+) -> tuple[tuple[str, ...], str, bool, str | None, tuple[tuple[str, int], ...]]:
+    """Return what a live index must match to be *index*.
+
+    A vector index's operator class and storage parameters count too (the introspection reads
+    them for vector methods only).
+    """
+    return (index.columns, index.method, index.unique, index.opclass, index.params)
 
 
 def _index_words(index: Index) -> str:
@@ -391,11 +406,17 @@ class _Planner:
                     ),
                 )
             )
-        model_indexes = {(i.columns, i.method, i.unique) for i in self.meta.indexes}
+        model_indexes = {_model_index_key(i) for i in self.meta.indexes}
         for idx in self.live.indexes:
             if idx.constraint or idx.primary or idx.custom or self.involves_extra(idx.columns):
                 continue
-            now_index = (tuple(self.now(c) for c in idx.columns), idx.method, idx.unique)
+            now_index = (
+                tuple(self.now(c) for c in idx.columns),
+                idx.method,
+                idx.unique,
+                idx.opclass,
+                idx.params,
+            )
             index_spec = {"columns": list(idx.columns), "method": idx.method, "unique": idx.unique}
             if not idx.valid:
                 if now_index in model_indexes or self.owned("indexes", index_spec):
@@ -587,6 +608,51 @@ class _Planner:
         before = self.previous.get("columns", {}).get(live.name)
         return before is not None and before.get("default") == live.default
 
+    def vector_step(
+        self,
+        column: Column,
+        live: LiveColumn,
+        target: LiveColumn,
+        pre: list[Statement],
+        words: str,
+    ) -> MigrationStep:
+        """Change a vector column's dimensions or kind (vector, halfvec, sparsevec).
+
+        PostgreSQL cannot cast a vector to other dimensions, so existing values are dropped
+        (set to NULL), which only *allow_data_loss* permits; ``vector`` to ``halfvec`` rounds
+        to float16, so it needs the same permission; ``halfvec`` to ``vector`` keeps values.
+        """
+        same_size = live.typmod == target.typmod
+        widening = live.type_name == "halfvec" and target.type_name == "vector"
+        castable = same_size and (widening or "sparsevec" not in (live.type_name, target.type_name))
+        name = sql.Identifier(column.name)
+        populated = self.probe.null_count(live.name) < self.probe.row_count()
+        if castable and (widening or self.options.allow_data_loss or not populated):
+            using: sql.Composable = sql.SQL("({})::{}").format(name, column.type.ddl)
+        elif not populated or self.options.allow_data_loss:
+            if populated and target.not_null:
+                msg = (
+                    f"cannot change column {column.name} from {live.type} to {target.type}: the "
+                    "existing vectors cannot be converted and the column is NOT NULL; make the "
+                    "field optional for this migration or empty the column first"
+                )
+                raise self.fail(msg, column.name)
+            using = sql.SQL("NULL")
+            if populated:
+                words += "; existing vectors set to NULL (allow_data_loss)"
+        else:
+            how = "rounds every element to float16" if castable else "cannot convert them"
+            msg = (
+                f"cannot change column {column.name} from {live.type} to {target.type}: the "
+                f"table holds vectors and the change {how}; pass allow_data_loss=True to "
+                f"{'round them' if castable else 'set them to NULL'}"
+            )
+            raise self.fail(msg, column.name)
+        alter = _alter_column(
+            self.ident, column.name, sql.SQL("TYPE {} USING {}").format(column.type.ddl, using)
+        )
+        return _step(words, *pre, alter, rewrites=True)
+
     def plan_default(
         self, column: Column, live: LiveColumn, target: LiveColumn, current: str | None
     ) -> None:
@@ -619,6 +685,9 @@ class _Planner:
         if drop_default:
             pre.append(_alter_column(self.ident, column.name, sql.SQL("DROP DEFAULT")))
         words = f"change type of column {column.name} from {live.type} to {target.type}"
+        if live.type_name in _vector.KINDS and target.type_name in _vector.KINDS:
+            self.steps.append(self.vector_step(column, live, target, pre, words))
+            return
         if column.type.compressed and live.category == _ARRAY:
             self.steps.append(self.convert_step(column, live, target, pre, encode=True))
             return
@@ -818,14 +887,20 @@ class _Planner:
 
     def plan_index_add(self) -> None:
         have = {
-            (tuple(self.now(c) for c in idx.columns), idx.method, idx.unique)
+            (
+                tuple(self.now(c) for c in idx.columns),
+                idx.method,
+                idx.unique,
+                idx.opclass,
+                idx.params,
+            )
             for idx in self.live.indexes
             if idx.valid and not idx.custom and not idx.constraint
         }
         planned: set[str] = set()
         invalid = {i.name for i in self.live.indexes if not i.valid}
         for index in self.meta.indexes:
-            if (index.columns, index.method, index.unique) in have:
+            if _model_index_key(index) in have:
                 continue
             name = index_name(
                 self.live.name,

@@ -23,6 +23,7 @@ from psycopg import sql
 from orso_pg._compiler import Statement
 from orso_pg._schema import Column, TableMeta, identifier_problem, models, table_of
 from orso_pg.errors import QueryError, ValidationError
+from orso_pg.query import _vector as vq
 from orso_pg.query._columns import require, to_arrow, to_pandas
 from orso_pg.query._filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
 
@@ -168,6 +169,8 @@ class QueryBuilder:
     orders: tuple[Sort, ...] = ()
     limit_rows: int | None = None
     offset_rows: int | None = None
+    vectors: tuple[vq.VectorTerm, ...] = ()
+    index_settings: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def new(cls, table: type | str, table_name: str | None = None) -> QueryBuilder:
@@ -380,6 +383,131 @@ class QueryBuilder:
         """Skip the first *count* rows."""
         return attrs.evolve(self, offset_rows=_non_negative("offset", count))
 
+    # --- vectors (pgvector) -------------------------------------------------------------------
+
+    def vector_search(
+        self,
+        column: str,
+        vector: Any,
+        limit: int,
+        *,
+        distance: str | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+    ) -> QueryBuilder:
+        """Order by the distance of *column* to *vector*, closest first, and keep *limit* rows.
+
+        The distance is the column's declared one (``column(distance=...)``, so its index
+        serves the query) unless *distance* names another. The order comes before any
+        :meth:`order_by` sort; filters from :meth:`where` apply first (pre-filtering).
+
+        Args:
+            column: A vector column.
+            vector: The query vector (a list of floats or a 1-D array; a dict for sparsevec).
+            limit: How many rows.
+            distance: ``"l2"``, ``"cosine"``, ``"inner_product"`` or ``"l1"``.
+            ef_search: ``hnsw.ef_search`` for this query only (``SET LOCAL`` in its own
+                transaction): a larger candidate list, better recall, slower.
+            probes: ``ivfflat.probes`` for this query only.
+        """
+        term = self._vector_term(vq.Role.ORDER, column, vector, distance)
+        limited = self.limit(limit)
+        return self._with_vector(limited, term, ef_search, probes)
+
+    def vector_similar(
+        self,
+        column: str,
+        vector: Any,
+        threshold: float,
+        *,
+        distance: str | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+    ) -> QueryBuilder:
+        """Keep the rows whose *column* is closer to *vector* than *threshold* (exclusive)."""
+        term = attrs.evolve(
+            self._vector_term(vq.Role.WITHIN, column, vector, distance),
+            threshold=vq.check_threshold(threshold, self.base_name),
+        )
+        return self._with_vector(self, term, ef_search, probes)
+
+    def vector_distance(
+        self,
+        column: str,
+        vector: Any,
+        alias: str = "distance",
+        *,
+        distance: str | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+    ) -> QueryBuilder:
+        """Select the distance of *column* to *vector* as the output column *alias*.
+
+        Sorting by the alias (``Sort.asc(alias)``) orders by the distance.
+        """
+        if not isa(alias, str) or not alias:
+            msg = f"a distance alias must be a non-empty str, not {alias!r}"
+            raise QueryError(msg, table=self.base_name, value=alias)
+        _check_identifier("alias", alias)
+        term = attrs.evolve(
+            self._vector_term(vq.Role.SELECT, column, vector, distance), alias=alias
+        )
+        return self._with_vector(self, term, ef_search, probes)
+
+    def _vector_term(
+        self, role: vq.Role, column: str, value: Any, distance: str | None
+    ) -> vq.VectorTerm:
+        if not isa(column, str):
+            msg = f"a vector column name must be a str, not {column!r}"
+            raise QueryError(msg, table=self.base_name, value=column)
+        checked = vq.check_distance(distance, self.base_name)
+        # Checked now (column, value) so a bad query vector fails where it is given.
+        _, col = self._column(column, qualify=False)
+        return vq.VectorTerm(role, column, value, checked).checked(col, self.base_name)
+
+    def _with_vector(
+        self, base: QueryBuilder, term: vq.VectorTerm, ef_search: object, probes: object
+    ) -> QueryBuilder:
+        settings = dict(base.index_settings)
+        settings.update(vq.search_settings(ef_search, probes, self.base_name))
+        return attrs.evolve(
+            base, vectors=(*base.vectors, term), index_settings=tuple(sorted(settings.items()))
+        )
+
+    def _vector_sql(self, role: vq.Role, params: list[Any]) -> list[sql.Composable]:
+        qualify = bool(self.joins)
+        return [
+            t.compile(lambda n: self._column(n, qualify=qualify), self.base_name, params)
+            for t in self.vectors
+            if t.role is role
+        ]
+
+    def _nearest_order(self, params: list[Any]) -> list[sql.Composable]:
+        """Return the ORDER BY keys of :meth:`vector_search`.
+
+        A search ordered by a distance this query also selects (same column, same vector
+        object, same distance) orders by the output column instead: one distance per row and
+        one bound vector, and the index still serves the order.
+        """
+        selected = {
+            (t.column, id(t.value), t.distance): t.alias
+            for t in self.vectors
+            if t.role is vq.Role.SELECT
+        }
+        keys: list[sql.Composable] = []
+        qualify = bool(self.joins)
+        for term in self.vectors:
+            if term.role is not vq.Role.ORDER:
+                continue
+            alias = selected.get((term.column, id(term.value), term.distance))
+            if alias is not None:
+                keys.append(sql.Identifier(alias))
+            else:
+                keys.append(
+                    term.compile(lambda n: self._column(n, qualify=qualify), self.base_name, params)
+                )
+        return keys
+
     # --- compilation --------------------------------------------------------------------------
 
     @property
@@ -498,7 +626,7 @@ class QueryBuilder:
         """Return the name, model column and aggregate of each output column, in order."""
         qualify = bool(self.joins)
         if self.selects_model:
-            return [(c.name, c, None) for c in self.meta.columns]
+            return [(c.name, c, None) for c in self.meta.columns] + self._distance_columns()
         out: list[tuple[str, Column | None, Aggregate | None]] = [
             (b.alias, self._column(b.column, qualify=qualify)[1], None) for b in self.buckets
         ]
@@ -518,16 +646,31 @@ class QueryBuilder:
                 out.append((w.alias, None, Aggregate.COUNT))  # loads as an int
             else:
                 out.append((w.alias, wcol, None))
-        return out
+        return out + self._distance_columns()
+
+    def _distance_columns(self) -> list[tuple[str, Column | None, Aggregate | None]]:
+        return [(str(t.alias), None, None) for t in self.vectors if t.role is vq.Role.SELECT]
+
+    def _distances(self, params: list[Any]) -> list[sql.Composable]:
+        """Return the ``distance AS alias`` items of :meth:`vector_distance` (last in the list)."""
+        selected = [t for t in self.vectors if t.role is vq.Role.SELECT]
+        exprs = self._vector_sql(vq.Role.SELECT, params)
+        return [
+            sql.SQL("{} AS {}").format(expr, sql.Identifier(str(t.alias)))
+            for t, expr in zip(selected, exprs, strict=True)
+        ]
 
     def _select_list(self, params: list[Any]) -> sql.Composable:
         qualify = bool(self.joins)
         if self.selects_model:
             if qualify:
                 return sql.SQL(", ").join(
-                    sql.Identifier(self.base_name, c.name) for c in self.meta.columns
+                    [sql.Identifier(self.base_name, c.name) for c in self.meta.columns]
+                    + self._distances(params)
                 )
-            return sql.SQL(", ").join(sql.Identifier(c.name) for c in self.meta.columns)
+            return sql.SQL(", ").join(
+                [sql.Identifier(c.name) for c in self.meta.columns] + self._distances(params)
+            )
         parts: list[sql.Composable] = [
             sql.SQL("{} AS {}").format(self._bucket_sql(b, params), sql.Identifier(b.alias))
             for b in self.buckets
@@ -541,7 +684,7 @@ class QueryBuilder:
             sql.SQL("{} AS {}").format(self._window_sql(w, params), sql.Identifier(w.alias))
             for w in self.windows
         )
-        return sql.SQL(", ").join(parts)
+        return sql.SQL(", ").join(parts + self._distances(params))
 
     def _from(self) -> sql.Composable:
         parts: list[sql.Composable] = [self._base_ident()]
@@ -573,10 +716,12 @@ class QueryBuilder:
             sql.SQL(" FROM "),
             self._from(),
         ]
-        if self.wheres:
+        if self.wheres or any(t.role is vq.Role.WITHIN for t in self.vectors):
             ctx = self._context(params)
+            conditions = [w.compile(ctx) for w in self.wheres]
+            conditions.extend(self._vector_sql(vq.Role.WITHIN, params))
             parts.append(sql.SQL(" WHERE "))
-            parts.append(_and([w.compile(ctx) for w in self.wheres]))
+            parts.append(_and(conditions))
         if self.groups:
             ctx = self._context(params, outputs=True)
             parts.append(sql.SQL(" GROUP BY "))
@@ -585,12 +730,14 @@ class QueryBuilder:
             ctx = self._context(params, aliases=True)
             parts.append(sql.SQL(" HAVING "))
             parts.append(_and([h.compile(ctx) for h in self.havings]))
-        if ordered and self.orders:
+        nearest = self._nearest_order(params) if ordered else []
+        if ordered and (self.orders or nearest):
             ctx = self._context(params, aliases=True, outputs=True)
-            order = compile_sorts(ctx, self.orders)
-            if order is not None:
+            order = compile_sorts(ctx, self.orders) if self.orders else None
+            keys = [*nearest, *([order] if order is not None else [])]
+            if keys:
                 parts.append(sql.SQL(" ORDER BY "))
-                parts.append(order)
+                parts.append(sql.SQL(", ").join(keys))
         return sql.Composed(parts)
 
     def build(self) -> Statement:
@@ -603,7 +750,7 @@ class QueryBuilder:
         if self.offset_rows:
             query = sql.SQL("{} OFFSET %s").format(query)
             params.append(self.offset_rows)
-        return Statement(query, tuple(params))
+        return Statement(query, tuple(params), vq.setting_statements(self.index_settings))
 
     def build_count(self) -> Statement:
         """Return a statement counting the rows :meth:`build` would return (ignoring limits)."""

@@ -32,6 +32,7 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from orso_pg import _adapters as _vector_adapters
 from orso_pg._compiler import Statement
 from orso_pg._executor import Executor, Listener, translate
 from orso_pg.errors import (
@@ -322,6 +323,7 @@ class Database(Session):
         """
         if self._settings.statement is not None:
             conn.execute(self._settings.statement, self._settings.values)
+        _vector_adapters.configure(conn)
 
     @classmethod
     def init(cls, config: DatabaseConfig) -> Self:

@@ -226,9 +226,7 @@ def _values(column: Column, annotation: Any, sql_type: _SqlType) -> st.SearchStr
     ctype = column.type
     opts = column.options
     if opts.vector is not None:
-        # pgvector keeps float4 and refuses NaN and infinity.
-        floats = st.floats(width=32, allow_nan=False, allow_infinity=False)
-        return st.lists(floats, min_size=opts.vector, max_size=opts.vector)
+        return _vectors(column, annotation)
     if ctype.compressed:
         if annotation is np.ndarray or typing.get_origin(annotation) is np.ndarray:
             return arrays.compressed_arrays(opts.decimals)
@@ -247,6 +245,35 @@ def _values(column: Column, annotation: Any, sql_type: _SqlType) -> st.SearchStr
             items = st.one_of(st.none(), items)
         return st.lists(items, max_size=10)
     return _scalar(annotation, sql_type)
+
+
+def _vectors(column: Column, annotation: Any) -> st.SearchStrategy[Any]:
+    """Vectors of the column's dimensions that its kind stores exactly.
+
+    pgvector refuses NaN and infinity; ``vector`` and ``sparsevec`` keep float32 and ``halfvec``
+    float16, so the elements are drawn at that width and read back equal.
+    """
+    opts = column.options
+    dims = opts.vector
+    assert dims is not None  # noqa: S101 - only called for vector columns
+    if opts.half:
+        floats = st.floats(width=16, allow_nan=False, allow_infinity=False)
+    else:
+        floats = st.floats(width=32, allow_nan=False, allow_infinity=False)
+    if opts.sparse:
+        # Zeros are not stored in a sparsevec: the dict holds the non-zero elements only.
+        nonzero = floats.filter(bool)
+        return st.dictionaries(st.integers(0, dims - 1), nonzero, max_size=min(dims, 16))
+    dense = st.lists(floats, min_size=dims, max_size=dims)
+    if column.type.python is np.ndarray:
+        dtype = _vector_dtype(annotation)
+        return dense.map(lambda values: np.array(values, dtype=dtype))
+    return dense
+
+
+def _vector_dtype(annotation: Any) -> np.dtype[Any]:
+    found = _types._ndarray_dtype(annotation)
+    return found if found is not None else np.dtype(np.float32)
 
 
 def _dtype_of(annotation: Any) -> np.dtype[Any]:

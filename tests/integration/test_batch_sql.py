@@ -129,7 +129,7 @@ def test_copy_types_follow_the_declared_sql_type():
     odd = table_of(Odd)
     assert batch_rows.copy_type(odd.column("small")) == ("int8", False)
     assert batch_rows.copy_type(odd.column("hours")) == ("int8[]", True)
-    assert batch_rows.copy_type(odd.column("embedding")) == ("text", False)
+    assert batch_rows.copy_type(odd.column("embedding")) == ("vector", True)
     assert not batch_rows.shape(odd, ("small", "hours")).binary
 
 

@@ -118,6 +118,9 @@ class Answers:
     def null_count(self, column: str) -> int:
         return self.nulls.get(column, 0)
 
+    def row_count(self) -> int:
+        return 1 if self.rows else 0
+
     def binary_coercible(self, source: int, target: int) -> bool:
         return (source, target) in self.coercible
 
