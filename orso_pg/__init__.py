@@ -16,6 +16,7 @@ from orso_pg.errors import (
     DefinitionError,
     ExclusionViolationError,
     ForeignKeyViolationError,
+    LockNotAvailableError,
     LockTimeoutError,
     MigrationError,
     NotFoundError,
@@ -39,7 +40,9 @@ from orso_pg.migrate._migrations import (
     migration,
 )
 from orso_pg.query._builder import JoinType, QueryBuilder
+from orso_pg.query._expressions import Expr, col
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
+from orso_pg.query._locks import LockStrength, RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
 
@@ -61,11 +64,14 @@ __all__ = [
     "DatabaseError",
     "DefinitionError",
     "ExclusionViolationError",
+    "Expr",
     "Filter",
     "ForeignKeyViolationError",
     "Index",
     "JoinType",
     "KeysetPage",
+    "LockNotAvailableError",
+    "LockStrength",
     "LockTimeoutError",
     "MigrationAction",
     "MigrationEntry",
@@ -85,6 +91,7 @@ __all__ = [
     "QueryBuilder",
     "QueryCanceledError",
     "QueryError",
+    "RowLock",
     "SearchFilter",
     "SerializationError",
     "Sort",
@@ -94,6 +101,7 @@ __all__ = [
     "UniqueViolationError",
     "UpsertResult",
     "ValidationError",
+    "col",
     "column",
     "migration",
     "table",

@@ -26,6 +26,7 @@ hold connections: errors pickle, so they carry only plain values.
         ├── DataError            class 22, a value PostgreSQL cannot store
         ├── SerializationError   40001 / 40P01, safe to retry the whole transaction
         ├── LockTimeoutError     55P03
+        │   └── LockNotAvailableError  (the class raised: NOWAIT or lock_timeout)
         ├── QueryCanceledError   57014 (statement_timeout, cancel)
         └── ConnectionLostError  class 08 or a connection that broke mid-statement
 
@@ -48,6 +49,7 @@ __all__ = [
     "DefinitionError",
     "ExclusionViolationError",
     "ForeignKeyViolationError",
+    "LockNotAvailableError",
     "LockTimeoutError",
     "MigrationError",
     "NotFoundError",
@@ -228,7 +230,16 @@ class SerializationError(DatabaseError):
 
 
 class LockTimeoutError(DatabaseError, TimeoutError):
-    """A lock could not be taken within ``lock_timeout`` (55P03)."""
+    """A lock could not be taken within ``lock_timeout`` or at once (55P03)."""
+
+
+class LockNotAvailableError(LockTimeoutError):
+    """A row or table lock was not available (55P03, PostgreSQL's ``lock_not_available``).
+
+    Raised when a ``nowait`` row lock finds a row locked by another transaction, and when
+    ``lock_timeout`` expires; it is a :class:`LockTimeoutError`, the name earlier versions
+    raised for this SQLSTATE, so code catching that still catches it.
+    """
 
     sqlstates = ("55P03",)
 
@@ -252,7 +263,7 @@ _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
         CheckViolationError,
         ExclusionViolationError,
         SerializationError,
-        LockTimeoutError,
+        LockNotAvailableError,
         QueryCanceledError,
     )
     for code in cls.sqlstates

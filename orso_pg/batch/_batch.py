@@ -49,6 +49,7 @@ from orso_pg.errors import (
     ValidationError,
     describe_value,
 )
+from orso_pg.query._expressions import Assignments, UpdateColumns, upsert_assignments
 from orso_pg.session._database import Session
 
 __all__ = [
@@ -948,6 +949,22 @@ class _Upsert(_Staged[UpsertResult]):
     conflict: tuple[str, ...] = ()
     update: tuple[str, ...] | None = None
     do_nothing: bool = False
+    assign: Assignments | None = None
+
+    def statement(self, names: tuple[str, ...]) -> compiler.Statement:
+        """Return the staged upsert of the columns *names*."""
+        if self.assign is not None:
+            return batch_sql.upsert_assigning(
+                self.meta, self.table, names, self.conflict, self.assign[0], self.assign[1]
+            )
+        return batch_sql.upsert_from_stage(
+            self.meta,
+            self.table,
+            names,
+            self.conflict,
+            update=self.update,
+            do_nothing=self.do_nothing,
+        )
 
     def chunk(
         self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]
@@ -966,14 +983,7 @@ class _Upsert(_Staged[UpsertResult]):
         return UpsertResult(inserted, updated, len(rows) - inserted - updated)
 
     def apply(self, ex: Executor, group: _Group, offset: int) -> tuple[int, int]:
-        stmt = batch_sql.upsert_from_stage(
-            self.meta,
-            self.table,
-            group.names,
-            self.conflict,
-            update=self.update,
-            do_nothing=self.do_nothing,
-        )
+        stmt = self.statement(group.names)
         run = functools.partial(ex.fetch_one, stmt, table=self.label)
         row = _apply(run, self.meta, self.label, group, offset)
         assert row is not None  # noqa: S101 - an aggregate always returns a row
@@ -1023,15 +1033,26 @@ def _upsert_options(
     meta: TableMeta,
     label: str,
     key: Sequence[str] | None,
-    update_columns: Sequence[str] | None,
+    update_columns: UpdateColumns | None,
     on_conflict: object,
-) -> tuple[tuple[str, ...], tuple[str, ...] | None, bool]:
-    """Check an upsert's options; return the conflict key, the columns to update, DO NOTHING."""
+) -> tuple[tuple[str, ...], tuple[str, ...] | None, bool, Assignments | None]:
+    """Check an upsert's options.
+
+    Returns:
+        The conflict key, the columns to update, DO NOTHING, and the compiled assignments when
+        *update_columns* maps columns to expressions.
+    """
     if on_conflict not in ("update", "nothing"):
         msg = f"on_conflict must be 'update' or 'nothing', not {on_conflict!r}"
         raise ValidationError(msg, table=label, value=on_conflict)
+    conflict = _conflict_key(meta, key)
+    if isinstance(update_columns, Mapping):
+        if on_conflict == "nothing":
+            msg = "update_columns assigns values on conflict; on_conflict='nothing' assigns none"
+            raise QueryError(msg, table=label, value=update_columns)
+        return conflict, None, False, upsert_assignments(meta, label, update_columns)
     update = _columns(meta, update_columns, "update_columns")
-    return _conflict_key(meta, key), update, on_conflict == "nothing"
+    return conflict, update, on_conflict == "nothing", None
 
 
 def upsert(
@@ -1041,7 +1062,7 @@ def upsert(
     table_name: object = None,
     *,
     key: Sequence[str] | None = None,
-    update_columns: Sequence[str] | None = None,
+    update_columns: UpdateColumns | None = None,
     on_conflict: Literal["update", "nothing"] = "update",
     **options: Unpack[BatchOptions],
 ) -> UpsertResult:
@@ -1063,7 +1084,9 @@ def upsert(
         table_name: Upsert into this table instead of the model's.
         key: The conflict key, when not the model's declared one.
         update_columns: Overwrite only these columns of existing rows (default: every column
-            outside the key, the primary key and the timestamps).
+            outside the key, the primary key and the timestamps), or a mapping from column to
+            expression: ``{"qty": col("qty") + Expr.excluded("qty")}`` adds the new volume to
+            the stored one (``Expr.excluded`` is the value the batch brings).
         on_conflict: ``"update"``, or ``"nothing"`` to leave existing rows alone.
         **options: :class:`BatchOptions`.
 
@@ -1071,8 +1094,12 @@ def upsert(
         The counts of inserted, updated and skipped rows.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    conflict, update, do_nothing = _upsert_options(meta, label, key, update_columns, on_conflict)
-    op = _Upsert(meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing)
+    conflict, update, do_nothing, assign = _upsert_options(
+        meta, label, key, update_columns, on_conflict
+    )
+    op = _Upsert(
+        meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing, assign=assign
+    )
     counts = _run(op, session, label, models, _options(label, options))
     return sum(counts, UpsertResult())
 
@@ -1097,9 +1124,7 @@ class _UpsertRows(_Upsert):
                 staged = [rows[i] for i in kept]
                 self.ready(ex)
                 _copy_plain(ex, meta, table, label, names, iter(staged), [], 0, stage=True)
-        stmt = batch_sql.upsert_from_stage(
-            meta, table, names, self.conflict, update=self.update, do_nothing=self.do_nothing
-        )
+        stmt = self.statement(names)
         try:
             row = ex.fetch_one(stmt, table=label)
         except DatabaseError as exc:
@@ -1117,7 +1142,7 @@ def upsert_rows(
     *,
     columns: Sequence[str] | None = None,
     key: Sequence[str] | None = None,
-    update_columns: Sequence[str] | None = None,
+    update_columns: UpdateColumns | None = None,
     on_conflict: Literal["update", "nothing"] = "update",
     **options: Unpack[BatchOptions],
 ) -> UpsertResult:
@@ -1138,7 +1163,8 @@ def upsert_rows(
             column the server does not fill. By default the key and every column the server
             does not fill, in declaration order.
         key: The conflict key, when not the model's declared one.
-        update_columns: Overwrite only these columns of existing rows.
+        update_columns: Overwrite only these columns of existing rows, or a mapping from
+            column to expression (see :func:`upsert`).
         on_conflict: ``"update"``, or ``"nothing"`` to leave existing rows alone.
         **options: :class:`BatchOptions`.
 
@@ -1146,7 +1172,9 @@ def upsert_rows(
         The counts of inserted, updated and skipped rows.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    conflict, update, do_nothing = _upsert_options(meta, label, key, update_columns, on_conflict)
+    conflict, update, do_nothing, assign = _upsert_options(
+        meta, label, key, update_columns, on_conflict
+    )
     default = tuple(c.name for c in meta.columns if not c.generated or c.name in conflict)
     names = _plain_columns(meta, label, columns, default)
     missing = [c for c in conflict if c not in names]
@@ -1168,7 +1196,14 @@ def upsert_rows(
         msg = f"update_columns {absent} are not among the columns the rows hold {list(names)}"
         raise QueryError(msg, table=label, value=list(absent))
     op = _UpsertRows(
-        meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing, names=names
+        meta,
+        table,
+        label,
+        conflict=conflict,
+        update=update,
+        do_nothing=do_nothing,
+        assign=assign,
+        names=names,
     )
     counts = _run(op, session, label, rows, _options(label, options))
     return sum(counts, UpsertResult())

@@ -20,6 +20,7 @@ from orso_pg._compiler import Statement
 from orso_pg._schema import Column, TableMeta, identifier_problem, models, table_of
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.query._filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
+from orso_pg.query._locks import RowLock
 
 __all__ = ["JoinType", "QueryBuilder"]
 
@@ -124,6 +125,7 @@ class QueryBuilder:
     orders: tuple[Sort, ...] = ()
     limit_rows: int | None = None
     offset_rows: int | None = None
+    row_lock: RowLock | None = None
 
     @classmethod
     def new(cls, table: type | str, table_name: str | None = None) -> QueryBuilder:
@@ -220,6 +222,45 @@ class QueryBuilder:
     def offset(self, count: int) -> QueryBuilder:
         """Skip the first *count* rows."""
         return attrs.evolve(self, offset_rows=_non_negative("offset", count))
+
+    def lock(self, lock: RowLock | None) -> QueryBuilder:
+        """Lock the rows read with *lock* (None: no lock); see :class:`RowLock`."""
+        if lock is not None and not isa(lock, RowLock):
+            msg = f"lock() takes a RowLock, not {lock!r}"
+            raise QueryError(msg, table=self.base_name, value=lock)
+        return attrs.evolve(self, row_lock=lock)
+
+    def for_update(
+        self,
+        *,
+        nowait: bool = False,
+        skip_locked: bool = False,
+        of: str | type | Sequence[str | type] | None = None,
+        no_key: bool = False,
+    ) -> QueryBuilder:
+        """Lock the rows read ``FOR UPDATE`` (``FOR NO KEY UPDATE`` with *no_key*).
+
+        Run it in a transaction: the lock lasts until the transaction ends. *nowait* raises
+        ``LockNotAvailableError`` on a locked row, *skip_locked* leaves locked rows out, *of*
+        limits the lock to these tables (names or aliases) of a join.
+        """
+        make = RowLock.no_key_update if no_key else RowLock.update
+        return self.lock(make(nowait=nowait, skip_locked=skip_locked, of=of))
+
+    def for_share(
+        self,
+        *,
+        nowait: bool = False,
+        skip_locked: bool = False,
+        of: str | type | Sequence[str | type] | None = None,
+        key: bool = False,
+    ) -> QueryBuilder:
+        """Lock the rows read ``FOR SHARE`` (``FOR KEY SHARE`` with *key*).
+
+        The options are those of :meth:`for_update`.
+        """
+        make = RowLock.key_share if key else RowLock.share
+        return self.lock(make(nowait=nowait, skip_locked=skip_locked, of=of))
 
     # --- compilation --------------------------------------------------------------------------
 
@@ -363,7 +404,18 @@ class QueryBuilder:
         if self.offset_rows:
             query = sql.SQL("{} OFFSET %s").format(query)
             params.append(self.offset_rows)
+        if self.row_lock is not None:
+            query = sql.Composed([query, self._lock_clause(self.row_lock)])
         return Statement(query, tuple(params))
+
+    def _lock_clause(self, lock: RowLock) -> sql.Composable:
+        if self.distinct_rows or self.groups or self.aggregates:
+            msg = (
+                "PostgreSQL locks only rows it can point to: a locking query cannot use "
+                "DISTINCT, GROUP BY or aggregates"
+            )
+            raise QueryError(msg, table=self.base_name)
+        return lock.clause([self.base_name, *(j.name for j in self.joins)])
 
     def build_count(self) -> Statement:
         """Return a statement counting the rows :meth:`build` would return (ignoring limits)."""

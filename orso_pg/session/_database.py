@@ -20,7 +20,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
@@ -36,8 +36,10 @@ from orso_pg.errors import (
     ConfigError,
     ConnectionLostError,
     OrsoError,
+    QueryError,
     SerializationError,
 )
+from orso_pg.query._raw import raw_statement
 from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
 from orso_pg.session import _embedded
 
@@ -106,10 +108,51 @@ class Session:
     def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
         raise NotImplementedError
 
+    def _check_lock(self, lock: object, table: str | None) -> None:
+        """Refuse a row lock outside a transaction, where it would be released at once."""
+        if lock is not None and not isinstance(self, Transaction):
+            msg = (
+                "a row lock lasts until its transaction ends, and through a Database every "
+                "read is a transaction of its own, so the lock would protect nothing: "
+                "read inside `with db.transaction() as tx:` and pass tx"
+            )
+            raise QueryError(msg, table=table, value=lock)
+
+    # --- hand-written SQL ---------------------------------------------------------------------
+
+    def fetch(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a hand-written query and return its rows as tuples.
+
+        *query* must be a :mod:`psycopg.sql` object (``sql.SQL("... %s ...")``); a plain str
+        is a :class:`QueryError`. It runs through orso_pg's executor, so listeners see it and
+        driver errors come back as :mod:`orso_pg.errors`. It is never retried, since it may
+        write; a statement without a result returns ``[]``.
+        """
+        stmt = raw_statement(query, params, "fetch")
+        return self._write(lambda ex: ex.fetch_described(stmt))[1]
+
+    def fetch_dicts(
+        self, query: sql.Composable, params: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Run a hand-written query (as :meth:`fetch`); return one dict per row by column name.
+
+        Raises:
+            QueryError: two result columns share a name (a dict would keep only one).
+        """
+        stmt = raw_statement(query, params, "fetch_dicts")
+        columns, rows = self._write(lambda ex: ex.fetch_described(stmt))
+        names = [name for name, _ in columns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            msg = f"the query returns several columns named {', '.join(twice)}; alias them"
+            raise QueryError(msg, value=twice)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     # A QueryBuilder is a pure description; it hands itself to the session to run, so that the
     # query layer never imports the layers that execute.
 
     def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]:
+        self._check_lock(builder.row_lock, builder.base_name)
         stmt = builder.build()
         loaders = builder_loaders(builder)
         rows = self._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name))
@@ -119,6 +162,7 @@ class Session:
 
     def _stream_builder(self, builder: QueryBuilder, batch_size: int) -> Iterator[tuple[Any, ...]]:
         check_batch_size(batch_size, builder.base_name)
+        self._check_lock(builder.row_lock, builder.base_name)
         stmt = builder.build()
         loaders = builder_loaders(builder)
         rows = self._iterate(stmt, batch_size, builder.base_name)
