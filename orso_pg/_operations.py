@@ -179,7 +179,7 @@ def find_by_id(
     session._check_lock(lock, label)
     stmt = compiler.select_by_key(meta, table, dump_key(meta, table, key))
     stmt = locked(stmt, lock, label)
-    row = session._read(lambda ex: ex.fetch_one(stmt, table=label))
+    row = session._read_locked(lock, lambda ex: ex.fetch_one(stmt, table=label))
     return None if row is None else loader(meta)(row)
 
 

@@ -98,7 +98,8 @@ def find_where(
     session._check_lock(lock, label)
     where, params = _where(meta, label, f)
     stmt = locked(compiler.select_where(meta, table, where, params), lock, label)
-    return _load_all(meta, session._read(lambda ex: ex.fetch_all(stmt, table=label)))
+    rows = session._read_locked(lock, lambda ex: ex.fetch_all(stmt, table=label))
+    return _load_all(meta, rows)
 
 
 def find_first(
@@ -117,7 +118,7 @@ def find_first(
     order = _order(meta, label, with_tiebreak(meta, sorts))
     stmt = compiler.select_where(meta, table, where, params, order_by=order, limit=1)
     stmt = locked(stmt, lock, label)
-    row = session._read(lambda ex: ex.fetch_one(stmt, table=label))
+    row = session._read_locked(lock, lambda ex: ex.fetch_one(stmt, table=label))
     return None if row is None else loader(meta)(row)
 
 
@@ -504,7 +505,10 @@ def query(cls: type[M], builder: QueryBuilder, db: object) -> list[M]:
     session = check_session(db)
     session._check_lock(builder.row_lock, builder.base_name)
     stmt = builder.build()
-    return _load_all(meta, session._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name)))
+    rows = session._read_locked(
+        builder.row_lock, lambda ex: ex.fetch_all(stmt, table=builder.base_name)
+    )
+    return _load_all(meta, rows)
 
 
 def query_paginated(

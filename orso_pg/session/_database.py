@@ -118,6 +118,17 @@ class Session:
             )
             raise QueryError(msg, table=table, value=lock)
 
+    def _read_locked(self, lock: object, work: Callable[[Executor], T]) -> T:
+        """Run a read that may lock rows: a NOWAIT lock runs in a savepoint of its own.
+
+        A NOWAIT that finds a row taken fails its statement, and a failed statement aborts the
+        whole transaction; inside a savepoint only the savepoint is rolled back, so the caller
+        can catch ``LockNotAvailableError`` and go on in the same transaction.
+        """
+        if getattr(lock, "nowait", False):
+            return self._atomic(work)
+        return self._read(work)
+
     # --- hand-written SQL ---------------------------------------------------------------------
 
     def fetch(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -155,7 +166,9 @@ class Session:
         self._check_lock(builder.row_lock, builder.base_name)
         stmt = builder.build()
         loaders = builder_loaders(builder)
-        rows = self._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name))
+        rows = self._read_locked(
+            builder.row_lock, lambda ex: ex.fetch_all(stmt, table=builder.base_name)
+        )
         if not any(loaders):
             return rows
         return [convert_row(loaders, r) for r in rows]
