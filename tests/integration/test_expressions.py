@@ -52,8 +52,10 @@ def test_increment_is_one_statement(db: Database):
     assert [p.qty for p in Position.find_all(db)] == [2, 2, 4, 4]
     stamped = Position.find_by_id(rows[0].id, db)
     untouched = Position.find_by_id(rows[1].id, db)
-    assert stamped is not None and untouched is not None
-    assert stamped.updated_at is not None and untouched.updated_at is not None
+    assert stamped is not None
+    assert untouched is not None
+    assert stamped.updated_at is not None
+    assert untouched.updated_at is not None
     assert stamped.updated_at > untouched.updated_at
 
 
@@ -74,11 +76,13 @@ def test_functions_values_and_raw_sql(db: Database):
         db,
     )
     one, two = Position.find_by_id(first.id, db), Position.find_by_id(second.id, db)
-    assert one is not None and two is not None
+    assert one is not None
+    assert two is not None
     assert (one.fees, two.fees) == (1.75, 0.25)
     assert (one.qty, two.qty) == (5, 0)
     assert one.symbol == two.symbol == "ETH"
-    assert one.seen is not None and one.seen >= before
+    assert one.seen is not None
+    assert one.seen >= before
 
 
 def test_dates_take_intervals(db: Database):
@@ -89,7 +93,8 @@ def test_dates_take_intervals(db: Database):
     Position.update_where(Filter.eq("id", p.id), {"seen": start}, db)
     Position.update_where(Filter.eq("id", p.id), {"seen": col("seen") + dt.timedelta(days=2)}, db)
     found = Position.find_by_id(p.id, db)
-    assert found is not None and found.seen == start + dt.timedelta(days=2)
+    assert found is not None
+    assert found.seen == start + dt.timedelta(days=2)
 
 
 def test_refused_expressions_run_nothing(db: Database):
@@ -97,7 +102,7 @@ def test_refused_expressions_run_nothing(db: Database):
     create_tables(db, Position)
     _positions(db, [1])
     with count_statements(db) as log:
-        with pytest.raises(QueryError, match="e_positions.symbol is text"):
+        with pytest.raises(QueryError, match=r"e_positions.symbol is text"):
             Position.update_where(None, {"symbol": col("symbol") + 1}, db)  # type: ignore[arg-type]
         with pytest.raises(QueryError, match="upsert"):
             Position.update_where(None, {"qty": Expr.excluded("qty")}, db)  # type: ignore[arg-type]
@@ -183,6 +188,6 @@ def test_upsert_expression_errors(db: Database):
         Position.batch_upsert(one, db, update_columns={"qty": 1}, on_conflict="nothing")
     with pytest.raises(QueryError, match="nope"):
         Position.batch_upsert(one, db, update_columns={"nope": col("qty")})
-    with pytest.raises(QueryError, match="e_positions.symbol is text"):
+    with pytest.raises(QueryError, match=r"e_positions.symbol is text"):
         Position.batch_upsert(one, db, update_columns={"qty": col("symbol") - 1})
     assert Position.count(db) == 0

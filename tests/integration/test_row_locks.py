@@ -39,6 +39,10 @@ class Holder(Orso):
     who: str
 
 
+def _ids(rows: list[Slot]) -> list[int]:
+    return sorted(r.id for r in rows if r.id is not None)
+
+
 def _slots(db: Database, n: int) -> list[Slot]:
     return [Slot(name=f"s{i}").insert(db) for i in range(n)]
 
@@ -51,13 +55,13 @@ def test_locks_are_refused_outside_a_transaction(db: Database):
     with count_statements(db) as log:
         for call in (
             lambda: Slot.find_by_id(1, db, lock=lock),
-            lambda: Slot.find_where(Filter.eq("taken", False), db, lock=lock),
-            lambda: Slot.find_one(Filter.eq("taken", False), db, lock=lock),
+            lambda: Slot.find_where(Filter.is_not_null("name"), db, lock=lock),
+            lambda: Slot.find_one(Filter.is_not_null("name"), db, lock=lock),
             lambda: builder.fetch(db),
             lambda: builder.stream(db),
             lambda: Slot.query(builder, db),
         ):
-            with pytest.raises(QueryError, match="db.transaction"):
+            with pytest.raises(QueryError, match=r"db.transaction"):
                 call()
     assert len(log) == 0
 
@@ -91,11 +95,11 @@ def test_skip_locked_leaves_held_rows_out(db: Database):
     ids = [s.id for s in slots]
     with db.transaction() as holder:
         held = Slot.find_where(Filter.in_values("id", ids[:2]), holder, lock=RowLock.update())
-        assert sorted(s.id for s in held) == ids[:2]
+        assert _ids(held) == ids[:2]
         with db.transaction() as other:
             skip = RowLock.update(skip_locked=True)
             free = Slot.find_where(Filter.is_not_null("id"), other, lock=skip)
-            assert sorted(s.id for s in free) == ids[2:]
+            assert _ids(free) == ids[2:]
             assert Slot.find_one(Filter.is_not_null("id"), other, lock=skip) == slots[2]
         with db.transaction() as other:
             q = QueryBuilder(Slot).order_by(Sort.asc("id")).limit(2).for_update(skip_locked=True)
@@ -123,6 +127,7 @@ def test_lock_of_one_table_in_a_join(db: Database):
     """of= locks the named table of a join only: the other one stays free."""
     create_tables(db, Slot, Holder)
     (slot,) = _slots(db, 1)
+    assert slot.id is not None
     holder_row = Holder(slot=slot.id, who="me").insert(db)
     q = QueryBuilder(Holder).join(Slot, ("slot", "id"), alias="s").for_update(of="l_holders")
     with db.transaction() as tx:

@@ -1,4 +1,4 @@
-"""Expressions, row lock clauses and raw statements compile to the expected SQL, without a database."""
+"""Expressions, row lock clauses and raw statements compile as expected (no database)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from orso_pg import Expr, Filter, QueryBuilder, QueryError, RowLock, col, column, table, table_of
+from orso_pg._compiler import Statement
 from orso_pg.errors import ValidationError
 from orso_pg.query._expressions import (
     ExpressionContext,
@@ -20,7 +21,6 @@ from orso_pg.query._expressions import (
 from orso_pg.query._filters import compile_filter
 from orso_pg.query._locks import LockStrength, locked
 from orso_pg.query._raw import raw_statement
-from orso_pg._compiler import Statement
 
 
 @table("x_stock")
@@ -100,13 +100,13 @@ def test_bad_expressions_are_refused_before_sql(make, message):
 
 def test_constructors_check_their_arguments():
     """A name that is no str, a one-item coalesce and a str as raw SQL are refused."""
-    with pytest.raises(QueryError, match="col\\(\\) needs a column name"):
+    with pytest.raises(QueryError, match=r"col\\(\\) needs a column name"):
         col(3)  # type: ignore[arg-type]
-    with pytest.raises(QueryError, match="excluded\\(\\) needs"):
+    with pytest.raises(QueryError, match=r"excluded\\(\\) needs"):
         Expr.excluded("")
     with pytest.raises(QueryError, match="at least two"):
         Expr.coalesce(col("qty"))
-    with pytest.raises(QueryError, match="psycopg.sql object"):
+    with pytest.raises(QueryError, match=r"psycopg.sql object"):
         Expr.raw("qty + 1")  # type: ignore[arg-type]
     with pytest.raises(QueryError, match="sequence of values"):
         Expr.raw(sql.SQL("%s"), "1")
@@ -114,7 +114,7 @@ def test_constructors_check_their_arguments():
 
 def test_a_coalesce_value_is_checked_by_the_assigned_column():
     """Plain values inside coalesce go through the target column's own check."""
-    with pytest.raises(ValidationError, match="x_stock.qty"):
+    with pytest.raises(ValidationError, match=r"x_stock.qty"):
         compiled(Expr.coalesce(col("qty"), "many"), target=META.by_name["qty"])
 
 
@@ -251,7 +251,7 @@ def test_raw_statements_take_only_psycopg_sql():
     """A str query, a str as params and a mapping are refused; None means no params."""
     assert raw_statement(sql.SQL("SELECT %s"), (1,), "fetch").params == (1,)
     assert raw_statement(sql.SQL("SELECT 1"), None, "fetch").params == ()
-    with pytest.raises(QueryError, match="fetch takes a psycopg.sql object"):
+    with pytest.raises(QueryError, match=r"fetch takes a psycopg.sql object"):
         raw_statement("SELECT 1", (), "fetch")
     with pytest.raises(QueryError, match="sequence of values"):
         raw_statement(sql.SQL("SELECT %s"), "1", "fetch")
