@@ -100,9 +100,9 @@ def test_bad_expressions_are_refused_before_sql(make, message):
 
 def test_constructors_check_their_arguments():
     """A name that is no str, a one-item coalesce and a str as raw SQL are refused."""
-    with pytest.raises(QueryError, match=r"col\\(\\) needs a column name"):
+    with pytest.raises(QueryError, match=r"col\(\) needs a column name"):
         col(3)  # type: ignore[arg-type]
-    with pytest.raises(QueryError, match=r"excluded\\(\\) needs"):
+    with pytest.raises(QueryError, match=r"excluded\(\) needs"):
         Expr.excluded("")
     with pytest.raises(QueryError, match="at least two"):
         Expr.coalesce(col("qty"))
