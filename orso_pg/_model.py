@@ -798,10 +798,13 @@ class Orso:
         models: Iterable[Self],
         db: Session,
         *,
-        columns: Sequence[str] | None = None,
+        columns: Sequence[str] | Mapping[str, Any] | None = None,
         **options: Unpack[BatchOptions],
     ) -> int:
-        """Write every instance to the row with its primary key; return the rows updated."""
+        """Write every instance to the row with its primary key; return the rows updated.
+
+        *columns* may map columns to expressions (``col`` stored, ``Expr.excluded`` incoming).
+        """
         return batch.update(cls, models, db, columns=columns, **options)
 
     @classmethod
@@ -811,7 +814,7 @@ class Orso:
         db: Session,
         table_name: str,
         *,
-        columns: Sequence[str] | None = None,
+        columns: Sequence[str] | Mapping[str, Any] | None = None,
         **options: Unpack[BatchOptions],
     ) -> int:
         """:meth:`batch_update` in *table_name*."""

@@ -49,7 +49,13 @@ from orso_pg.errors import (
     ValidationError,
     describe_value,
 )
-from orso_pg.query._expressions import Assignments, UpdateColumns, upsert_assignments
+from orso_pg.query._expressions import (
+    Assignments,
+    UpdateColumns,
+    incoming_names,
+    update_assignments,
+    upsert_assignments,
+)
 from orso_pg.session._database import Session
 
 __all__ = [
@@ -1215,6 +1221,7 @@ def upsert_rows(
 @attrs.define
 class _Update(_Staged[int]):
     wanted: frozenset[str] | None = None
+    assign: Assignments | None = None
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
         sent, rest = self.stream(ex, source, rows, offset, self.wanted)
@@ -1229,7 +1236,10 @@ class _Update(_Staged[int]):
         return updated
 
     def apply(self, ex: Executor, group: _Group, offset: int) -> int:
-        stmt = batch_sql.update_from_stage(self.meta, self.table, group.names)
+        if self.assign is not None:
+            stmt = batch_sql.update_assigning(self.meta, self.table, *self.assign)
+        else:
+            stmt = batch_sql.update_from_stage(self.meta, self.table, group.names)
         run = functools.partial(ex.execute, stmt, table=self.label)
         return _apply(run, self.meta, self.label, group, offset)
 
@@ -1256,7 +1266,7 @@ def update(
     db: object,
     table_name: object = None,
     *,
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | Mapping[str, object] | None = None,
     **options: Unpack[BatchOptions],
 ) -> int:
     """Write every instance to the row with its primary key; return the rows updated.
@@ -1271,11 +1281,18 @@ def update(
         models: Any iterable of instances, each with its primary key.
         db: A ``Database`` or a ``Transaction``.
         table_name: Update this table instead of the model's.
-        columns: Write only these columns (default: all but the key and the timestamps).
+        columns: Write only these columns (default: all but the key and the timestamps), or
+            a mapping from column to expression, where ``col(name)`` is the stored value and
+            ``Expr.excluded(name)`` the instance's: ``{"qty": col("qty") + Expr.excluded("qty")}``.
         **options: :class:`BatchOptions`.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
     pk = compiler.require_key(meta).name
+    if isinstance(columns, Mapping):
+        assign = update_assignments(meta, label, columns)
+        read = set().union(*map(incoming_names, columns.values()))
+        op = _Update(meta, table, label, wanted=frozenset((pk, *read)), assign=assign)
+        return sum(_run(op, session, label, models, _options(label, options)))
     chosen = _columns(meta, columns, "columns")
     if chosen is None:
         # The timestamps are never written from the rows: leave them out of the stage.

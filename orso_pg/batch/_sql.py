@@ -29,6 +29,7 @@ __all__ = [
     "drop_stage",
     "key_condition",
     "truncate_stage",
+    "update_assigning",
     "update_from_stage",
     "upsert_assigning",
     "upsert_from_stage",
@@ -280,5 +281,23 @@ def upsert_assigning(
         STAGE,
         _COMMA.join(map(sql.Identifier, conflict)),
         assignments,
+    )
+    return Statement(query, params)
+
+
+def update_assigning(
+    meta: TableMeta,
+    table_name: str | None,
+    assignments: sql.Composable,
+    params: tuple[object, ...],
+) -> Statement:
+    """Return ``UPDATE <table> AS t SET <assignments> FROM <stage> AS s WHERE t.pk = s.pk``.
+
+    *assignments* come compiled from the caller's expressions (``t`` is the stored row, ``s``
+    the staged one), so this text is not cached. Its row count is the number of rows updated.
+    """
+    key = sql.Identifier(require_key(meta).name)
+    query = sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.{} = s.{}").format(
+        meta.qualified(table_name), assignments, STAGE, key, key
     )
     return Statement(query, params)

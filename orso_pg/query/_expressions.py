@@ -40,8 +40,11 @@ __all__ = [
     "ExpressionContext",
     "assignment_sql",
     "col",
+    "incoming_names",
     "is_expression",
+    "set_list",
     "shape",
+    "update_assignments",
     "update_statement",
     "upsert_assignments",
 ]
@@ -59,21 +62,22 @@ class ExpressionContext:
 
     Attributes:
         meta: The model whose columns the expression names.
-        table: The table name, for messages (and for qualifying columns, see *qualify*).
+        table: The table name, for messages.
         params: The parameters gathered so far, in placeholder order.
         target: The column being assigned, whose type checks plain values given to
             ``coalesce`` (None outside an assignment).
-        qualify: Write column references as ``"table"."col"`` (needed in ``ON CONFLICT DO
-            UPDATE``, where the proposed row is visible too).
-        excluded: Whether ``excluded(...)`` (the row an upsert proposes) may be used.
+        stored: Qualify column references with this table name or alias (needed where the
+            incoming row is visible too: ``ON CONFLICT DO UPDATE``, ``UPDATE ... FROM``).
+        incoming: What ``Expr.excluded(...)`` (the value the batch brings) reads from:
+            ``EXCLUDED`` in an upsert, the staging table in a batch update; None elsewhere.
     """
 
     meta: TableMeta
     table: str
     params: list[Any] = attrs.Factory(list)
     target: Column | None = None
-    qualify: bool = False
-    excluded: bool = False
+    stored: str | None = None
+    incoming: sql.Composable | None = None
 
     def column(self, name: object) -> Column:
         """Return the model's column *name*; raise a :class:`QueryError` naming the columns."""
@@ -233,7 +237,9 @@ class ColumnRef(Expr):
     def compile(self, ctx: ExpressionContext) -> sql.Composable:
         """Return the column's identifier (qualified by the table when asked to)."""
         c = ctx.column(self.name)
-        return sql.Identifier(ctx.table, c.name) if ctx.qualify else sql.Identifier(c.name)
+        if ctx.stored is None:
+            return sql.Identifier(c.name)
+        return sql.Identifier(ctx.stored, c.name)
 
     def column_of(self, ctx: ExpressionContext) -> Column:
         """Return the model column referenced."""
@@ -242,7 +248,7 @@ class ColumnRef(Expr):
 
 @attrs.frozen(repr=False, slots=True)
 class Excluded(Expr):
-    """The value an upsert proposes for a column (``EXCLUDED.col``)."""
+    """The value the batch brings for a column (``EXCLUDED.col`` in an upsert)."""
 
     name: str
 
@@ -250,15 +256,16 @@ class Excluded(Expr):
         return f"excluded({self.name!r})"
 
     def compile(self, ctx: ExpressionContext) -> sql.Composable:
-        """Return ``EXCLUDED."col"``; refused outside an upsert."""
+        """Return ``EXCLUDED."col"`` (or the staged value); refused outside a batch."""
         c = ctx.column(self.name)
-        if not ctx.excluded:
+        if ctx.incoming is None:
             msg = (
-                f"excluded({self.name!r}) is the row an upsert proposes; it applies only in "
-                "the update_columns of batch_upsert and batch_upsert_rows"
+                f"excluded({self.name!r}) is the value a batch brings; it applies only in the "
+                "update_columns of batch_upsert and batch_upsert_rows and the columns of "
+                "batch_update"
             )
             raise QueryError(msg, table=ctx.table, column=c.name)
-        return sql.SQL("EXCLUDED.{}").format(sql.Identifier(c.name))
+        return sql.SQL("{}.{}").format(ctx.incoming, sql.Identifier(c.name))
 
     def column_of(self, ctx: ExpressionContext) -> Column:
         """Return the model column referenced."""
@@ -454,10 +461,16 @@ def upsert_assignments(meta: TableMeta, label: str, values: Mapping[str, object]
     Column references are qualified by the table (``"trades"."qty"``), since the proposed row
     (``Expr.excluded``) is visible too; ``updated_at`` is set to ``now()`` unless assigned.
     """
+    ctx = ExpressionContext(meta=meta, table=label, stored=label, incoming=sql.SQL("EXCLUDED"))
+    return set_list(ctx, values, "update_columns")
+
+
+def set_list(ctx: ExpressionContext, values: Mapping[str, object], what: str) -> Assignments:
+    """Compile ``"col" = <expression or %s>, ... [, updated_at = now()]`` from *values*."""
+    meta = ctx.meta
     if not values:
-        msg = "update_columns maps at least one column to its new value"
-        raise QueryError(msg, table=label, value=values)
-    ctx = ExpressionContext(meta=meta, table=label, qualify=True, excluded=True)
+        msg = f"{what} maps at least one column to its new value"
+        raise QueryError(msg, table=ctx.table, value=values)
     parts: list[sql.Composable] = []
     for name, value in values.items():
         target = ctx.column(name)
@@ -472,3 +485,24 @@ def upsert_assignments(meta: TableMeta, label: str, values: Mapping[str, object]
     if meta.updated_at is not None and meta.updated_at.name not in values:
         parts.append(sql.SQL("{} = now()").format(sql.Identifier(meta.updated_at.name)))
     return sql.SQL(", ").join(parts), tuple(ctx.params)
+
+
+def incoming_names(value: object) -> set[str]:
+    """Return the columns whose incoming values (``Expr.excluded``) *value* reads."""
+    if isinstance(value, Excluded):
+        return {value.name}
+    if isinstance(value, Arithmetic):
+        return incoming_names(value.left) | incoming_names(value.right)
+    if isinstance(value, Coalesce):
+        return set().union(*map(incoming_names, value.items))
+    return set()
+
+
+def update_assignments(meta: TableMeta, label: str, values: Mapping[str, object]) -> Assignments:
+    """Compile ``batch_update``'s ``columns`` mapping for ``UPDATE <t> AS t ... FROM <stage> AS s``.
+
+    ``col(name)`` reads the stored row (``t``), ``Expr.excluded(name)`` the row the batch
+    brings (``s``).
+    """
+    ctx = ExpressionContext(meta=meta, table=label, stored="t", incoming=sql.Identifier("s"))
+    return set_list(ctx, values, "columns")

@@ -191,3 +191,38 @@ def test_upsert_expression_errors(db: Database):
     with pytest.raises(QueryError, match=r"e_positions.symbol is text"):
         Position.batch_upsert(one, db, update_columns={"qty": col("symbol") - 1})
     assert Position.count(db) == 0
+
+
+def test_batch_update_with_expressions(db: Database):
+    """batch_update's columns may map to expressions: stored (col) and incoming (excluded)."""
+    create_tables(db, Position)
+    a, b, c = _positions(db, [10, 20, 30])
+    a.qty, b.qty, c.qty = 1, 2, 3
+    a.fees = 0.5
+    with count_statements(db) as log:
+        changed = Position.batch_update(
+            [a, b],
+            db,
+            columns={
+                "qty": col("qty") + Expr.excluded("qty"),
+                "fees": Expr.coalesce(Expr.excluded("fees"), col("fees"), 9.0),
+                "symbol": "ETH",
+            },
+        )
+    assert changed == 2
+    assert any("AS t SET" in text for text in log.texts())
+    rows = {p.id: p for p in Position.find_all(db)}
+    assert [(rows[p.id].qty, rows[p.id].fees, rows[p.id].symbol) for p in (a, b, c)] == [
+        (11, 0.5, "ETH"),
+        (22, 9.0, "ETH"),
+        (30, None, "BTC"),
+    ]
+    with pytest.raises(QueryError, match="at least one column"):
+        Position.batch_update([a], db, columns={})
+    with pytest.raises(QueryError, match=r"e_positions\.symbol is text"):
+        Position.batch_update([a], db, columns={"qty": Expr.excluded("symbol") * 2})
+    with db.transaction() as tx:
+        Position.batch_update_with_table([a], tx, "e_positions", columns={"qty": col("qty") - 1})
+    found = Position.find_by_id(a.id, db)
+    assert found is not None
+    assert found.qty == 10

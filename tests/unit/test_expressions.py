@@ -71,7 +71,9 @@ def test_functions_and_qualified_names():
         'coalesce("note", %s)',
         ["none"],
     )
-    assert compiled(col("qty") + Expr.excluded("qty"), qualify=True, excluded=True) == (
+    assert compiled(
+        col("qty") + Expr.excluded("qty"), stored="x_stock", incoming=sql.SQL("EXCLUDED")
+    ) == (
         '("x_stock"."qty" + EXCLUDED."qty")',
         [],
     )
