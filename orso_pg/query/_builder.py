@@ -329,7 +329,13 @@ class QueryBuilder:
             out.append((agg.alias, agg_col, agg.function))
         return out
 
-    def _select_list(self) -> sql.Composable:
+    def _select_list(self, *, models: bool = False) -> sql.Composable:
+        if models:
+            # Every column of the base model, then of each joined one, table by table.
+            every = [sql.Identifier(self.base_name, c.name) for c in self.meta.columns]
+            for j in self.joins:
+                every.extend(sql.Identifier(j.name, c.name) for c in j.meta.columns)
+            return sql.SQL(", ").join(every)
         qualify = bool(self.joins)
         if not self.columns and not self.aggregates:
             if qualify:
@@ -365,12 +371,12 @@ class QueryBuilder:
             parts.append(sql.SQL(" AND ").join(conditions))
         return sql.Composed(parts)
 
-    def _body(self, params: list[Any], *, ordered: bool) -> sql.Composable:
+    def _body(self, params: list[Any], *, ordered: bool, models: bool = False) -> sql.Composable:
         """Return SELECT ... FROM ... WHERE ... GROUP BY ... HAVING ... [ORDER BY ...]."""
         head = sql.SQL("SELECT DISTINCT ") if self.distinct_rows else sql.SQL("SELECT ")
         parts: list[sql.Composable] = [
             head,
-            self._select_list(),
+            self._select_list(models=models),
             sql.SQL(" FROM "),
             self._from(),
         ]
@@ -394,10 +400,20 @@ class QueryBuilder:
                 parts.append(order)
         return sql.Composed(parts)
 
-    def build(self) -> Statement:
-        """Return the compiled ``SELECT`` and its parameters."""
+    def build(self, *, models: bool = False) -> Statement:
+        """Return the compiled ``SELECT`` and its parameters.
+
+        With *models*, the selection is every column of the base model and of each joined
+        one, in that order (what :meth:`fetch_models` loads).
+        """
+        if models and (self.columns or self.aggregates or self.groups or self.distinct_rows):
+            msg = (
+                "fetch_models loads whole rows of each model; this query selects columns, "
+                "groups or distinct rows: use fetch() or fetch_dicts()"
+            )
+            raise QueryError(msg, table=self.base_name)
         params: list[Any] = []
-        query = self._body(params, ordered=True)
+        query = self._body(params, ordered=True, models=models)
         if self.limit_rows is not None:
             query = sql.SQL("{} LIMIT %s").format(query)
             params.append(self.limit_rows)
@@ -434,6 +450,14 @@ class QueryBuilder:
         names = [name for name, _, _ in self.output_columns()]
         return [dict(zip(names, row, strict=True)) for row in self.fetch(db)]
 
+    def fetch_models(self, db: object) -> list[tuple[Any, ...]]:
+        """Run the query and return, per row, an instance of the base model and of each join.
+
+        ``QueryBuilder(Trade).join(Instrument, ("instrument", "id"))`` gives ``(trade,
+        instrument)`` pairs; a model an outer join found no row for is None. One statement.
+        """
+        return _session(db)._fetch_models(self)
+
     def count(self, db: object) -> int:
         """Return how many rows the query yields (its limit and offset ignored)."""
         return _session(db)._count_builder(self)
@@ -447,6 +471,7 @@ class _Runner(Protocol):
     """The part of a session that runs a builder (``Database`` and ``Transaction`` have it)."""
 
     def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]: ...
+    def _fetch_models(self, builder: QueryBuilder) -> list[tuple[Any, ...]]: ...
     def _count_builder(self, builder: QueryBuilder) -> int: ...
     def _stream_builder(
         self, builder: QueryBuilder, batch_size: int

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from orso_pg._compiler import Statement
-from orso_pg._executor import Executor, Listener, translate
+from orso_pg._executor import Executor, Listener, loader, translate
 from orso_pg.errors import (
     ConfigError,
     ConnectionLostError,
@@ -172,6 +172,22 @@ class Session:
         if not any(loaders):
             return rows
         return [convert_row(loaders, r) for r in rows]
+
+    def _fetch_models(self, builder: QueryBuilder) -> list[tuple[Any, ...]]:
+        self._check_lock(builder.row_lock, builder.base_name)
+        stmt = builder.build(models=True)
+        rows = self._read_locked(
+            builder.row_lock, lambda ex: ex.fetch_all(stmt, table=builder.base_name)
+        )
+        metas = [builder.meta, *(j.meta for j in builder.joins)]
+        parts = []
+        start = 0
+        for meta in metas:
+            end = start + len(meta.columns)
+            key = None if meta.primary_key is None else meta.columns.index(meta.primary_key)
+            parts.append((start, end, key, loader(meta)))
+            start = end
+        return [tuple(_model_part(row, *part) for part in parts) for row in rows]
 
     def _stream_builder(self, builder: QueryBuilder, batch_size: int) -> Iterator[tuple[Any, ...]]:
         check_batch_size(batch_size, builder.base_name)
@@ -516,6 +532,16 @@ class Transaction(Session):
 
     def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
         return self._executor().stream(stmt, batch_size=batch_size, table=table)
+
+
+def _model_part(
+    row: tuple[Any, ...], start: int, end: int, key: int | None, load: Callable[[Any], Any]
+) -> Any:
+    """Return the instance in ``row[start:end]``, or None where an outer join found no row."""
+    values = row[start:end]
+    if (values[key] is None) if key is not None else all(v is None for v in values):
+        return None
+    return load(values)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orso_pg import Database, Orso, QueryError, ValidationError, column, table
+from orso_pg import (
+    Database,
+    Filter,
+    JoinType,
+    Orso,
+    QueryBuilder,
+    QueryError,
+    Sort,
+    ValidationError,
+    column,
+    table,
+)
 from tests.conftest import Server, isolated_schema
 from tests.helpers import count_statements, create_tables
 
@@ -191,3 +202,34 @@ def test_related_rows_match_the_loop(server: Server, links: list[int | None], ch
             i.id: sorted(Trade.find_by_field("instrument", i.id, db), key=lambda t: t.id or 0)
             for i in asked
         }
+
+
+def test_join_returns_model_pairs(db: Database):
+    """fetch_models: one statement, a (trade, instrument) pair per row; None for no match."""
+    create_tables(db, Instrument, Listing, Trade)
+    instruments, trades = _world(db, [0, None, 1], 2)
+    q = (
+        QueryBuilder(Trade)
+        .join(Instrument, ("instrument", "id"), JoinType.LEFT, alias="i")
+        .order_by(Sort.asc("id"))
+    )
+    with count_statements(db) as log:
+        pairs = q.fetch_models(db)
+    assert len(log) == 1
+    assert pairs == [(trades[0], instruments[0]), (trades[1], None), (trades[2], instruments[1])]
+    inner = (
+        QueryBuilder(Trade)
+        .join(Instrument, ("instrument", "id"))
+        .where(Filter.eq("r_instruments.symbol", "S1"))
+    )
+    assert inner.fetch_models(db) == [(trades[2], instruments[1])]
+    assert QueryBuilder(Instrument).order_by(Sort.asc("id")).fetch_models(db) == [
+        (i,) for i in instruments
+    ]
+    with db.transaction() as tx:
+        locked = q.for_update(of="r_trades").fetch_models(tx)
+        assert [p[0] for p in locked] == trades
+    with pytest.raises(QueryError, match="fetch_models loads whole rows"):
+        QueryBuilder(Trade).select("qty").fetch_models(db)
+    with pytest.raises(QueryError, match="transaction"):
+        q.for_update().fetch_models(db)
