@@ -165,7 +165,7 @@ def load_children(
             builder = builder.order_by(Sort.asc(child.primary_key.name))
         children: list[Any] = reads.query(child.cls, builder, session)
         for row in children:
-            groups[getattr(row, col.name)].append(row)
+            groups.setdefault(getattr(row, col.name), []).append(row)
     return {
         key: list(groups.get(getattr(item, ref_column), ()))
         for key, item in zip(keys, items, strict=True)
