@@ -19,6 +19,7 @@ from bench.workloads.bulk import (
     SetUpdate,
 )
 from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
+from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
 
@@ -37,6 +38,7 @@ WORKLOADS: tuple[type[Workload], ...] = (
     RangeRead,
     Aggregates,
     Pages,
+    Columnar,
     Arrays,
     Migrate,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from typing import Any
 
@@ -60,6 +61,9 @@ def test_locks_are_refused_outside_a_transaction(db: Database):
             lambda: builder.fetch(db),
             lambda: builder.stream(db),
             lambda: Slot.query(builder, db),
+            lambda: builder.fetch_models(db),
+            lambda: builder.fetch_arrays(db),
+            lambda: builder.copy_out(io.BytesIO(), db),
         ):
             with pytest.raises(QueryError, match=r"db.transaction"):
                 call()
@@ -121,6 +125,21 @@ def test_shared_locks_block_writers_only(db: Database):
             with pytest.raises(LockNotAvailableError):
                 Slot.find_by_id(slot.id, c, lock=RowLock.no_key_update(nowait=True))
             assert QueryBuilder(Slot).for_share(key=True, nowait=True).fetch(c)[0][0] == slot.id
+
+
+def test_locked_columnar_reads_in_a_transaction(db: Database):
+    """Inside a transaction, fetch_arrays and copy_out of a locking query lock the rows read."""
+    create_tables(db, Slot)
+    slots = _slots(db, 2)
+    q = QueryBuilder(Slot).select("id").order_by(Sort.asc("id")).for_update()
+    with db.transaction() as tx:
+        assert q.fetch_arrays(tx)["id"].tolist() == [s.id for s in slots]
+        with db.transaction() as other:
+            with pytest.raises(LockNotAvailableError):
+                Slot.find_by_id(slots[0].id, other, lock=RowLock.update(nowait=True))
+    with db.transaction() as tx:
+        out = io.BytesIO()
+        assert q.copy_out(out, tx) == 2
 
 
 def test_lock_of_one_table_in_a_join(db: Database):
