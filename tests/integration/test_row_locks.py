@@ -134,9 +134,8 @@ def test_locked_columnar_reads_in_a_transaction(db: Database):
     q = QueryBuilder(Slot).select("id").order_by(Sort.asc("id")).for_update()
     with db.transaction() as tx:
         assert q.fetch_arrays(tx)["id"].tolist() == [s.id for s in slots]
-        with db.transaction() as other:
-            with pytest.raises(LockNotAvailableError):
-                Slot.find_by_id(slots[0].id, other, lock=RowLock.update(nowait=True))
+        with db.transaction() as other, pytest.raises(LockNotAvailableError):
+            Slot.find_by_id(slots[0].id, other, lock=RowLock.update(nowait=True))
     with db.transaction() as tx:
         out = io.BytesIO()
         assert q.copy_out(out, tx) == 2
