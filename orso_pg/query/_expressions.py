@@ -1,8 +1,9 @@
 """Expressions for set-based writes: ``qty = qty + 1`` without reading the rows first.
 
-Owns the expression values a caller puts on the right of an assignment in ``update_where`` and
-in upserts' ``update_columns`` (column references, arithmetic, ``now()``, ``coalesce`` and
-hand-written ``psycopg.sql``), and their compilation to SQL with bound parameters. It is pure:
+Owns the expression values a caller puts on the right of an assignment in ``update_where``,
+in upserts' ``update_columns`` and in ``batch_update``'s ``columns`` (column references, the
+incoming value of a batch, arithmetic, ``now()``, ``coalesce`` and hand-written
+``psycopg.sql``), and their compilation to SQL with bound parameters. It is pure:
 no connection, no I/O. Every column an expression names is checked against the model, values
 are always parameters, and arithmetic is refused on columns and values it cannot mean
 anything for (text, JSON, compressed arrays, None), before any SQL exists.
