@@ -39,7 +39,7 @@ from orso_pg.migrate._migrations import (
     MigrationStep,
     migration,
 )
-from orso_pg.query._builder import JoinType, QueryBuilder
+from orso_pg.query._builder import JoinType, QueryBuilder, Window
 from orso_pg.query._expressions import Expr, col
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
 from orso_pg.query._locks import LockStrength, RowLock
@@ -101,6 +101,7 @@ __all__ = [
     "UniqueViolationError",
     "UpsertResult",
     "ValidationError",
+    "Window",
     "col",
     "column",
     "migration",
