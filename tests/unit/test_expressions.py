@@ -240,7 +240,7 @@ def test_builder_lock_clause_follows_limit_and_names_joins():
     assert QueryBuilder(Stock).for_update().lock(None).row_lock is None
     with pytest.raises(QueryError, match="names no table"):
         QueryBuilder(Stock).for_update(of="o2").build()
-    with pytest.raises(QueryError, match="DISTINCT, GROUP BY or aggregates"):
+    with pytest.raises(QueryError, match="DISTINCT, GROUP BY, aggregates"):
         QueryBuilder(Stock).select("symbol").group_by("symbol").for_update().build()
     with pytest.raises(QueryError, match="takes a RowLock"):
         QueryBuilder(Stock).lock("FOR UPDATE")  # type: ignore[arg-type]
