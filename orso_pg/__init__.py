@@ -27,6 +27,7 @@ from orso_pg.errors import (
     QueryCanceledError,
     QueryError,
     SerializationError,
+    ServerUnavailableError,
     UniqueViolationError,
     ValidationError,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "RowLock",
     "SearchFilter",
     "SerializationError",
+    "ServerUnavailableError",
     "Sort",
     "SortOrder",
     "TableMeta",
