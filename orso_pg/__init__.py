@@ -16,6 +16,7 @@ from orso_pg.errors import (
     DefinitionError,
     ExclusionViolationError,
     ForeignKeyViolationError,
+    LockNotAvailableError,
     LockTimeoutError,
     MigrationError,
     MissingTableError,
@@ -41,7 +42,9 @@ from orso_pg.migrate._migrations import (
     migration,
 )
 from orso_pg.query._builder import JoinType, QueryBuilder, Window
+from orso_pg.query._expressions import Expr, col
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
+from orso_pg.query._locks import LockStrength, RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
 
@@ -63,11 +66,14 @@ __all__ = [
     "DatabaseError",
     "DefinitionError",
     "ExclusionViolationError",
+    "Expr",
     "Filter",
     "ForeignKeyViolationError",
     "Index",
     "JoinType",
     "KeysetPage",
+    "LockNotAvailableError",
+    "LockStrength",
     "LockTimeoutError",
     "MigrationAction",
     "MigrationEntry",
@@ -88,6 +94,7 @@ __all__ = [
     "QueryBuilder",
     "QueryCanceledError",
     "QueryError",
+    "RowLock",
     "SearchFilter",
     "SerializationError",
     "ServerUnavailableError",
@@ -99,6 +106,7 @@ __all__ = [
     "UpsertResult",
     "ValidationError",
     "Window",
+    "col",
     "column",
     "migration",
     "table",

@@ -167,6 +167,19 @@ class Executor:
         except psycopg.Error as exc:  # a value the loaders refuse, e.g. 'infinity' timestamps
             raise translate(exc, table=table) from exc
 
+    def fetch_described(
+        self, stmt: Statement, *, table: str | None = None
+    ) -> tuple[list[tuple[str, int]], list[tuple[Any, ...]]]:
+        """Run *stmt*; return its result columns (name, type oid) and every row as a tuple."""
+        cur = self._run(stmt, table, binary=True)
+        if cur.description is None:  # a statement without a result, e.g. UPDATE without RETURNING
+            return [], []
+        try:
+            rows = cur.fetchall()
+        except psycopg.Error as exc:
+            raise translate(exc, table=table) from exc
+        return [(c.name, c.type_code) for c in cur.description], rows
+
     def fetch_one(self, stmt: Statement, *, table: str | None = None) -> tuple[Any, ...] | None:
         """Run *stmt* and return its first row, or None."""
         if stmt.settings:

@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Self, Unpack, overload
+from typing import Any, Literal, Self, TypeVar, Unpack, overload
 
 import attrs
 import numpy as np
+from psycopg import sql
 
+from orso_pg import _from_sql as raw
 from orso_pg import _nearest
 from orso_pg import _operations as ops
 from orso_pg import _reads as reads
+from orso_pg import _related as related
 from orso_pg._schema import TableMeta, table_of
 from orso_pg.batch import _batch as batch
 from orso_pg.batch._batch import BatchOptions, UpsertResult
 from orso_pg.query._builder import QueryBuilder
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
+from orso_pg.query._locks import RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, Transaction
 
 __all__ = ["Orso"]
 
 Session = Database | Transaction
+C = TypeVar("C")
 
 
 class Orso:
@@ -142,14 +147,16 @@ class Orso:
         return ops.upsert(self, db, table_name)
 
     @classmethod
-    def find_by_id(cls, id: object, db: Session) -> Self | None:
-        """Return the row whose primary key is *id*, or None."""
-        return ops.find_by_id(cls, id, db)
+    def find_by_id(cls, id: object, db: Session, *, lock: RowLock | None = None) -> Self | None:
+        """Return the row whose primary key is *id*, or None; *lock* locks it (transactions)."""
+        return ops.find_by_id(cls, id, db, lock=lock)
 
     @classmethod
-    def find_by_id_with_table(cls, id: object, db: Session, table_name: str) -> Self | None:
+    def find_by_id_with_table(
+        cls, id: object, db: Session, table_name: str, *, lock: RowLock | None = None
+    ) -> Self | None:
         """:meth:`find_by_id` in *table_name*."""
-        return ops.find_by_id(cls, id, db, table_name)
+        return ops.find_by_id(cls, id, db, table_name, lock=lock)
 
     @classmethod
     def find_all(cls, db: Session) -> builtins.list[Self]:
@@ -184,16 +191,18 @@ class Orso:
     # --- queries ------------------------------------------------------------------------------
 
     @classmethod
-    def find_where(cls, filter: Filter, db: Session) -> builtins.list[Self]:
-        """Return every row matching *filter* (in no particular order)."""
-        return reads.find_where(cls, filter, db)
+    def find_where(
+        cls, filter: Filter, db: Session, *, lock: RowLock | None = None
+    ) -> builtins.list[Self]:
+        """Return every row matching *filter* (in no particular order); *lock* locks them."""
+        return reads.find_where(cls, filter, db, lock=lock)
 
     @classmethod
     def find_where_with_table(
-        cls, filter: Filter, db: Session, table_name: str
+        cls, filter: Filter, db: Session, table_name: str, *, lock: RowLock | None = None
     ) -> builtins.list[Self]:
         """:meth:`find_where` in *table_name*."""
-        return reads.find_where(cls, filter, db, table_name)
+        return reads.find_where(cls, filter, db, table_name, lock=lock)
 
     # Columnar reads: the rows of a filter as arrays, Arrow or pandas, and exports; each builds
     # the same QueryBuilder a user would and lets it run.
@@ -256,14 +265,16 @@ class Orso:
         return reads.columns_query(cls, filter, columns, ()).copy_out(target, db, format=format)
 
     @classmethod
-    def find_one(cls, filter: Filter, db: Session) -> Self | None:
-        """Return the matching row with the lowest primary key, or None."""
-        return reads.find_one(cls, filter, db)
+    def find_one(cls, filter: Filter, db: Session, *, lock: RowLock | None = None) -> Self | None:
+        """Return the matching row with the lowest primary key, or None; *lock* locks it."""
+        return reads.find_one(cls, filter, db, lock=lock)
 
     @classmethod
-    def find_one_with_table(cls, filter: Filter, db: Session, table_name: str) -> Self | None:
+    def find_one_with_table(
+        cls, filter: Filter, db: Session, table_name: str, *, lock: RowLock | None = None
+    ) -> Self | None:
         """:meth:`find_one` in *table_name*."""
-        return reads.find_one(cls, filter, db, table_name)
+        return reads.find_one(cls, filter, db, table_name, lock=lock)
 
     @classmethod
     def find_latest(cls, db: Session) -> Self | None:
@@ -599,6 +610,47 @@ class Orso:
         """:meth:`aggregate` in *table_name*."""
         return reads.aggregate(cls, aggregate, column, filter, db, table_name)
 
+    # --- related rows and hand-written SQL -----------------------------------------------------
+
+    @overload
+    @classmethod
+    def load_related(
+        cls, instances: Iterable[Self], target: str, db: Session
+    ) -> dict[Any, Any | None]: ...
+
+    @overload
+    @classmethod
+    def load_related(
+        cls, instances: Iterable[Self], target: type[C], db: Session, *, field: str | None = None
+    ) -> dict[Any, builtins.list[C]]: ...
+
+    @classmethod
+    def load_related(
+        cls,
+        instances: Iterable[Self],
+        target: str | type,
+        db: Session,
+        *,
+        field: str | None = None,
+    ) -> dict[Any, Any]:
+        """Load the related rows of *instances* in one statement; key them by primary key.
+
+        With a field name holding a ``ref=``: ``{key: parent or None}``. With a model class
+        whose rows reference this one: ``{key: [children]}`` (``field=`` picks the reference
+        when it has several). Nothing is loaded lazily: this is the one way to follow them.
+        """
+        return related.load_related(cls, instances, target, db, field=field)
+
+    @classmethod
+    def from_sql(
+        cls, query: sql.Composable, params: Sequence[Any], db: Session
+    ) -> builtins.list[Self]:
+        """Run a hand-written ``psycopg.sql`` query returning this model's columns; load them.
+
+        A missing, extra or mistyped column is a ``QueryError`` naming it.
+        """
+        return raw.from_sql(cls, query, params, db)
+
     # The method below shadows the builtin `list` inside this class body: annotations after it
     # must say `builtins.list`.
 
@@ -800,7 +852,7 @@ class Orso:
         *,
         columns: Sequence[str] | None = None,
         key: Sequence[str] | None = None,
-        update_columns: Sequence[str] | None = None,
+        update_columns: Sequence[str] | Mapping[str, Any] | None = None,
         on_conflict: Literal["update", "nothing"] = "update",
         **options: Unpack[BatchOptions],
     ) -> UpsertResult:
@@ -829,7 +881,7 @@ class Orso:
         *,
         columns: Sequence[str] | None = None,
         key: Sequence[str] | None = None,
-        update_columns: Sequence[str] | None = None,
+        update_columns: Sequence[str] | Mapping[str, Any] | None = None,
         on_conflict: Literal["update", "nothing"] = "update",
         **options: Unpack[BatchOptions],
     ) -> UpsertResult:
@@ -852,10 +904,13 @@ class Orso:
         models: Iterable[Self],
         db: Session,
         *,
-        columns: Sequence[str] | None = None,
+        columns: Sequence[str] | Mapping[str, Any] | None = None,
         **options: Unpack[BatchOptions],
     ) -> int:
-        """Write every instance to the row with its primary key; return the rows updated."""
+        """Write every instance to the row with its primary key; return the rows updated.
+
+        *columns* may map columns to expressions (``col`` stored, ``Expr.excluded`` incoming).
+        """
         return batch.update(cls, models, db, columns=columns, **options)
 
     @classmethod
@@ -865,7 +920,7 @@ class Orso:
         db: Session,
         table_name: str,
         *,
-        columns: Sequence[str] | None = None,
+        columns: Sequence[str] | Mapping[str, Any] | None = None,
         **options: Unpack[BatchOptions],
     ) -> int:
         """:meth:`batch_update` in *table_name*."""
@@ -878,7 +933,7 @@ class Orso:
         db: Session,
         *,
         key: Sequence[str] | None = None,
-        update_columns: Sequence[str] | None = None,
+        update_columns: Sequence[str] | Mapping[str, Any] | None = None,
         on_conflict: Literal["update", "nothing"] = "update",
         **options: Unpack[BatchOptions],
     ) -> UpsertResult:
@@ -901,7 +956,7 @@ class Orso:
         table_name: str,
         *,
         key: Sequence[str] | None = None,
-        update_columns: Sequence[str] | None = None,
+        update_columns: Sequence[str] | Mapping[str, Any] | None = None,
         on_conflict: Literal["update", "nothing"] = "update",
         **options: Unpack[BatchOptions],
     ) -> UpsertResult:

@@ -20,6 +20,7 @@ from orso_pg._executor import Executor, fill, loader, refused
 from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
 from orso_pg.errors import NotFoundError, QueryError, ValidationError
+from orso_pg.query._locks import RowLock, locked
 from orso_pg.session._database import Session
 
 if TYPE_CHECKING:
@@ -166,11 +167,20 @@ def insert(obj: M, db: object, table_name: object = None) -> M:
     return obj
 
 
-def find_by_id(cls: type[M], key: object, db: object, table_name: object = None) -> M | None:
-    """Return the row whose primary key is *key*, or None."""
+def find_by_id(
+    cls: type[M],
+    key: object,
+    db: object,
+    table_name: object = None,
+    *,
+    lock: RowLock | None = None,
+) -> M | None:
+    """Return the row whose primary key is *key*, or None; locked by *lock* when given."""
     meta, table, label, session = setup(cls, db, table_name)
+    session._check_lock(lock, label)
     stmt = compiler.select_by_key(meta, table, dump_key(meta, table, key))
-    row = session._read(lambda ex: ex.fetch_one(stmt, table=label))
+    stmt = locked(stmt, lock, label)
+    row = session._read_locked(lock, lambda ex: ex.fetch_one(stmt, table=label))
     return None if row is None else loader(meta)(row)
 
 

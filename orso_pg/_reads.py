@@ -24,6 +24,7 @@ from orso_pg._executor import loader
 from orso_pg._operations import check_session, dump_keys, dump_value, setup
 from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
+from orso_pg.query._expressions import is_expression, update_statement
 from orso_pg.query._filters import (
     Aggregate,
     CompileContext,
@@ -35,6 +36,7 @@ from orso_pg.query._filters import (
     isa,
     with_tiebreak,
 )
+from orso_pg.query._locks import RowLock, locked
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.query._results import aggregate_value, check_batch_size, loaded, unloadable_value
 from orso_pg.session._database import Session
@@ -83,12 +85,21 @@ def _load_all(meta: TableMeta, rows: Iterable[Sequence[Any]]) -> list[Any]:
 # --- finders ----------------------------------------------------------------------------------
 
 
-def find_where(cls: type[M], f: Filter | None, db: object, table_name: object = None) -> list[M]:
-    """Return every row matching *f* (in no particular order)."""
+def find_where(
+    cls: type[M],
+    f: Filter | None,
+    db: object,
+    table_name: object = None,
+    *,
+    lock: RowLock | None = None,
+) -> list[M]:
+    """Return every row matching *f* (in no particular order), locked by *lock* when given."""
     meta, table, label, session = setup(cls, db, table_name)
+    session._check_lock(lock, label)
     where, params = _where(meta, label, f)
-    stmt = compiler.select_where(meta, table, where, params)
-    return _load_all(meta, session._read(lambda ex: ex.fetch_all(stmt, table=label)))
+    stmt = locked(compiler.select_where(meta, table, where, params), lock, label)
+    rows = session._read_locked(lock, lambda ex: ex.fetch_all(stmt, table=label))
+    return _load_all(meta, rows)
 
 
 def find_first(
@@ -97,19 +108,30 @@ def find_first(
     sorts: Sequence[Sort],
     db: object,
     table_name: object = None,
+    *,
+    lock: RowLock | None = None,
 ) -> M | None:
     """Return the first row matching *f* under *sorts* (primary key as tie-breaker), or None."""
     meta, table, label, session = setup(cls, db, table_name)
+    session._check_lock(lock, label)
     where, params = _where(meta, label, f)
     order = _order(meta, label, with_tiebreak(meta, sorts))
     stmt = compiler.select_where(meta, table, where, params, order_by=order, limit=1)
-    row = session._read(lambda ex: ex.fetch_one(stmt, table=label))
+    stmt = locked(stmt, lock, label)
+    row = session._read_locked(lock, lambda ex: ex.fetch_one(stmt, table=label))
     return None if row is None else loader(meta)(row)
 
 
-def find_one(cls: type[M], f: Filter | None, db: object, table_name: object = None) -> M | None:
-    """Return one row matching *f* (the lowest primary key), or None."""
-    return find_first(cls, f, (), db, table_name)
+def find_one(
+    cls: type[M],
+    f: Filter | None,
+    db: object,
+    table_name: object = None,
+    *,
+    lock: RowLock | None = None,
+) -> M | None:
+    """Return one row matching *f* (the lowest primary key), or None; locked by *lock*."""
+    return find_first(cls, f, (), db, table_name, lock=lock)
 
 
 def timestamp_sort(meta: TableMeta, *, latest: bool) -> Sort:
@@ -218,6 +240,8 @@ def update_where(
 ) -> int:
     """Set *values* (column to value) on every row matching *f*; return how many rows changed.
 
+    A value may be an expression (``col("qty") + 1``, ``Expr.now()``, ``Expr.coalesce``...),
+    computed by the server from the row itself, still in one statement.
     ``updated_at`` is set to ``now()`` unless *values* sets it to a time (None means now()).
     """
     meta, table, label, session = setup(cls, db, table_name)
@@ -226,8 +250,14 @@ def update_where(
         raise QueryError(msg, table=label, value=values)
     names: list[str] = []
     dumped: list[Any] = []
+    expressions = False
     for name, value in values.items():
         col = meta.column(name)
+        if is_expression(value):
+            expressions = True
+            names.append(col.name)
+            dumped.append(value)
+            continue
         if value is None and col.not_null:
             if col is meta.updated_at:
                 continue  # the statement sets it to now()
@@ -238,7 +268,11 @@ def update_where(
         names.append(col.name)
         dumped.append(dump_value(meta, table, col, value))
     where, params = _where(meta, label, f)
-    stmt = compiler.update_where(meta, table, names, dumped, where, params)
+    if expressions:
+        pairs = [(meta.by_name[n], v) for n, v in zip(names, dumped, strict=True)]
+        stmt = update_statement(meta, table, label, pairs, where, params)
+    else:
+        stmt = compiler.update_where(meta, table, names, dumped, where, params)
     return int(session._write(lambda ex: ex.execute(stmt, table=label)))
 
 
@@ -516,8 +550,12 @@ def query(cls: type[M], builder: QueryBuilder, db: object) -> list[M]:
     """Run *builder* and load its rows as instances of *cls*."""
     meta = _model_builder(cls, builder)
     session = check_session(db)
+    session._check_lock(builder.row_lock, builder.base_name)
     stmt = builder.build()
-    return _load_all(meta, session._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name)))
+    rows = session._read_locked(
+        builder.row_lock, lambda ex: ex.fetch_all(stmt, table=builder.base_name)
+    )
+    return _load_all(meta, rows)
 
 
 def query_paginated(
@@ -526,6 +564,7 @@ def query_paginated(
     """Run one page of *builder* with the total of the whole query, from one snapshot."""
     meta = _model_builder(cls, builder)
     session = check_session(db)
+    session._check_lock(builder.row_lock, builder.base_name)
     if not isa(pagination, Pagination):
         msg = f"expected a Pagination, got {type(pagination).__name__}"
         raise ValidationError(msg, table=meta.name, value=pagination)

@@ -27,6 +27,7 @@ hold connections: errors pickle, so they carry only plain values.
         ├── MissingTableError    42P01, the table was never created (or was dropped)
         ├── SerializationError   40001 / 40P01, safe to retry the whole transaction
         ├── LockTimeoutError     55P03
+        │   └── LockNotAvailableError  (the class raised: NOWAIT or lock_timeout)
         ├── QueryCanceledError   57014 (statement_timeout, cancel)
         └── ConnectionLostError  class 08 or a connection that broke mid-statement
             └── ServerUnavailableError  no answer: the server is down or went silent
@@ -50,6 +51,7 @@ __all__ = [
     "DefinitionError",
     "ExclusionViolationError",
     "ForeignKeyViolationError",
+    "LockNotAvailableError",
     "LockTimeoutError",
     "MigrationError",
     "MissingTableError",
@@ -232,7 +234,16 @@ class SerializationError(DatabaseError):
 
 
 class LockTimeoutError(DatabaseError, TimeoutError):
-    """A lock could not be taken within ``lock_timeout`` (55P03)."""
+    """A lock could not be taken within ``lock_timeout`` or at once (55P03)."""
+
+
+class LockNotAvailableError(LockTimeoutError):
+    """A row or table lock was not available (55P03, PostgreSQL's ``lock_not_available``).
+
+    Raised when a ``nowait`` row lock finds a row locked by another transaction, and when
+    ``lock_timeout`` expires; it is a :class:`LockTimeoutError`, the name earlier versions
+    raised for this SQLSTATE, so code catching that still catches it.
+    """
 
     sqlstates = ("55P03",)
 
@@ -273,6 +284,7 @@ _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
         SerializationError,
         LockTimeoutError,
         MissingTableError,
+        LockNotAvailableError,
         QueryCanceledError,
     )
     for code in cls.sqlstates

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from bench.harness import Workload
 from bench.workloads.arrays import Arrays
-from bench.workloads.bulk import BatchDelete, BulkInsert, BulkUpsert, RowUpdate, SetUpdate
+from bench.workloads.bulk import (
+    BatchDelete,
+    BulkInsert,
+    BulkUpsert,
+    IncrementUpdate,
+    RowUpdate,
+    SetUpdate,
+)
 from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
 from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
@@ -21,6 +28,7 @@ WORKLOADS: tuple[type[Workload], ...] = (
     BulkInsert,
     BulkUpsert,
     SetUpdate,
+    IncrementUpdate,
     RowUpdate,
     BatchDelete,
     RowUpdates,

@@ -1,4 +1,4 @@
-"""Bulk workloads: insert (W1), upsert half existing (W2), batch updates (W6a, W6b), batch delete.
+"""Bulk workloads: insert (W1), upsert half existing (W2), batch updates (W6a-c), batch delete.
 
 Owns each bulk workload's variants side by side, so the same work is visibly done by raw
 psycopg (the floor: COPY, COPY into a staging table, one statement with an array parameter),
@@ -18,7 +18,7 @@ from bench import data, env
 from bench.harness import Target, Variant
 from bench.models import DATA_COLUMNS, Trade, TradeORM, trades_core
 from bench.workloads.common import TradesWorkload
-from orso_pg import Filter
+from orso_pg import Filter, col
 
 _INSERT_ONE = (
     "INSERT INTO trades (symbol, ts, price, qty, side, meta) VALUES (%s, %s, %s, %s, %s, %s)"
@@ -258,6 +258,75 @@ class SetUpdate(TradesWorkload):
         return [
             Variant("raw", "any_array", raw_any),
             Variant("orso_pg", "update_where_in", orso_update_where),
+            Variant("sqlalchemy_core", "any_array", core),
+            Variant("sqlalchemy_orm", "update_any_array", orm),
+        ]
+
+
+class IncrementUpdate(TradesWorkload):
+    """W6c: ``qty = qty + 1`` for N ids, a set-based update computed from the row itself."""
+
+    key = "W6c"
+    title = "batch update, expression (qty = qty + 1 for N ids)"
+    target = Target(0.9, "update_where with col('qty') + 1 >= 0.9x raw UPDATE ... = ANY(%s)")
+    note = (
+        "The read-modify-write variant (find_by_ids, then batch_update) is how orso_pg had to "
+        "do it before expressions; it is shown for reference."
+    )
+    changes_table = True
+
+    def setup(self) -> None:
+        super().setup()
+        self.ids = data.sample_ids(self.data.n, self.data.n, salt=3)
+
+    def units(self) -> int:
+        return len(self.ids)
+
+    def verify(self, _variant: Variant, _result: Any) -> None:
+        self.check_table(self.data.n, self.data.qty_total + len(self.ids))
+
+    def variants(self) -> list[Variant]:
+        ids, clients = self.ids, self.clients
+
+        def raw_any() -> None:
+            conn = clients.raw
+            conn.execute("UPDATE trades SET qty = qty + 1 WHERE id = ANY(%s)", (ids,))
+            conn.commit()
+
+        def orso_expression() -> None:
+            Trade.update_where(Filter.in_values("id", ids), {"qty": col("qty") + 1}, clients.db)
+
+        def orso_read_modify_write() -> None:
+            trades = Trade.find_by_ids(ids, clients.db)
+            for trade in trades:
+                trade.qty += 1
+            Trade.batch_update(trades, clients.db, columns=("qty",))
+
+        def core() -> None:
+            with clients.engine.begin() as conn:
+                stmt = (
+                    update(trades_core)
+                    .where(trades_core.c.id == any_(_SA_IDS))
+                    .values(qty=trades_core.c.qty + 1)
+                )
+                conn.execute(stmt, {"ids": ids})
+
+        def orm() -> None:
+            with clients.sessions() as session:
+                stmt = (
+                    update(TradeORM)
+                    .where(TradeORM.id == any_(_SA_IDS))
+                    .values(qty=TradeORM.qty + 1)
+                )
+                session.execute(
+                    stmt, {"ids": ids}, execution_options={"synchronize_session": False}
+                )
+                session.commit()
+
+        return [
+            Variant("raw", "any_array", raw_any),
+            Variant("orso_pg", "update_where (col('qty') + 1)", orso_expression),
+            Variant("orso_pg", "find_by_ids + batch_update", orso_read_modify_write, ref=True),
             Variant("sqlalchemy_core", "any_array", core),
             Variant("sqlalchemy_orm", "update_any_array", orm),
         ]

@@ -49,6 +49,13 @@ from orso_pg.errors import (
     ValidationError,
     describe_value,
 )
+from orso_pg.query._expressions import (
+    Assignments,
+    UpdateColumns,
+    incoming_names,
+    update_assignments,
+    upsert_assignments,
+)
 from orso_pg.session._database import Session
 
 __all__ = [
@@ -962,6 +969,22 @@ class _Upsert(_Staged[UpsertResult]):
     conflict: tuple[str, ...] = ()
     update: tuple[str, ...] | None = None
     do_nothing: bool = False
+    assign: Assignments | None = None
+
+    def statement(self, names: tuple[str, ...]) -> compiler.Statement:
+        """Return the staged upsert of the columns *names*."""
+        if self.assign is not None:
+            return batch_sql.upsert_assigning(
+                self.meta, self.table, names, self.conflict, self.assign[0], self.assign[1]
+            )
+        return batch_sql.upsert_from_stage(
+            self.meta,
+            self.table,
+            names,
+            self.conflict,
+            update=self.update,
+            do_nothing=self.do_nothing,
+        )
 
     def chunk(
         self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]
@@ -980,14 +1003,7 @@ class _Upsert(_Staged[UpsertResult]):
         return UpsertResult(inserted, updated, len(rows) - inserted - updated)
 
     def apply(self, ex: Executor, group: _Group, offset: int) -> tuple[int, int]:
-        stmt = batch_sql.upsert_from_stage(
-            self.meta,
-            self.table,
-            group.names,
-            self.conflict,
-            update=self.update,
-            do_nothing=self.do_nothing,
-        )
+        stmt = self.statement(group.names)
         run = functools.partial(ex.fetch_one, stmt, table=self.label)
         row = _apply(run, self.meta, self.label, group, offset)
         assert row is not None  # noqa: S101 - an aggregate always returns a row
@@ -1037,15 +1053,26 @@ def _upsert_options(
     meta: TableMeta,
     label: str,
     key: Sequence[str] | None,
-    update_columns: Sequence[str] | None,
+    update_columns: UpdateColumns | None,
     on_conflict: object,
-) -> tuple[tuple[str, ...], tuple[str, ...] | None, bool]:
-    """Check an upsert's options; return the conflict key, the columns to update, DO NOTHING."""
+) -> tuple[tuple[str, ...], tuple[str, ...] | None, bool, Assignments | None]:
+    """Check an upsert's options.
+
+    Returns:
+        The conflict key, the columns to update, DO NOTHING, and the compiled assignments when
+        *update_columns* maps columns to expressions.
+    """
     if on_conflict not in ("update", "nothing"):
         msg = f"on_conflict must be 'update' or 'nothing', not {on_conflict!r}"
         raise ValidationError(msg, table=label, value=on_conflict)
+    conflict = _conflict_key(meta, key)
+    if isinstance(update_columns, Mapping):
+        if on_conflict == "nothing":
+            msg = "update_columns assigns values on conflict; on_conflict='nothing' assigns none"
+            raise QueryError(msg, table=label, value=update_columns)
+        return conflict, None, False, upsert_assignments(meta, label, update_columns)
     update = _columns(meta, update_columns, "update_columns")
-    return _conflict_key(meta, key), update, on_conflict == "nothing"
+    return conflict, update, on_conflict == "nothing", None
 
 
 def upsert(
@@ -1055,7 +1082,7 @@ def upsert(
     table_name: object = None,
     *,
     key: Sequence[str] | None = None,
-    update_columns: Sequence[str] | None = None,
+    update_columns: UpdateColumns | None = None,
     on_conflict: Literal["update", "nothing"] = "update",
     **options: Unpack[BatchOptions],
 ) -> UpsertResult:
@@ -1077,7 +1104,9 @@ def upsert(
         table_name: Upsert into this table instead of the model's.
         key: The conflict key, when not the model's declared one.
         update_columns: Overwrite only these columns of existing rows (default: every column
-            outside the key, the primary key and the timestamps).
+            outside the key, the primary key and the timestamps), or a mapping from column to
+            expression: ``{"qty": col("qty") + Expr.excluded("qty")}`` adds the new volume to
+            the stored one (``Expr.excluded`` is the value the batch brings).
         on_conflict: ``"update"``, or ``"nothing"`` to leave existing rows alone.
         **options: :class:`BatchOptions`.
 
@@ -1085,8 +1114,12 @@ def upsert(
         The counts of inserted, updated and skipped rows.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    conflict, update, do_nothing = _upsert_options(meta, label, key, update_columns, on_conflict)
-    op = _Upsert(meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing)
+    conflict, update, do_nothing, assign = _upsert_options(
+        meta, label, key, update_columns, on_conflict
+    )
+    op = _Upsert(
+        meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing, assign=assign
+    )
     counts = _run(op, session, label, models, _options(label, options))
     return sum(counts, UpsertResult())
 
@@ -1111,9 +1144,7 @@ class _UpsertRows(_Upsert):
                 staged = [rows[i] for i in kept]
                 self.ready(ex)
                 _copy_plain(ex, meta, table, label, names, iter(staged), [], 0, stage=True)
-        stmt = batch_sql.upsert_from_stage(
-            meta, table, names, self.conflict, update=self.update, do_nothing=self.do_nothing
-        )
+        stmt = self.statement(names)
         try:
             row = ex.fetch_one(stmt, table=label)
         except DatabaseError as exc:
@@ -1131,7 +1162,7 @@ def upsert_rows(
     *,
     columns: Sequence[str] | None = None,
     key: Sequence[str] | None = None,
-    update_columns: Sequence[str] | None = None,
+    update_columns: UpdateColumns | None = None,
     on_conflict: Literal["update", "nothing"] = "update",
     **options: Unpack[BatchOptions],
 ) -> UpsertResult:
@@ -1152,7 +1183,8 @@ def upsert_rows(
             column the server does not fill. By default the key and every column the server
             does not fill, in declaration order.
         key: The conflict key, when not the model's declared one.
-        update_columns: Overwrite only these columns of existing rows.
+        update_columns: Overwrite only these columns of existing rows, or a mapping from
+            column to expression (see :func:`upsert`).
         on_conflict: ``"update"``, or ``"nothing"`` to leave existing rows alone.
         **options: :class:`BatchOptions`.
 
@@ -1160,7 +1192,9 @@ def upsert_rows(
         The counts of inserted, updated and skipped rows.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    conflict, update, do_nothing = _upsert_options(meta, label, key, update_columns, on_conflict)
+    conflict, update, do_nothing, assign = _upsert_options(
+        meta, label, key, update_columns, on_conflict
+    )
     default = tuple(c.name for c in meta.columns if not c.generated or c.name in conflict)
     names = _plain_columns(meta, label, columns, default)
     missing = [c for c in conflict if c not in names]
@@ -1182,7 +1216,14 @@ def upsert_rows(
         msg = f"update_columns {absent} are not among the columns the rows hold {list(names)}"
         raise QueryError(msg, table=label, value=list(absent))
     op = _UpsertRows(
-        meta, table, label, conflict=conflict, update=update, do_nothing=do_nothing, names=names
+        meta,
+        table,
+        label,
+        conflict=conflict,
+        update=update,
+        do_nothing=do_nothing,
+        assign=assign,
+        names=names,
     )
     counts = _run(op, session, label, rows, _options(label, options))
     return sum(counts, UpsertResult())
@@ -1194,6 +1235,7 @@ def upsert_rows(
 @attrs.define
 class _Update(_Staged[int]):
     wanted: frozenset[str] | None = None
+    assign: Assignments | None = None
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
         sent, rest = self.stream(ex, source, rows, offset, self.wanted)
@@ -1208,7 +1250,10 @@ class _Update(_Staged[int]):
         return updated
 
     def apply(self, ex: Executor, group: _Group, offset: int) -> int:
-        stmt = batch_sql.update_from_stage(self.meta, self.table, group.names)
+        if self.assign is not None:
+            stmt = batch_sql.update_assigning(self.meta, self.table, *self.assign)
+        else:
+            stmt = batch_sql.update_from_stage(self.meta, self.table, group.names)
         run = functools.partial(ex.execute, stmt, table=self.label)
         return _apply(run, self.meta, self.label, group, offset)
 
@@ -1235,7 +1280,7 @@ def update(
     db: object,
     table_name: object = None,
     *,
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | Mapping[str, object] | None = None,
     **options: Unpack[BatchOptions],
 ) -> int:
     """Write every instance to the row with its primary key; return the rows updated.
@@ -1250,11 +1295,18 @@ def update(
         models: Any iterable of instances, each with its primary key.
         db: A ``Database`` or a ``Transaction``.
         table_name: Update this table instead of the model's.
-        columns: Write only these columns (default: all but the key and the timestamps).
+        columns: Write only these columns (default: all but the key and the timestamps), or
+            a mapping from column to expression, where ``col(name)`` is the stored value and
+            ``Expr.excluded(name)`` the instance's: ``{"qty": col("qty") + Expr.excluded("qty")}``.
         **options: :class:`BatchOptions`.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
     pk = compiler.require_key(meta).name
+    if isinstance(columns, Mapping):
+        assign = update_assignments(meta, label, columns)
+        read = set().union(*map(incoming_names, columns.values()))
+        op = _Update(meta, table, label, wanted=frozenset((pk, *read)), assign=assign)
+        return sum(_run(op, session, label, models, _options(label, options)))
     chosen = _columns(meta, columns, "columns")
     if chosen is None:
         # The timestamps are never written from the rows: leave them out of the stage.

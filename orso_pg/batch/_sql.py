@@ -29,7 +29,9 @@ __all__ = [
     "drop_stage",
     "key_condition",
     "truncate_stage",
+    "update_assigning",
     "update_from_stage",
+    "upsert_assigning",
     "upsert_from_stage",
 ]
 
@@ -252,3 +254,50 @@ def allocate_keys(meta: TableMeta, table_name: str | None, count: int) -> Statem
     if key.identity:
         return Statement(query, (meta.qualified(table_name).as_string(None), key.name, count))
     return Statement(query, (count,))
+
+
+def upsert_assigning(
+    meta: TableMeta,
+    table_name: str | None,
+    names: tuple[str, ...],
+    conflict: tuple[str, ...],
+    assignments: sql.Composable,
+    params: tuple[object, ...],
+) -> Statement:
+    """Return the staged upsert whose ``DO UPDATE SET`` is *assignments* (with *params*).
+
+    It returns one row ``(inserted, updated)``, as :func:`upsert_from_stage` does. The
+    assignments come compiled from the caller's expressions, so this text is not cached.
+    """
+    columns = column_list([meta.by_name[n] for n in names])
+    query = sql.SQL(
+        "WITH ins AS (INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {} "
+        "RETURNING xmax = 0 AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ins"
+    ).format(
+        meta.qualified(table_name),
+        columns,
+        columns,
+        STAGE,
+        _COMMA.join(map(sql.Identifier, conflict)),
+        assignments,
+    )
+    return Statement(query, params)
+
+
+def update_assigning(
+    meta: TableMeta,
+    table_name: str | None,
+    assignments: sql.Composable,
+    params: tuple[object, ...],
+) -> Statement:
+    """Return ``UPDATE <table> AS t SET <assignments> FROM <stage> AS s WHERE t.pk = s.pk``.
+
+    *assignments* come compiled from the caller's expressions (``t`` is the stored row, ``s``
+    the staged one), so this text is not cached. Its row count is the number of rows updated.
+    """
+    key = sql.Identifier(require_key(meta).name)
+    query = sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.{} = s.{}").format(
+        meta.qualified(table_name), assignments, STAGE, key, key
+    )
+    return Statement(query, params)

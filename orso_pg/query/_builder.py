@@ -26,6 +26,7 @@ from orso_pg.errors import QueryError, ValidationError
 from orso_pg.query import _vector as vq
 from orso_pg.query._columns import require, to_arrow, to_pandas
 from orso_pg.query._filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
+from orso_pg.query._locks import RowLock
 
 __all__ = ["JoinType", "QueryBuilder", "Window"]
 
@@ -171,6 +172,7 @@ class QueryBuilder:
     offset_rows: int | None = None
     vectors: tuple[vq.VectorTerm, ...] = ()
     index_settings: tuple[tuple[str, int], ...] = ()
+    row_lock: RowLock | None = None
 
     @classmethod
     def new(cls, table: type | str, table_name: str | None = None) -> QueryBuilder:
@@ -508,6 +510,45 @@ class QueryBuilder:
                 )
         return keys
 
+    def lock(self, lock: RowLock | None) -> QueryBuilder:
+        """Lock the rows read with *lock* (None: no lock); see :class:`RowLock`."""
+        if lock is not None and not isa(lock, RowLock):
+            msg = f"lock() takes a RowLock, not {lock!r}"
+            raise QueryError(msg, table=self.base_name, value=lock)
+        return attrs.evolve(self, row_lock=lock)
+
+    def for_update(
+        self,
+        *,
+        nowait: bool = False,
+        skip_locked: bool = False,
+        of: str | type | Sequence[str | type] | None = None,
+        no_key: bool = False,
+    ) -> QueryBuilder:
+        """Lock the rows read ``FOR UPDATE`` (``FOR NO KEY UPDATE`` with *no_key*).
+
+        Run it in a transaction: the lock lasts until the transaction ends. *nowait* raises
+        ``LockNotAvailableError`` on a locked row, *skip_locked* leaves locked rows out, *of*
+        limits the lock to these tables (names or aliases) of a join.
+        """
+        make = RowLock.no_key_update if no_key else RowLock.update
+        return self.lock(make(nowait=nowait, skip_locked=skip_locked, of=of))
+
+    def for_share(
+        self,
+        *,
+        nowait: bool = False,
+        skip_locked: bool = False,
+        of: str | type | Sequence[str | type] | None = None,
+        key: bool = False,
+    ) -> QueryBuilder:
+        """Lock the rows read ``FOR SHARE`` (``FOR KEY SHARE`` with *key*).
+
+        The options are those of :meth:`for_update`.
+        """
+        make = RowLock.key_share if key else RowLock.share
+        return self.lock(make(nowait=nowait, skip_locked=skip_locked, of=of))
+
     # --- compilation --------------------------------------------------------------------------
 
     @property
@@ -660,7 +701,13 @@ class QueryBuilder:
             for t, expr in zip(selected, exprs, strict=True)
         ]
 
-    def _select_list(self, params: list[Any]) -> sql.Composable:
+    def _select_list(self, params: list[Any], *, models: bool = False) -> sql.Composable:
+        if models:
+            # Every column of the base model, then of each joined one, table by table.
+            every = [sql.Identifier(self.base_name, c.name) for c in self.meta.columns]
+            for j in self.joins:
+                every.extend(sql.Identifier(j.name, c.name) for c in j.meta.columns)
+            return sql.SQL(", ").join(every)
         qualify = bool(self.joins)
         if self.selects_model:
             if qualify:
@@ -707,12 +754,12 @@ class QueryBuilder:
             parts.append(sql.SQL(" AND ").join(conditions))
         return sql.Composed(parts)
 
-    def _body(self, params: list[Any], *, ordered: bool) -> sql.Composable:
+    def _body(self, params: list[Any], *, ordered: bool, models: bool = False) -> sql.Composable:
         """Return SELECT ... FROM ... WHERE ... GROUP BY ... HAVING ... [ORDER BY ...]."""
         head = sql.SQL("SELECT DISTINCT ") if self.distinct_rows else sql.SQL("SELECT ")
         parts: list[sql.Composable] = [
             head,
-            self._select_list(params),
+            self._select_list(params, models=models),
             sql.SQL(" FROM "),
             self._from(),
         ]
@@ -740,17 +787,38 @@ class QueryBuilder:
                 parts.append(sql.SQL(", ").join(keys))
         return sql.Composed(parts)
 
-    def build(self) -> Statement:
-        """Return the compiled ``SELECT`` and its parameters."""
+    def build(self, *, models: bool = False) -> Statement:
+        """Return the compiled ``SELECT`` and its parameters.
+
+        With *models*, the selection is every column of the base model and of each joined
+        one, in that order (what :meth:`fetch_models` loads).
+        """
+        if models and (not self.selects_model or self.distinct_rows):
+            msg = (
+                "fetch_models loads whole rows of each model; this query selects columns, "
+                "groups or distinct rows: use fetch() or fetch_dicts()"
+            )
+            raise QueryError(msg, table=self.base_name)
         params: list[Any] = []
-        query = self._body(params, ordered=True)
+        query = self._body(params, ordered=True, models=models)
         if self.limit_rows is not None:
             query = sql.SQL("{} LIMIT %s").format(query)
             params.append(self.limit_rows)
         if self.offset_rows:
             query = sql.SQL("{} OFFSET %s").format(query)
             params.append(self.offset_rows)
+        if self.row_lock is not None:
+            query = sql.Composed([query, self._lock_clause(self.row_lock)])
         return Statement(query, tuple(params), vq.setting_statements(self.index_settings))
+
+    def _lock_clause(self, lock: RowLock) -> sql.Composable:
+        if self.distinct_rows or self.groups or self.aggregates or self.buckets or self.windows:
+            msg = (
+                "PostgreSQL locks only rows it can point to: a locking query cannot use "
+                "DISTINCT, GROUP BY, aggregates, time buckets or window functions"
+            )
+            raise QueryError(msg, table=self.base_name)
+        return lock.clause([self.base_name, *(j.name for j in self.joins)])
 
     def build_count(self) -> Statement:
         """Return a statement counting the rows :meth:`build` would return (ignoring limits)."""
@@ -768,6 +836,14 @@ class QueryBuilder:
         """Run the query and return one dict per row, keyed by output column name."""
         names = [name for name, _, _ in self.output_columns()]
         return [dict(zip(names, row, strict=True)) for row in self.fetch(db)]
+
+    def fetch_models(self, db: object) -> list[tuple[Any, ...]]:
+        """Run the query and return, per row, an instance of the base model and of each join.
+
+        ``QueryBuilder(Trade).join(Instrument, ("instrument", "id"))`` gives ``(trade,
+        instrument)`` pairs; a model an outer join found no row for is None. One statement.
+        """
+        return _session(db)._fetch_models(self)
 
     def count(self, db: object) -> int:
         """Return how many rows the query yields (its limit and offset ignored)."""
@@ -822,6 +898,7 @@ class _Runner(Protocol):
     """The part of a session that runs a builder (``Database`` and ``Transaction`` have it)."""
 
     def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]: ...
+    def _fetch_models(self, builder: QueryBuilder) -> list[tuple[Any, ...]]: ...
     def _fetch_columns(self, builder: QueryBuilder) -> dict[str, np.ndarray]: ...
     def _copy_builder(
         self, builder: QueryBuilder, write: Callable[[bytes], object], binary: bool

@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
@@ -34,15 +34,17 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from orso_pg import _adapters as _vector_adapters
 from orso_pg._compiler import Statement
-from orso_pg._executor import Executor, Listener, translate
+from orso_pg._executor import Executor, Listener, loader, translate
 from orso_pg.errors import (
     ConfigError,
     ConnectionLostError,
     OrsoError,
+    QueryError,
     SerializationError,
     ServerUnavailableError,
 )
 from orso_pg.query import _columns
+from orso_pg.query._raw import raw_statement
 from orso_pg.query._results import builder_loaders, check_batch_size, convert_row, loaded
 from orso_pg.session import _connect, _pool
 from orso_pg.session._adbc import AdbcConnections, adbc_available
@@ -116,19 +118,90 @@ class Session:
     ) -> Iterator[Any]:
         raise NotImplementedError
 
+    def _check_lock(self, lock: object, table: str | None) -> None:
+        """Refuse a row lock outside a transaction, where it would be released at once."""
+        if lock is not None and not isinstance(self, Transaction):
+            msg = (
+                "a row lock lasts until its transaction ends, and through a Database every "
+                "read is a transaction of its own, so the lock would protect nothing: "
+                "read inside `with db.transaction() as tx:` and pass tx"
+            )
+            raise QueryError(msg, table=table, value=lock)
+
+    def _read_locked(self, lock: object, work: Callable[[Executor], T]) -> T:
+        """Run a read that may lock rows: a NOWAIT lock runs in a savepoint of its own.
+
+        A NOWAIT that finds a row taken fails its statement, and a failed statement aborts the
+        whole transaction; inside a savepoint only the savepoint is rolled back, so the caller
+        can catch ``LockNotAvailableError`` and go on in the same transaction.
+        """
+        if getattr(lock, "nowait", False):
+            return self._atomic(work)
+        return self._read(work)
+
+    # --- hand-written SQL ---------------------------------------------------------------------
+
+    def fetch(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a hand-written query and return its rows as tuples.
+
+        *query* must be a :mod:`psycopg.sql` object (``sql.SQL("... %s ...")``); a plain str
+        is a :class:`QueryError`. It runs through orso_pg's executor, so listeners see it and
+        driver errors come back as :mod:`orso_pg.errors`. It is never retried, since it may
+        write; a statement without a result returns ``[]``.
+        """
+        stmt = raw_statement(query, params, "fetch")
+        return self._write(lambda ex: ex.fetch_described(stmt))[1]
+
+    def fetch_dicts(
+        self, query: sql.Composable, params: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Run a hand-written query (as :meth:`fetch`); return one dict per row by column name.
+
+        Raises:
+            QueryError: two result columns share a name (a dict would keep only one).
+        """
+        stmt = raw_statement(query, params, "fetch_dicts")
+        columns, rows = self._write(lambda ex: ex.fetch_described(stmt))
+        names = [name for name, _ in columns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            msg = f"the query returns several columns named {', '.join(twice)}; alias them"
+            raise QueryError(msg, value=twice)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     # A QueryBuilder is a pure description; it hands itself to the session to run, so that the
     # query layer never imports the layers that execute.
 
     def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]:
+        self._check_lock(builder.row_lock, builder.base_name)
         stmt = builder.build()
         loaders = builder_loaders(builder)
-        rows = self._read(lambda ex: ex.fetch_all(stmt, table=builder.base_name))
+        rows = self._read_locked(
+            builder.row_lock, lambda ex: ex.fetch_all(stmt, table=builder.base_name)
+        )
         if not any(loaders):
             return rows
         return [convert_row(loaders, r) for r in rows]
 
+    def _fetch_models(self, builder: QueryBuilder) -> list[tuple[Any, ...]]:
+        self._check_lock(builder.row_lock, builder.base_name)
+        stmt = builder.build(models=True)
+        rows = self._read_locked(
+            builder.row_lock, lambda ex: ex.fetch_all(stmt, table=builder.base_name)
+        )
+        metas = [builder.meta, *(j.meta for j in builder.joins)]
+        parts = []
+        start = 0
+        for meta in metas:
+            end = start + len(meta.columns)
+            key = None if meta.primary_key is None else meta.columns.index(meta.primary_key)
+            parts.append((start, end, key, loader(meta)))
+            start = end
+        return [tuple(_model_part(row, *part) for part in parts) for row in rows]
+
     def _stream_builder(self, builder: QueryBuilder, batch_size: int) -> Iterator[tuple[Any, ...]]:
         check_batch_size(batch_size, builder.base_name)
+        self._check_lock(builder.row_lock, builder.base_name)
         stmt = builder.build()
         loaders = builder_loaders(builder)
         rows = self._iterate(stmt, batch_size, builder.base_name)
@@ -146,6 +219,7 @@ class Session:
         return None
 
     def _fetch_columns(self, builder: QueryBuilder) -> dict[str, np.ndarray]:
+        self._check_lock(builder.row_lock, builder.base_name)
         specs = builder.output_columns()
         loaders = builder_loaders(builder)
         stmt = builder.build()
@@ -161,6 +235,7 @@ class Session:
     def _copy_builder(
         self, builder: QueryBuilder, write: Callable[[bytes], object], binary: bool
     ) -> int:
+        self._check_lock(builder.row_lock, builder.base_name)
         stmt = builder.build()
         return self._read(
             lambda ex: ex.copy_out(stmt, write, binary=binary, table=builder.base_name)
@@ -751,6 +826,16 @@ class Transaction(Session):
         _, deadline = _call_timeout(timeout)
         ex = self._db._executor(self._conn, deadline or self._deadline)
         return ex.stream(stmt, batch_size=batch_size, table=table)
+
+
+def _model_part(
+    row: tuple[Any, ...], start: int, end: int, key: int | None, load: Callable[[Any], Any]
+) -> Any:
+    """Return the instance in ``row[start:end]``, or None where an outer join found no row."""
+    values = row[start:end]
+    if (values[key] is None) if key is not None else all(v is None for v in values):
+        return None
+    return load(values)
 
 
 @contextlib.contextmanager

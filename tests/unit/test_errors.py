@@ -46,7 +46,7 @@ def test_errors_refine_builtins(cls: type[Exception], builtin: type[Exception]):
         ("22003", errors.DataError),
         ("40001", errors.SerializationError),
         ("40P01", errors.SerializationError),
-        ("55P03", errors.LockTimeoutError),
+        ("55P03", errors.LockNotAvailableError),
         ("57014", errors.QueryCanceledError),
         ("57P01", errors.ConnectionLostError),
         ("08006", errors.ConnectionLostError),

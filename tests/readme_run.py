@@ -1,0 +1,28 @@
+"""Running a README section's python block against a test server, as a reader would."""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from tests.conftest import Server
+from tests.test_readme import python_block
+
+
+def run_section(
+    section: str, server: Server, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Run the first python block under *section* in this test's schema; return its globals.
+
+    The blocks open ``Database()`` with no argument, so ``ORSO_PG_DSN`` points at the schema.
+    """
+    monkeypatch.setenv("ORSO_PG_DSN", make_conninfo(server.dsn, options=f"-c search_path={schema}"))
+    name = "readme_" + section.lower().replace(" ", "_")
+    module = types.ModuleType(name)
+    monkeypatch.setitem(sys.modules, name, module)
+    exec(compile(python_block(section), "README.md", "exec"), module.__dict__)  # noqa: S102
+    return module.__dict__
