@@ -55,6 +55,7 @@ class ColumnOptions:
     updated_at: bool = False
     compress: bool = False
     decimals: int | None = None
+    round: bool = False
     vector: int | None = None
     index: bool | str = False
     server_default: object = None
@@ -73,6 +74,7 @@ class ColumnArgs(TypedDict, total=False):
     updated_at: bool
     compress: bool
     decimals: int | None
+    round: bool
     vector: int | None
     index: bool | IndexMethod
     server_default: object
@@ -116,6 +118,9 @@ def column(
         updated_at: Set by the server on insert and on every update.
         compress: Store ``np.ndarray`` / ``list[int]`` / ``list[float]`` as a codec frame in BYTEA.
         decimals: With ``compress``: round floats to this many decimals (lossy, opt-in).
+        round: With ``sql_type="numeric(p, s)"``: round values with more than ``s`` decimal
+            places to the scale (half away from zero, as PostgreSQL does) instead of refusing
+            them.
         vector: A pgvector ``vector(N)`` column of this many dimensions.
         index: Create an index on the column (``True`` for btree, or the method name).
         server_default: A column default: a Python value (bound as a literal) or a
@@ -482,7 +487,9 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
             if options.compress:
                 _fail(cls, name, "sql_type= and compress=True cannot be combined")
             base = _types.JSONB if options.sql_type.strip().lower() in ("json", "jsonb") else ctype
-            ctype = _types.type_from_sql(options.sql_type, base)
+            ctype = _types.type_from_sql(options.sql_type, base, round_to_scale=options.round)
+        elif options.round:
+            _fail(cls, name, "round=True needs sql_type='numeric(p, s)'")
     except (TypeError, ValueError) as exc:
         _fail(cls, name, str(exc))
 
