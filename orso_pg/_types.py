@@ -361,7 +361,7 @@ def cast_array(given: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> np.ndarray[
         arr = given.astype(dtype)
         back = arr.astype(given.dtype)
     if not np.array_equal(back, given, equal_nan=given.dtype.kind == "f" and dtype.kind == "f"):
-        _refuse(f"array of {given.dtype} cannot be stored as {dtype} without changing a value")
+        _refuse(f"array of {given.dtype} cannot be stored as {dtype} without loss")
     return arr
 
 

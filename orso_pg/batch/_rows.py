@@ -52,7 +52,8 @@ _EXACT: Final[dict[int, type]] = {
     id(_types.UUID): uuid.UUID,
 }
 # Text and bytes of the exact class go through when they are surely under the size limit of a
-# value as sent (the slow path measures the others); a datetime only when it is aware.
+# value as sent (the slow path measures the others); a datetime only when it is aware. None
+# goes through too: PostgreSQL refuses it in a NOT NULL column and the batch finds the row.
 _SIZED: Final[dict[int, type]] = {id(_types.TEXT): str, id(_types.BYTEA): bytes}
 # The most characters a text can have and be under the limit in any encoding (4 bytes each),
 # and the most bytes a bytea can have in binary and in text COPY (hex: 2 characters a byte).
@@ -176,17 +177,21 @@ def _expression(
         if sized is not None:
             namespace[f"_t{i}"] = sized
             namespace[f"_n{i}"] = _TEXT_FAST if sized is str else _BYTES_FAST[binary]
-            return read, f"v{i} if v{i}.__class__ is _t{i} and len(v{i}) <= _n{i} else _s{i}(v{i})"
+            return read, (
+                f"v{i} if v{i}.__class__ is _t{i} and len(v{i}) <= _n{i} or v{i} is None "
+                f"else _s{i}(v{i})"
+            )
         if ctype is _types.TIMESTAMPTZ:
             namespace[f"_t{i}"] = dt.datetime
             return read, (
-                f"v{i} if v{i}.__class__ is _t{i} and v{i}.tzinfo is not None else _s{i}(v{i})"
+                f"v{i} if v{i}.__class__ is _t{i} and v{i}.tzinfo is not None or v{i} is None "
+                f"else _s{i}(v{i})"
             )
         if ctype.copy_name == "jsonb":
             # psycopg serialises objects and arrays with the C encoder; what it cannot
             # serialise fails in the client, and NaN, NUL and lone surrogates are refused by
             # PostgreSQL with the line. Anything else (a bare NaN, pd.NA) takes the full check.
-            namespace[f"_j{i}"] = (dict, list)
+            namespace[f"_j{i}"] = (dict, list, type(None))
             return read, f"v{i} if v{i}.__class__ in _j{i} else _s{i}(v{i})"
         exact = _EXACT.get(id(ctype))
         if exact is not None:
