@@ -35,3 +35,15 @@ def test_quickstart_runs(server: Server, schema: str, monkeypatch: pytest.Monkey
     latest = module.__dict__["latest"]
     assert latest.price == 97_200.0
     assert latest.created_at == module.__dict__["trade"].created_at
+
+
+def test_values_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The missing-value, dtype and precision example runs unchanged and its asserts hold."""
+    pytest.importorskip("pandas")
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_values")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    block = python_block("Values: missing data, dtypes and precision")
+    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
+    assert module.__dict__["sol"].fee == module.__dict__["Decimal"]("0.0001")
