@@ -230,8 +230,10 @@ def _values(column: Column, annotation: Any, sql_type: _SqlType) -> st.SearchStr
         floats = st.floats(width=32, allow_nan=False, allow_infinity=False)
         return st.lists(floats, min_size=opts.vector, max_size=opts.vector)
     if ctype.compressed:
-        if annotation is np.ndarray or typing.get_origin(annotation) is np.ndarray:
+        if annotation is np.ndarray:
             return arrays.compressed_arrays(opts.decimals)
+        if typing.get_origin(annotation) is np.ndarray:
+            return arrays.compressed_arrays(opts.decimals, _types._ndarray_dtype(annotation))
         (element,) = typing.get_args(annotation)
         return arrays.compressed_lists(element, opts.decimals)
     if ctype.python is np.ndarray:
