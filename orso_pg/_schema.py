@@ -540,7 +540,7 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
         options.server_default, sql.Composable
     ):
         try:
-            ctype.dump(options.server_default)
+            ctype.store(options.server_default)
         except _types.Refused as exc:
             _fail(cls, name, f"server_default {options.server_default!r}: {exc}")
     return _finish_key(cls, column) if options.primary_key else column

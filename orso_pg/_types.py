@@ -138,16 +138,33 @@ def _too_large(size: int) -> typing.NoReturn:
     )
 
 
+_SIZE_STEP: Final = 2**20
+
+
 def utf8_size(text: str) -> int:
-    """Return the size of *text* in UTF-8 (callers ask only for texts that may be too large)."""
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    """Return the size of *text* in UTF-8 (callers ask only for texts that may be too large).
+
+    Measured a slice at a time, so a text near the limit is never copied whole.
+    """
+    if text.isascii():
+        return len(text)
+    step = _SIZE_STEP
+    return sum(
+        len(text[i : i + step].encode("utf-8", "surrogatepass")) for i in range(0, len(text), step)
+    )
+
+
+def _check_text_size(text: str) -> None:
+    size = utf8_size(text)
+    if size > FIELD_LIMIT:
+        _too_large(size)
 
 
 def _check_text(value: Any) -> str:
     if not isinstance(value, str):
         _refuse(f"expected str, got {type(value).__name__}")
-    if len(value) > FIELD_LIMIT // 4 and utf8_size(value) > FIELD_LIMIT:
-        _too_large(utf8_size(value))
+    if len(value) > FIELD_LIMIT // 4:
+        _check_text_size(value)
     if "\x00" in value:
         _refuse(f"NUL (0x00) at index {value.index(chr(0))} cannot be stored in PostgreSQL text")
     if not value.isascii():
@@ -274,8 +291,8 @@ def _check_json(value: Any) -> Jsonb:
         _refuse(f"NaN and Infinity are not valid JSON ({exc})")
     except TypeError as exc:
         _refuse(f"not JSON serialisable: {exc}")
-    if len(text) > FIELD_LIMIT // 4 and utf8_size(text) > FIELD_LIMIT:
-        _too_large(utf8_size(text))
+    if len(text) > FIELD_LIMIT // 4:
+        _check_text_size(text)
     if "\\u0000" in text and _UNESCAPED_NUL.search(text):
         _refuse("a JSON string contains NUL (\\u0000), which JSONB cannot store")
     if not text.isascii():

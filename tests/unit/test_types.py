@@ -365,3 +365,17 @@ def test_oversized_values_are_refused_without_reading_them():
     with pytest.raises(Refused, match="over the"):
         types.BYTEA.dump(huge)
     assert types.BYTEA.dump(b"x") == b"x"
+
+
+def test_text_and_json_sizes_are_measured_in_utf8(monkeypatch: pytest.MonkeyPatch):
+    """The limit counts UTF-8 bytes: 60 two-byte characters are over a 100-byte limit."""
+    monkeypatch.setattr(types, "FIELD_LIMIT", 100)
+    monkeypatch.setattr(types, "_SIZE_STEP", 7)
+    assert types.TEXT.dump("a" * 100) == "a" * 100
+    with pytest.raises(Refused, match="120 bytes is over the 100-byte limit"):
+        types.TEXT.dump("é" * 60)
+    assert types.utf8_size("é€" * 9) == len(("é€" * 9).encode())
+    with pytest.raises(Refused, match="over the 100-byte limit"):
+        types.JSONB.dump({"k": "é" * 60})
+    with pytest.raises(Refused, match="over the 100-byte limit"):
+        types.BYTEA.dump(b"x" * 101)
