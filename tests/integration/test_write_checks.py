@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from orso_pg import (
+    Aggregate,
     Database,
     DataError,
     DefinitionError,
@@ -620,6 +621,11 @@ def test_unreadable_timestamps_name_table_column_and_row(
         with pytest.raises(DataError, match=rf"column 'at', row with id = {key[0]}\]") as info:
             read()
         assert (info.value.table, info.value.column) == ("wc_narrow", "at")
+    # An aggregate's column comes from no table: the row is named by its place in the result.
+    low = stored.startswith("-")
+    name = "min" if low else "max"
+    with pytest.raises(DataError, match=rf"column '{name}', row 0 of the result\]"):
+        Narrow.aggregate(Aggregate.MIN if low else Aggregate.MAX, "at", None, db)
     assert Narrow.count(db) == 2  # the connection and the table are fine
 
 
