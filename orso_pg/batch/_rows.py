@@ -52,8 +52,9 @@ _EXACT: Final[dict[int, type]] = {
     id(_types.UUID): uuid.UUID,
 }
 # Text and bytes of the exact class go through when they are surely under the size limit of a
-# value as sent (the slow path measures the others); a datetime only when it is aware. None
-# goes through too: PostgreSQL refuses it in a NOT NULL column and the batch finds the row.
+# value as sent (the slow path measures the others); a datetime when it is aware, or in binary
+# COPY, whose dumper refuses a naive one. None goes through too: PostgreSQL refuses it in a NOT
+# NULL column and the batch finds the row.
 _SIZED: Final[dict[int, type]] = {id(_types.TEXT): str, id(_types.BYTEA): bytes}
 # The most characters a text can have and be under the limit in any encoding (4 bytes each),
 # and the most bytes a bytea can have in binary and in text COPY (hex: 2 characters a byte).
@@ -183,10 +184,10 @@ def _expression(
             )
         if ctype is _types.TIMESTAMPTZ:
             namespace[f"_t{i}"] = dt.datetime
-            return read, (
-                f"v{i} if v{i}.__class__ is _t{i} and v{i}.tzinfo is not None or v{i} is None "
-                f"else _s{i}(v{i})"
-            )
+            # psycopg's binary dumper refuses a naive datetime itself; its text dumper would
+            # send it without an offset, for the server to read in the session's time zone.
+            aware = "" if binary else f" and v{i}.tzinfo is not None"
+            return read, f"v{i} if v{i}.__class__ is _t{i}{aware} or v{i} is None else _s{i}(v{i})"
         if ctype.copy_name == "jsonb":
             # psycopg serialises objects and arrays with the C encoder; what it cannot
             # serialise fails in the client, and NaN, NUL and lone surrogates are refused by
