@@ -251,7 +251,9 @@ def test_aggregates_and_groups(db: Database):
                     timezones=st.just(UTC),
                 ),
             ),
-            st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_characters="\x00"))),
+            st.one_of(
+                st.none(), st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"))
+            ),
         ),
         max_size=25,
     )
