@@ -165,7 +165,7 @@ class Executor:
         try:
             return cur.fetchall()
         except psycopg.Error as exc:  # a value the loaders refuse, e.g. 'infinity' timestamps
-            raise translate(exc, table=table) from exc
+            raise self._fetch_failed(cur, exc, table) from exc
 
     def fetch_described(
         self, stmt: Statement, *, table: str | None = None
@@ -189,7 +189,58 @@ class Executor:
         try:
             return cur.fetchone()
         except psycopg.Error as exc:
-            raise translate(exc, table=table) from exc
+            raise self._fetch_failed(cur, exc, table) from exc
+
+    def _fetch_failed(
+        self, cur: psycopg.Cursor[Any], exc: psycopg.Error, table: str | None
+    ) -> errors.OrsoError:
+        """Return the error for rows that arrived but could not be read.
+
+        A loader refusing a stored value (``'infinity'`` or a year after 9999 in a timestamp,
+        which Python's datetime cannot hold) raises psycopg's DataError naming neither the
+        column nor the row: the received result is read again value by value to find them,
+        and the row is named by its primary key when the result holds it.
+        """
+        if not isinstance(exc, psycopg.DataError) or exc.sqlstate is not None:
+            return translate(exc, table=table)
+        result = cur.pgresult
+        found = None if result is None else _unreadable(cur, result)
+        if found is None:
+            return translate(exc, table=table)
+        row, col = found
+        column = result.fname(col) if result is not None else None
+        name = column.decode("utf-8", "replace") if column is not None else f"#{col + 1}"
+        where = self._row_key(cur, result, row, col) if result is not None else None
+        message = (
+            f"{exc}: a stored value Python cannot hold (such as 'infinity' or a year after "
+            f"9999) [table {table!r}, column {name!r}, {where or f'row {row} of the result'}]"
+        )
+        return errors.DataError(message, table=table, column=name)
+
+    def _row_key(
+        self, cur: psycopg.Cursor[Any], result: psycopg.pq.abc.PGresult, row: int, col: int
+    ) -> str | None:
+        """Return ``key = value`` for the primary key of the table column *col* comes from."""
+        relation = result.ftable(col)
+        if not relation:
+            return None
+        try:
+            with self.conn.cursor() as probe:
+                probe.execute(_PRIMARY_KEY, (relation,))
+                attnums: dict[int, str] = dict(probe.fetchall())
+        except psycopg.Error:
+            return None
+        parts = []
+        for j in range(result.nfields):
+            if result.ftable(j) == relation and result.ftablecol(j) in attnums:
+                loader = _loader(cur, result, j)
+                data = result.get_value(row, j)
+                try:
+                    value = None if data is None or loader is None else loader.load(data)
+                except psycopg.Error:
+                    return None
+                parts.append(f"{attnums[result.ftablecol(j)]} = {value!r}")
+        return "row with " + ", ".join(parts) if parts else None
 
     def fetch_together(
         self, stmts: Sequence[Statement], *, table: str | None = None
@@ -232,7 +283,6 @@ class Executor:
                 failed = failed or exc
             if failed is not None:
                 raise failed
-            rows = [cur.fetchall() for cur in cursors]
         except psycopg.Error as exc:
             error = self._failed(exc, guard, table)
             if own and not conn.closed and conn.info.transaction_status != _IDLE:
@@ -242,6 +292,12 @@ class Executor:
             raise error from exc
         if guard is not None:
             guard.disarm()
+        rows = []
+        for cur in cursors:
+            try:
+                rows.append(cur.fetchall())
+            except psycopg.Error as exc:
+                raise self._fetch_failed(cur, exc, table) from exc
         for query, stmt in zip(queries, stmts, strict=True):
             self._done(started, query, stmt.params)
         return rows
@@ -326,9 +382,13 @@ class Executor:
                 while True:
                     # Each page is one wait for the server: each gets the deadline.
                     guard = self._arm()
-                    rows = cur.fetchmany(batch_size)
-                    if guard is not None:
-                        guard.disarm()
+                    try:
+                        rows = cur.fetchmany(batch_size)
+                    except psycopg.DataError as exc:
+                        raise self._fetch_failed(cur, exc, table) from exc
+                    finally:
+                        if guard is not None:
+                            guard.disarm()
                     if not rows:
                         return
                     yield from rows
@@ -431,6 +491,38 @@ def _cursor_name() -> str:
 
 
 # --- error translation ------------------------------------------------------------------------
+
+_PRIMARY_KEY: Final = sql.SQL(
+    "SELECT a.attnum, a.attname FROM pg_index i "
+    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+    "WHERE i.indrelid = %s AND i.indisprimary"
+)
+
+
+def _loader(
+    cur: psycopg.Cursor[Any], result: psycopg.pq.abc.PGresult, col: int
+) -> psycopg.abc.Loader | None:
+    oid = result.ftype(col)
+    cls = cur.adapters.get_loader(oid, psycopg.pq.Format(result.fformat(col)))
+    return None if cls is None else cls(oid, cur)
+
+
+def _unreadable(
+    cur: psycopg.Cursor[Any], result: psycopg.pq.abc.PGresult
+) -> tuple[int, int] | None:
+    """Return the (row, column) of the first value of *result* its loader refuses, if any."""
+    loaders = [_loader(cur, result, j) for j in range(result.nfields)]
+    for i in range(result.ntuples):
+        for j, loader in enumerate(loaders):
+            data = result.get_value(i, j)
+            if data is None or loader is None:
+                continue
+            try:
+                loader.load(data)
+            except psycopg.Error:
+                return i, j
+    return None
+
 
 _KEY_DETAIL = re.compile(r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)")
 

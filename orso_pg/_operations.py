@@ -86,17 +86,36 @@ def _label(meta: TableMeta, table: str | None) -> str:
     return table if table is not None else meta.name
 
 
-def dump_value(meta: TableMeta, table: str | None, col: Column, value: object) -> Any:
-    """Check *value* for *col* and return the parameter to bind."""
-    if value is None:
-        if col.not_null and not col.generated:
-            msg = f"{_label(meta, table)}.{col.name} is NOT NULL; None given"
-            raise ValidationError(msg, table=_label(meta, table), column=col.name, value=None)
-        return None
-    try:
-        return col.type.dump(value)
-    except Refused as exc:
-        raise refused(meta, table, col, value, exc) from None
+def dump_value(
+    meta: TableMeta, table: str | None, col: Column, value: object, *, write: bool = True
+) -> Any:
+    """Check *value* for *col* and return the parameter to bind.
+
+    This is the check of every write path, single-row and batch alike (batches run it on a row
+    they could not send, to name the column). A missing-value marker (``NaN`` outside a float
+    column, ``NaT``, ``pd.NA``; see :func:`orso_pg._types.missing`) is NULL, like None. With
+    *write*, the value must also fit the declared type (length, precision and scale); a key
+    used to find rows need not.
+    """
+    marker = None
+    if value is not None:
+        marker = _types.missing(value, col.type)
+        if marker is None:
+            try:
+                return col.type.store(value) if write else col.type.dump(value)
+            except Refused as exc:
+                raise refused(meta, table, col, value, exc) from None
+        if col.generated:
+            msg = (
+                f"{_label(meta, table)}.{col.name} = {marker}: the server fills this column "
+                "when it holds None; give None, not a missing-value marker"
+            )
+            raise ValidationError(msg, table=_label(meta, table), column=col.name, value=value)
+    if col.not_null and not col.generated:
+        given = "None" if marker is None else f"the missing value {marker}"
+        msg = f"{_label(meta, table)}.{col.name} is NOT NULL; {given} given"
+        raise ValidationError(msg, table=_label(meta, table), column=col.name, value=value)
+    return None
 
 
 def dump_key(meta: TableMeta, table: str | None, key: object) -> Any:
@@ -105,7 +124,7 @@ def dump_key(meta: TableMeta, table: str | None, key: object) -> Any:
     if key is None:
         msg = f"{_label(meta, table)}.{pk.name}: the primary key value is None"
         raise ValidationError(msg, table=_label(meta, table), column=pk.name, value=None)
-    return dump_value(meta, table, pk, key)
+    return dump_value(meta, table, pk, key, write=False)
 
 
 def dump_keys(meta: TableMeta, table: str | None, keys: Iterable[object]) -> list[Any]:
@@ -199,7 +218,7 @@ def _key_of(meta: TableMeta, table: str | None, obj: object, action: str) -> Any
     if key is None:
         msg = f"cannot {action} a {meta.cls.__name__} without a primary key ({pk.name} is None)"
         raise ValidationError(msg, table=_label(meta, table), column=pk.name, value=None)
-    return dump_value(meta, table, pk, key)
+    return dump_value(meta, table, pk, key, write=False)
 
 
 def update(obj: M, db: object, table_name: object = None) -> M:

@@ -57,6 +57,7 @@ class ColumnOptions:
     updated_at: bool = False
     compress: bool = False
     decimals: int | None = None
+    round: bool = False
     vector: int | None = None
     index: bool | str = False
     server_default: object = None
@@ -81,6 +82,7 @@ class ColumnArgs(TypedDict, total=False):
     updated_at: bool
     compress: bool
     decimals: int | None
+    round: bool
     vector: int | None
     index: bool | IndexMethod
     server_default: object
@@ -130,6 +132,9 @@ def column(
         updated_at: Set by the server on insert and on every update.
         compress: Store ``np.ndarray`` / ``list[int]`` / ``list[float]`` as a codec frame in BYTEA.
         decimals: With ``compress``: round floats to this many decimals (lossy, opt-in).
+        round: With ``sql_type="numeric(p, s)"``: round values with more than ``s`` decimal
+            places to the scale (half away from zero, as PostgreSQL does) instead of refusing
+            them.
         vector: A pgvector ``vector(N)`` column of this many dimensions (``list[float]`` or
             ``NDArray[np.float32]``); needs the ``vector`` extra.
         index: Create an index on the column (``True`` for btree, or the method name);
@@ -535,7 +540,9 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
             if options.compress:
                 _fail(cls, name, "sql_type= and compress=True cannot be combined")
             base = _types.JSONB if options.sql_type.strip().lower() in ("json", "jsonb") else ctype
-            ctype = _types.type_from_sql(options.sql_type, base)
+            ctype = _types.type_from_sql(options.sql_type, base, round_to_scale=options.round)
+        elif options.round:
+            _fail(cls, name, "round=True needs sql_type='numeric(p, s)'")
     except (TypeError, ValueError) as exc:
         _fail(cls, name, str(exc))
 
@@ -588,7 +595,7 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
         options.server_default, sql.Composable
     ):
         try:
-            ctype.dump(options.server_default)
+            ctype.store(options.server_default)
         except _types.Refused as exc:
             _fail(cls, name, f"server_default {options.server_default!r}: {exc}")
     return _finish_key(cls, column) if options.primary_key else column

@@ -7,14 +7,21 @@ about tables: :mod:`orso_pg._schema` attaches a :class:`ColumnType` to each colu
 
 A ``dump`` function returns the parameter to bind or raises :class:`Refused` with a reason; the
 caller turns that into a :class:`~orso_pg.errors.ValidationError` naming the table and column.
+Writes go through :func:`ColumnType.store` (``dump`` plus the checks only a stored value needs:
+the declared length, precision and scale), and every write path first asks :func:`missing`
+whether a value is a pandas or numpy missing-value marker, so the rules are the same whichever
+statement or COPY format carries the value.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
 import json
+import math
 import re
+import sys
 import types
 import typing
 import uuid
@@ -29,13 +36,26 @@ from psycopg.types.json import Jsonb
 
 from orso_pg.errors import describe_value
 
-__all__ = ["ColumnType", "Refused", "Unloadable", "family", "resolve_type", "type_from_sql"]
+__all__ = [
+    "FIELD_LIMIT",
+    "ColumnType",
+    "Refused",
+    "Unloadable",
+    "family",
+    "missing",
+    "resolve_type",
+    "type_from_sql",
+]
 
 Dump = Callable[[Any], Any]
 Load = Callable[[Any], Any]
 
 INT8_MIN: Final = -(2**63)
 INT8_MAX: Final = 2**63 - 1
+FIELD_LIMIT: Final = 2**30 - 2**20
+"""The largest value, in bytes as sent, a write accepts: PostgreSQL refuses a field of 1 GB or
+more, and a Bind or COPY message past that size drops the connection, so values are checked
+against this (1 GiB less 1 MiB of room for the rest of the message) before anything is sent."""
 
 
 class Refused(ValueError):  # noqa: N818 - internal signal, never leaves the package
@@ -67,6 +87,9 @@ class ColumnType:
         declared_family: The family of a type declared with ``sql_type=`` (see
             :func:`family`); empty for a type derived from the annotation alone.
         choices: The stored values an enum column allows (its CHECK constraint), else None.
+        fit: Checks that only a stored value needs, run on what ``dump`` returned (the
+            declared length, precision and scale; filters compare any value): returns the
+            value to store or raises :class:`Refused`. None when ``dump`` is enough.
     """
 
     label: str
@@ -78,6 +101,50 @@ class ColumnType:
     compressed: bool = False
     declared_family: str = ""
     choices: tuple[str, ...] | None = None
+    fit: Dump | None = None
+
+    def store(self, value: Any) -> Any:
+        """Check *value* (not None, not missing) for a write; return the parameter to bind."""
+        dumped = self.dump(value)
+        return dumped if self.fit is None else self.fit(dumped)
+
+
+# --- missing values ---------------------------------------------------------------------------
+
+# Classes that are never a missing-value marker: the common case returns after one set lookup.
+_NEVER_MISSING: Final = frozenset(
+    {str, int, bool, bytes, Decimal, dt.datetime, dt.date, dt.time, uuid.UUID, dict, list}
+)
+
+
+def missing(value: object, ctype: ColumnType) -> str | None:
+    """Return the name of the missing-value marker *value* is, or None when it is a value.
+
+    The markers are pandas' ``NaT`` and ``NA``, numpy's ``NaT`` (``datetime64`` and
+    ``timedelta64``), and a float NaN given to a column that is not a float column (in a float
+    column NaN is a value PostgreSQL stores). ``None`` is not checked here: callers test it
+    first. pandas is never imported: its markers can only exist once the user imported it.
+    """
+    cls = value.__class__
+    if cls in _NEVER_MISSING:
+        return None
+    if cls is float:
+        return "NaN" if value != value and ctype.python is not float else None  # noqa: PLR0124
+    if isinstance(value, np.generic):
+        if isinstance(value, (np.datetime64, np.timedelta64)):
+            return "NaT" if np.isnat(value) else None
+        if isinstance(value, np.floating) and ctype.python is not float and np.isnan(value):
+            return "NaN"
+        return None
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        if value is pandas.NaT:
+            return "NaT"
+        if value is pandas.NA:
+            return "pd.NA"
+    if isinstance(value, float) and value != value and ctype.python is not float:  # noqa: PLR0124
+        return "NaN"
+    return None
 
 
 def _refuse(reason: str) -> typing.NoReturn:
@@ -87,9 +154,40 @@ def _refuse(reason: str) -> typing.NoReturn:
 # --- scalar checks ----------------------------------------------------------------------------
 
 
+def _too_large(size: int) -> typing.NoReturn:
+    _refuse(
+        f"{size:,} bytes is over the {FIELD_LIMIT:,}-byte limit of a value "
+        "(PostgreSQL refuses fields of 1 GB)"
+    )
+
+
+_SIZE_STEP: Final = 2**20
+
+
+def utf8_size(text: str) -> int:
+    """Return the size of *text* in UTF-8 (callers ask only for texts that may be too large).
+
+    Measured a slice at a time, so a text near the limit is never copied whole.
+    """
+    if text.isascii():
+        return len(text)
+    step = _SIZE_STEP
+    return sum(
+        len(text[i : i + step].encode("utf-8", "surrogatepass")) for i in range(0, len(text), step)
+    )
+
+
+def _check_text_size(text: str) -> None:
+    size = utf8_size(text)
+    if size > FIELD_LIMIT:
+        _too_large(size)
+
+
 def _check_text(value: Any) -> str:
     if not isinstance(value, str):
         _refuse(f"expected str, got {type(value).__name__}")
+    if len(value) > FIELD_LIMIT // 4:
+        _check_text_size(value)
     if "\x00" in value:
         _refuse(f"NUL (0x00) at index {value.index(chr(0))} cannot be stored in PostgreSQL text")
     if not value.isascii():
@@ -132,12 +230,21 @@ def _check_bool(value: Any) -> bool:
 
 def _check_datetime(value: Any) -> dt.datetime:
     if not isinstance(value, dt.datetime):
+        if isinstance(value, np.datetime64):
+            _refuse(
+                f"numpy datetime64 {_short(value)} has no time zone; give an aware datetime "
+                "(e.g. pandas.Timestamp(value, tz='UTC'))"
+            )
         _refuse(f"expected datetime, got {type(value).__name__} {_short(value)}")
     if value.tzinfo is None or value.utcoffset() is None:
         _refuse(
             f"naive datetime {value.isoformat()} given for a TIMESTAMPTZ column; "
             "attach a time zone (e.g. tzinfo=datetime.UTC)"
         )
+    # pandas.Timestamp: PostgreSQL keeps microseconds, the nanoseconds would be cut off.
+    nanoseconds: object = 0 if value.__class__ is dt.datetime else getattr(value, "nanosecond", 0)
+    if nanoseconds:
+        _refuse(f"{_short(value)} has nanoseconds; PostgreSQL keeps microseconds (floor it)")
     return value
 
 
@@ -164,8 +271,8 @@ def _check_decimal(value: Any) -> Decimal:
         if value.is_snan():
             _refuse("signalling NaN cannot be stored in NUMERIC")
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return Decimal(int(value))
     _refuse(f"expected Decimal, got {type(value).__name__} {_short(value)}")
 
 
@@ -183,6 +290,9 @@ def _check_uuid(value: Any) -> uuid.UUID:
 def _check_bytes(value: Any) -> bytes | bytearray | memoryview:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         _refuse(f"expected bytes, got {type(value).__name__} {_short(value)}")
+    size = value.nbytes if isinstance(value, memoryview) else len(value)
+    if size > FIELD_LIMIT:
+        _too_large(size)
     return value
 
 
@@ -204,6 +314,8 @@ def _check_json(value: Any) -> Jsonb:
         _refuse(f"NaN and Infinity are not valid JSON ({exc})")
     except TypeError as exc:
         _refuse(f"not JSON serialisable: {exc}")
+    if len(text) > FIELD_LIMIT // 4:
+        _check_text_size(text)
     if "\\u0000" in text and _UNESCAPED_NUL.search(text):
         _refuse("a JSON string contains NUL (\\u0000), which JSONB cannot store")
     if not text.isascii():
@@ -278,21 +390,34 @@ def _enum_type(enum_cls: type[enum.Enum]) -> ColumnType:
     )
 
 
+def cast_array(given: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """Return *given* as an array of the declared *dtype*, or refuse when a value would change.
+
+    The one rule for array columns, native and compressed: an array of the declared dtype is
+    stored as it is; a boolean, integer or float array of another dtype is cast when every
+    value survives the cast exactly (int64 ``[1, 2]`` into float64, float64 ``[1.0]`` into
+    int32), and refused otherwise (``0.5`` into an int column, ``2**53 + 1`` into float64,
+    ``0.1`` into float32, NaN into an int column); any other dtype is refused.
+    """
+    if given.dtype == dtype:
+        return given
+    if given.dtype.kind not in "biuf" or dtype.kind not in "biuf":
+        _refuse(f"array of {given.dtype} cannot be stored as {dtype}")
+    with np.errstate(all="ignore"):
+        arr = given.astype(dtype)
+        back = arr.astype(given.dtype)
+    if not np.array_equal(back, given, equal_nan=given.dtype.kind == "f" and dtype.kind == "f"):
+        _refuse(f"array of {given.dtype} cannot be stored as {dtype} without loss")
+    return arr
+
+
 def _ndarray_check(dtype: np.dtype[Any]) -> Dump:
     def check(value: Any) -> list[Any]:
         given = np.asarray(value)
         if given.ndim != 1:
             _refuse(f"expected a 1-D array, got shape {given.shape}")
-        if given.dtype == dtype:
-            return given.tolist()  # type: ignore[no-any-return]
-        if given.dtype.kind not in "biuf":
-            _refuse(f"array of {given.dtype} cannot be stored as {dtype}")
         # Lists arrive as int64/float64: accept them when every value survives the narrowing.
-        with np.errstate(all="ignore"):
-            arr = given.astype(dtype)
-        if not np.array_equal(arr.astype(given.dtype), given, equal_nan=given.dtype.kind == "f"):
-            _refuse(f"array of {given.dtype} cannot be stored as {dtype} without loss")
-        return arr.tolist()  # type: ignore[no-any-return]
+        return cast_array(given, dtype).tolist()  # type: ignore[no-any-return]
 
     return check
 
@@ -382,12 +507,17 @@ def array_of(element: ColumnType, *, nullable_elements: bool = False) -> ColumnT
 # --- compressed arrays ------------------------------------------------------------------------
 
 
-def compressed(python: Any, *, decimals: int | None) -> ColumnType:
+def compressed(
+    python: Any, *, decimals: int | None, dtype: np.dtype[Any] | None = None
+) -> ColumnType:
     """Return the type of a ``compress=True`` column: a codec frame in BYTEA.
 
     *python* is ``np.ndarray``, ``list[int]`` or ``list[float]``; values read back as that type.
+    With *dtype* (``NDArray[np.float64]``), arrays are cast to it by :func:`cast_array`'s rule
+    before encoding, and frames of another dtype are cast the same way when read.
     """
     from orso_pg import codec
+    from orso_pg.errors import CompressionError
 
     as_list = python is not np.ndarray
     list_dtype: np.dtype[Any] | None = None
@@ -410,18 +540,30 @@ def compressed(python: Any, *, decimals: int | None) -> ColumnType:
                 _refuse("expected a list of int")
         else:
             _refuse(f"expected an array, got {type(value).__name__} {_short(value)}")
+        if dtype is not None:
+            arr = cast_array(arr, dtype)
         try:
             frame: bytes = codec.encode(arr, decimals=decimals)
         except ValueError as exc:
             _refuse(str(exc))
+        if len(frame) > FIELD_LIMIT:
+            _too_large(len(frame))
         return frame
 
     def load(value: Any) -> Any:
         arr = codec.decode(bytes(value))
+        if dtype is not None and arr.dtype != dtype:
+            try:
+                arr = cast_array(arr, dtype)
+            except Refused as exc:
+                # A frame written by another tool or before the dtype was declared.
+                raise CompressionError(f"a stored frame: {exc}") from None
         return arr.tolist() if as_list else arr
 
     label = "bytea (compressed " + (
-        "ndarray" if not as_list else typing.get_args(python)[0].__name__
+        ("ndarray" if dtype is None else f"ndarray {dtype}")
+        if not as_list
+        else typing.get_args(python)[0].__name__
     )
     return ColumnType(
         label=label + ")",
@@ -499,11 +641,14 @@ def _as_float(value: Any) -> float:
 _AS_ANNOTATED: Mapping[Any, Load] = {str: _as_str, int: _as_int, float: _as_float}
 
 
-def type_from_sql(text: str, base: ColumnType) -> ColumnType:
+def type_from_sql(text: str, base: ColumnType, *, round_to_scale: bool = False) -> ColumnType:
     """Return *base* stored as the user-declared SQL type *text* (``column(sql_type=...)``).
 
     The text is parsed, never pasted: a name (a standard type keyword or an identifier, optionally
     schema-qualified), optional numeric modifiers, an optional time-zone clause and ``[]``s.
+    Writes are checked against what the declared type can hold (:func:`_fit_for`), so the
+    server never truncates, rounds or refuses a value without the column being named; with
+    *round_to_scale* a ``numeric(p, s)`` column rounds to its scale instead of refusing.
 
     Raises:
         ValueError: *text* is not a type name this parser accepts.
@@ -535,8 +680,24 @@ def type_from_sql(text: str, base: ColumnType) -> ColumnType:
     if load is None and not dims:
         load = _AS_ANNOTATED.get(base.python)
     declared = "array" if dims else _FAMILY_OF_NAME.get(name, "other")
+    numbers = [int(n) for n in match["args"].split(",")] if match["args"] else []
+    fit = _fit_for(name, numbers, rounding=round_to_scale)
+    if round_to_scale and (name not in _NUMERIC_NAMES or not numbers):
+        msg = f"round=True needs a sql_type of numeric(p, s), not {text!r}"
+        raise ValueError(msg)
+    if fit is not None and dims:
+        fit = _each_element(fit)
+    dump = base.dump
+    if name == "timestamp" and tail != "with time zone" and not dims and base is TIMESTAMPTZ:
+        dump, load = _dump_utc_wall_time, _load_utc_wall_time
     return attrs.evolve(
-        base, label=label, ddl=sql.Composed(parts), load=load, declared_family=declared
+        base,
+        label=label,
+        ddl=sql.Composed(parts),
+        dump=dump,
+        load=load,
+        fit=fit or base.fit,
+        declared_family=declared,
     )
 
 
@@ -603,6 +764,132 @@ def family(column_type: ColumnType) -> str:
     return _FAMILY_OF_PYTHON.get(python, "other")
 
 
+# --- what a declared SQL type can hold --------------------------------------------------------
+
+_NUMERIC_NAMES: Final = frozenset({"numeric", "decimal"})
+_CHAR_NAMES: Final = frozenset(
+    {"varchar", "character varying", "char", "character", "bpchar", "nchar"}
+)
+_INT_RANGES: Final[Mapping[str, tuple[str, int]]] = {
+    "integer": ("integer", 2**31),
+    "int": ("integer", 2**31),
+    "int4": ("integer", 2**31),
+    "smallint": ("smallint", 2**15),
+    "int2": ("smallint", 2**15),
+}
+_FLOAT4_NAMES: Final = frozenset({"real", "float4"})
+_FLOAT4_MAX: Final = float(np.finfo(np.float32).max)
+
+
+def _fit_for(name: str, numbers: list[int], *, rounding: bool) -> Dump | None:
+    """Return the write check of the declared type *name* with modifiers *numbers*, if any."""
+    if name in _NUMERIC_NAMES and numbers:
+        scale = numbers[1] if len(numbers) > 1 else 0
+        return _numeric_fit(numbers[0], scale, rounding=rounding)
+    if name in _CHAR_NAMES and numbers:
+        return _length_fit(name, numbers[0])
+    if name in _INT_RANGES:
+        return _int_fit(*_INT_RANGES[name])
+    if name in _FLOAT4_NAMES:
+        return _float4_fit
+    return None
+
+
+def _each_element(fit: Dump) -> Dump:
+    def check(value: Any) -> Any:
+        if isinstance(value, list):
+            out = []
+            for i, item in enumerate(value):
+                try:
+                    out.append(None if item is None else check(item))
+                except Refused as exc:
+                    _refuse(f"element {i}: {exc}")
+            return out
+        return fit(value)
+
+    return check
+
+
+def _length_fit(name: str, length: int) -> Dump:
+    def fit(value: Any) -> Any:
+        # PostgreSQL refuses a longer value, except that it silently cuts trailing spaces off.
+        if isinstance(value, str) and len(value) > length:
+            _refuse(f"{len(value)} characters do not fit {name}({length})")
+        return value
+
+    return fit
+
+
+def _int_fit(label: str, bound: int) -> Dump:
+    def fit(value: Any) -> Any:
+        if isinstance(value, int) and not -bound <= value < bound:
+            _refuse(f"{value} is outside the {label} range [-{bound}, {bound - 1}]")
+        return value
+
+    return fit
+
+
+def _float4_fit(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value) and abs(value) > _FLOAT4_MAX:
+        _refuse(f"{value!r} is outside the range of real (float4)")
+    return value
+
+
+def _numeric_fit(precision: int, scale: int, *, rounding: bool) -> Dump:
+    quantum = Decimal(1).scaleb(-scale)
+    limit = Decimal(10) ** (precision - scale)
+    # Enough digits for any value numeric(p, s) holds, so quantize never raises on a fit.
+    context = decimal.Context(prec=max(precision, 28) + 10, rounding=decimal.ROUND_HALF_UP)
+    declared = f"numeric({precision}, {scale})"
+
+    def fit(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            number = value
+        elif isinstance(value, int):
+            number = Decimal(value)
+        elif isinstance(value, float):
+            number = Decimal(repr(value))  # the shortest text that reads back as the float
+        else:
+            return value
+        if number.is_nan():
+            return value
+        if number.is_infinite():
+            _refuse(f"{declared} cannot hold an infinite value")
+        too_large = f"{number} does not fit {declared}: its absolute value must be below {limit}"
+        if number and number.adjusted() >= precision - scale:
+            _refuse(too_large)
+        rounded = number.quantize(quantum, context=context)
+        if abs(rounded) >= limit:
+            _refuse(too_large)
+        if rounded != number:
+            if not rounding:
+                _refuse(
+                    f"{number} has more than {scale} decimal places; {declared} would round it "
+                    f"to {rounded} (declare column(..., round=True) to round)"
+                )
+            return rounded
+        return value
+
+    return fit
+
+
+def _dump_utc_wall_time(value: Any) -> dt.datetime:
+    # A timestamp without time zone holds a wall time; this column's is UTC, so the stored
+    # value names the same instant whatever the session's time zone.
+    if isinstance(value, dt.datetime) and (value.tzinfo is None or value.utcoffset() is None):
+        _refuse(
+            f"naive datetime {value.isoformat()} given for a timestamp column, which stores "
+            "the UTC time of an aware datetime; attach a time zone (e.g. tzinfo=datetime.UTC)"
+        )
+    aware = _check_datetime(value)
+    return aware.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _load_utc_wall_time(value: Any) -> dt.datetime:
+    stamp: dt.datetime = value
+    return stamp.replace(tzinfo=dt.UTC)
+
+
 # --- resolution -------------------------------------------------------------------------------
 
 
@@ -630,8 +917,11 @@ def resolve_type(
         TypeError: the annotation has no mapping; the message lists what is supported.
     """
     if compress:
-        if annotation is np.ndarray or typing.get_origin(annotation) is np.ndarray:
+        if annotation is np.ndarray:
             return compressed(np.ndarray, decimals=decimals)
+        if typing.get_origin(annotation) is np.ndarray:
+            declared = _ndarray_dtype(annotation)
+            return compressed(np.ndarray, decimals=decimals, dtype=declared)
         if annotation in (list[int], list[float]):
             return compressed(annotation, decimals=decimals)
         msg = f"compress=True needs np.ndarray, list[int] or list[float], not {annotation!r}"

@@ -91,6 +91,18 @@ def test_readme_examples_run_in_order_twice(
     capsys.readouterr()
 
 
+def test_values_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The missing-value, dtype and precision example runs unchanged and its asserts hold."""
+    pytest.importorskip("pandas")
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_values")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    block = python_block("Values: missing data, dtypes and precision")
+    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
+    assert module.__dict__["sol"].fee == module.__dict__["Decimal"]("0.0001")
+
+
 def test_analytics_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The analytics block runs unchanged, its asserts hold, and twice in a row."""
     pytest.importorskip("pandas")

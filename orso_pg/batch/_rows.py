@@ -1,13 +1,13 @@
 """Model instances and plain rows to COPY rows: generated feeds, COPY types, bad-row diagnosis.
 
 Owns how a batch turns instances into tuples for ``COPY ... FROM STDIN``. The fast path does not
-run every column's full check: values of the exact Python type psycopg's binary dumpers handle
+run every column's full check: values of the exact Python type psycopg's dumpers handle
 correctly go through untouched (PostgreSQL or the dumper refuses what is wrong, and the batch
-then finds the row), and only the values those dumpers would store wrongly take the column's
-``dump`` (a ``bool`` column given ``"false"``, a ``date`` column given a ``datetime``, an ``int``
-column given ``True``, ``None`` inside a ``list[int]``...). When a row fails, :func:`diagnose`
-runs the complete check on it to name the column and the value. It must not touch a connection
-or build statements.
+then finds the row), and every other value takes the write check of the single-row operations
+(a ``bool`` column given ``"false"``, a ``date`` column given a ``datetime``, an ``int`` column
+given ``True`` or NaN, a naive ``datetime``, ``pd.NaT``, ``None`` inside a ``list[int]``...),
+whether the COPY is binary or text. When a row fails, :func:`diagnose` runs the complete check
+on it to name the column and the value. It must not touch a connection or build statements.
 """
 
 from __future__ import annotations
@@ -52,9 +52,16 @@ _EXACT: Final[dict[int, type]] = {
     id(_types.INTERVAL): dt.timedelta,
     id(_types.UUID): uuid.UUID,
 }
-# Types whose dumper refuses every wrong value itself (client-side, or the server with the line);
-# JSONB columns too, whatever their Python annotation (see _expression).
-_RAW: Final = frozenset({id(_types.TEXT), id(_types.TIMESTAMPTZ), id(_types.BYTEA)})
+# Text and bytes of the exact class go through when they are surely under the size limit of a
+# value as sent (the slow path measures the others); a datetime when it is aware, or in binary
+# COPY, whose dumper refuses a naive one. None goes through too: PostgreSQL refuses it in a NOT
+# NULL column and the batch finds the row.
+_SIZED: Final[dict[int, type]] = {id(_types.TEXT): str, id(_types.BYTEA): bytes}
+# The most characters a text can have and be under the limit in any encoding (4 bytes each),
+# and the most bytes a bytea can have in binary and in text COPY (hex: 2 characters a byte).
+_TEXT_FAST: Final = _types.FIELD_LIMIT // 4
+_BYTES_FAST: Final = {True: _types.FIELD_LIMIT, False: (_types.FIELD_LIMIT - 3) // 2}
+_COPY_ESCAPED: Final = ("\\", "\n", "\r", "\t", "\b", "\f", "\v")
 # Element classes psycopg's array dumpers store faithfully, per array type; a list holding
 # anything else (None, True in an int list...) takes the full check. Arrays of bool, date and
 # datetime always do: their element dumpers would coerce.
@@ -111,32 +118,83 @@ def copy_type(col: Column) -> tuple[str, bool]:
     return name, same
 
 
-def _slow(meta: TableMeta, col: Column) -> Callable[[Any], Any]:
-    dump = col.type.dump
+def text_copy_size(value: object) -> int:
+    """Return how many bytes *value* (as dumped) takes in a text COPY row, for the size limit."""
+    if isinstance(value, (bytes, bytearray)):
+        return 2 * len(value) + 3  # \\x and two hex digits a byte
+    if isinstance(value, memoryview):
+        return 2 * value.nbytes + 3
+    if isinstance(value, str):
+        return _types.utf8_size(value) + sum(value.count(c) for c in _COPY_ESCAPED)
+    return 0
+
+
+def _text_copy_refusal(value: object) -> str | None:
+    size = text_copy_size(value)
+    if size <= _types.FIELD_LIMIT:
+        return None
+    return (
+        f"{size:,} bytes in a text COPY row is over the {_types.FIELD_LIMIT:,}-byte limit of "
+        "a value (PostgreSQL refuses fields of 1 GB)"
+    )
+
+
+def _slow(meta: TableMeta, col: Column, *, binary: bool) -> Callable[[Any], Any]:
+    store = col.type.store
+    ctype = col.type
     refuse_none = col.not_null and not col.generated
+    missing = _types.missing
 
     def slow(value: Any) -> Any:
+        # Refusals only stop the feed: diagnose() then runs the single-row check on the row,
+        # which gives the message.
         if value is None:
             if refuse_none:
                 msg = f"{meta.name}.{col.name} is NOT NULL; None given"
                 raise _types.Refused(msg)
             return None
-        return dump(value)
+        if missing(value, ctype) is not None:
+            if refuse_none or col.generated:
+                msg = f"{meta.name}.{col.name}: a missing value where NULL is not allowed"
+                raise _types.Refused(msg)
+            return None
+        dumped = store(value)
+        if not binary:
+            reason = _text_copy_refusal(dumped)
+            if reason is not None:
+                raise _types.Refused(reason)
+        return dumped
 
     return slow
 
 
-def _expression(i: int, col: Column, namespace: dict[str, Any], get: str) -> tuple[str | None, str]:
+def _expression(
+    i: int, col: Column, namespace: dict[str, Any], get: str, *, binary: bool
+) -> tuple[str | None, str]:
     """Return an optional statement and the tuple item that reads column *i* as *get*."""
     ctype = col.type
     if col.options.sql_type is None and col.options.vector is None:
-        if id(ctype) in _RAW:
-            return None, get
-        if ctype.copy_name == "jsonb":
-            # psycopg serialises with the C encoder; what it cannot serialise fails in the
-            # client, and NaN, NUL and lone surrogates are refused by PostgreSQL with the line.
-            return None, get
         read = None if get == f"v{i}" else f"v{i} = {get}"
+        sized = _SIZED.get(id(ctype))
+        if sized is not None:
+            namespace[f"_t{i}"] = sized
+            namespace[f"_n{i}"] = _TEXT_FAST if sized is str else _BYTES_FAST[binary]
+            return read, (
+                f"v{i} if v{i}.__class__ is _t{i} and len(v{i}) <= _n{i} or v{i} is None "
+                f"else _s{i}(v{i})"
+            )
+        if ctype is _types.TIMESTAMPTZ:
+            namespace[f"_t{i}"] = dt.datetime
+            # psycopg's binary dumper refuses a naive datetime itself; its text dumper would
+            # send it without an offset, for the server to read in the session's time zone.
+            aware = "" if binary else f" and v{i}.tzinfo is not None"
+            return read, f"v{i} if v{i}.__class__ is _t{i}{aware} or v{i} is None else _s{i}(v{i})"
+        if ctype.copy_name == "jsonb":
+            # psycopg serialises objects and arrays with the C encoder; what it cannot
+            # serialise fails in the client, and NaN, NUL and lone surrogates are refused by
+            # PostgreSQL with the line. Anything else (a bare NaN, pd.NA) takes the full check.
+            namespace[f"_j{i}"] = (dict, list, type(None))
+            return read, f"v{i} if v{i}.__class__ in _j{i} else _s{i}(v{i})"
         exact = _EXACT.get(id(ctype))
         if exact is not None:
             namespace[f"_t{i}"] = exact
@@ -185,12 +243,18 @@ def diagnose(
             f"{type(obj).__name__} {describe_value(obj)}"
         )
         return ValidationError(msg, table=label, value=obj)
+    binary = names is None or shape(meta, names).binary
     for col in meta.columns:
         if names is None or col.name in names:
+            value = getattr(obj, col.name)
             try:
-                operations.dump_value(meta, label, col, getattr(obj, col.name))
+                dumped = operations.dump_value(meta, label, col, value)
             except ValidationError as err:
                 return err
+            reason = None if binary else _text_copy_refusal(dumped)
+            if reason is not None:
+                msg = f"{label}.{col.name} = {describe_value(value)}: {reason}"
+                return ValidationError(msg, table=label, column=col.name, value=value)
     return None
 
 
@@ -268,10 +332,11 @@ def _generate(
     """Compile ``feed``: *head* opens the loop over ``source``, *reads* reads each column."""
     lines = ["def feed(source, rows, defer=None, /):", "    append = rows.append", *head]
     items: list[str] = []
+    binary = shape(meta, names).binary
     for i, (name, get) in enumerate(zip(names, reads, strict=True)):
         col = meta.by_name[name]
-        namespace[f"_s{i}"] = _slow(meta, col)
-        statement, item = _expression(i, col, namespace, get)
+        namespace[f"_s{i}"] = _slow(meta, col, binary=binary)
+        statement, item = _expression(i, col, namespace, get, binary=binary)
         if statement is not None:
             lines.append("        " + statement)
         items.append(item)

@@ -128,11 +128,19 @@ def _views(arrays: st.SearchStrategy[Array]) -> st.SearchStrategy[Array]:
     )
 
 
-def compressed_arrays(decimals: int | None = None) -> st.SearchStrategy[Array]:
-    """Arrays for an ``np.ndarray`` column with ``compress=True`` (and ``decimals=`` if set)."""
+def compressed_arrays(
+    decimals: int | None = None, dtype: np.dtype[Any] | None = None
+) -> st.SearchStrategy[Array]:
+    """Arrays for an ``np.ndarray`` column with ``compress=True`` (and ``decimals=`` if set).
+
+    With *dtype* (a column declared ``NDArray[dtype]``), every array has that dtype.
+    """
     if decimals is not None:
         return _decimal_floats(decimals)
-    dtypes = st.sampled_from(CODEC_DTYPES)
+    dtypes = st.sampled_from(CODEC_DTYPES) if dtype is None else st.just(dtype)
+    if dtype is not None:
+        realistic = st.tuples(series(dtype), st.sampled_from((1, 1, 2, 10))).map(_levels)
+        return _views(st.one_of(_noise(dtypes), realistic))
     # Market data is mostly int64 (times, sizes) and float64 (prices): those come first.
     kinds = st.one_of(series(np.int64), series(np.float64), dtypes.flatmap(series))
     realistic = st.tuples(kinds, st.sampled_from((1, 1, 2, 10))).map(_levels)

@@ -228,8 +228,10 @@ def _values(column: Column, annotation: Any, sql_type: _SqlType) -> st.SearchStr
     if opts.vector is not None:
         return _vectors(column, annotation)
     if ctype.compressed:
-        if annotation is np.ndarray or typing.get_origin(annotation) is np.ndarray:
+        if annotation is np.ndarray:
             return arrays.compressed_arrays(opts.decimals)
+        if typing.get_origin(annotation) is np.ndarray:
+            return arrays.compressed_arrays(opts.decimals, _types._ndarray_dtype(annotation))
         (element,) = typing.get_args(annotation)
         return arrays.compressed_lists(element, opts.decimals)
     if ctype.python is np.ndarray:

@@ -307,3 +307,21 @@ def test_upsert_key_must_be_declared():
         class BadUpsert:
             a: int
             b: int = column(unique=True)
+
+
+def test_a_server_default_must_fit_the_declared_type():
+    """A server default that numeric(p, s) would round or varchar(n) cannot hold is refused."""
+
+    with pytest.raises(DefinitionError, match="more than 2 decimal places"):
+
+        @table("s_bad_default")
+        class BadDefault:
+            id: int | None = column(primary_key=True, default=None)
+            fee: Decimal = column(sql_type="numeric(5, 2)", server_default=Decimal("0.001"))
+
+    with pytest.raises(DefinitionError, match="do not fit varchar"):
+
+        @table("s_bad_default")
+        class BadText:
+            id: int | None = column(primary_key=True, default=None)
+            code: str = column(sql_type="varchar(2)", server_default="abc")

@@ -185,3 +185,197 @@ def test_compressed_columns_take_strided_views():
     assert codec.decode(frame).tobytes() == np.ascontiguousarray(book[:, 1]).tobytes()
     assert ctype.load is not None
     assert ctype.load(frame).tolist() == book[:, 1].tolist()
+
+
+# --- missing values, declared sizes, array dtypes (issue 12) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "annotation", "marker"),
+    [
+        (float("nan"), int, "NaN"),
+        (float("nan"), str, "NaN"),
+        (float("nan"), float, None),
+        (np.float64("nan"), Decimal, "NaN"),
+        (np.float32("nan"), float, None),
+        (np.datetime64("NaT"), dt.datetime, "NaT"),
+        (np.timedelta64("NaT"), dt.timedelta, "NaT"),
+        (np.datetime64("2024-01-01"), dt.datetime, None),
+        (np.int64(3), int, None),
+        (Decimal("NaN"), Decimal, None),
+        (0.5, int, None),
+        ("NaN", str, None),
+        pytest.param(type("F", (float,), {})("nan"), int, "NaN", id="float-subclass"),
+    ],
+)
+def test_missing_markers_are_told_from_values(value: Any, annotation: Any, marker: str | None):
+    """NaN is missing except in a float column; NaT always; everything else is a value."""
+    assert types.missing(value, resolve_type(annotation)) == marker
+
+
+def test_pandas_markers_are_missing_once_pandas_is_imported():
+    """pd.NaT and pd.NA are found by identity, without orso_pg importing pandas."""
+    pd = pytest.importorskip("pandas")
+    assert types.missing(pd.NaT, types.TIMESTAMPTZ) == "NaT"
+    assert types.missing(pd.NA, types.BIGINT) == "pd.NA"
+    assert types.missing(pd.Timestamp("2024-01-01", tz="UTC"), types.TIMESTAMPTZ) is None
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "annotation", "value", "reason"),
+    [
+        ("varchar(3)", str, "abcd", "4 characters do not fit varchar"),
+        ("char(2)", str, "abc", "do not fit char"),
+        ("numeric(5, 2)", Decimal, Decimal("1.234"), "more than 2 decimal places"),
+        ("numeric(5, 2)", Decimal, Decimal(1000), "does not fit numeric"),
+        ("numeric(5, 2)", Decimal, Decimal("999.995"), "does not fit numeric"),
+        ("numeric(5, 2)", Decimal, Decimal("-Infinity"), "infinite"),
+        ("numeric(5)", int, 123456, "does not fit numeric"),
+        ("numeric(5, 2)", float, 0.125, "more than 2 decimal places"),
+        ("numeric(2, -3)", Decimal, Decimal(100000), "does not fit numeric"),
+        ("numeric(2, -3)", Decimal, Decimal(1500), "more than -3 decimal places"),
+        ("integer", int, 2**31, "outside the integer range"),
+        ("smallint", int, -(2**15) - 1, "outside the smallint range"),
+        ("real", float, 1e39, "outside the range of real"),
+        ("varchar(2)[]", list[str | None], ["ab", None, "abc"], "element 2: 3 characters"),
+    ],
+)
+def test_declared_types_refuse_what_they_cannot_hold(
+    sql_type: str, annotation: Any, value: Any, reason: str
+):
+    """A write is checked against the declared type; filters (dump) are not."""
+    ctype = type_from_sql(sql_type, resolve_type(annotation))
+    ctype.dump(value)
+    with pytest.raises(Refused, match=reason):
+        ctype.store(value)
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "annotation", "value", "stored"),
+    [
+        ("numeric(5, 2)", Decimal, Decimal("1.500000"), Decimal("1.500000")),
+        ("numeric(5, 2)", Decimal, Decimal("-999.99"), Decimal("-999.99")),
+        ("numeric(5, 2)", Decimal, Decimal("NaN"), Decimal("NaN")),
+        ("numeric(5, 2)", float, 0.25, 0.25),
+        ("numeric(2, -3)", Decimal, Decimal(99000), Decimal(99000)),
+        ("numeric(5)", int, 99999, 99999),
+        ("integer", int, -(2**31), -(2**31)),
+        ("real", float, math.inf, math.inf),
+        ("varchar(2)", str, "ab", "ab"),
+        ("text", str, "x" * 10, "x" * 10),
+    ],
+)
+def test_declared_types_store_what_fits_unchanged(
+    sql_type: str, annotation: Any, value: Any, stored: Any
+):
+    """A value that fits is bound as given."""
+    # Compared as text: Decimal NaN is not equal to itself.
+    assert str(type_from_sql(sql_type, resolve_type(annotation)).store(value)) == str(stored)
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False), st.integers(1, 12), st.integers(0, 6))
+def test_numeric_fit_agrees_with_exact_arithmetic(value: Decimal, precision: int, scale: int):
+    """store() accepts exactly the values numeric(p, s) holds unchanged; round=True rounds."""
+    scale = min(scale, precision)
+    ctype = type_from_sql(f"numeric({precision}, {scale})", types.NUMERIC)
+    exact = value * 10**scale == int(value * 10**scale) and abs(value) < Decimal(10) ** (
+        precision - scale
+    )
+    try:
+        stored = ctype.store(value)
+    except Refused:
+        assert not exact
+    else:
+        assert exact
+        assert stored == value
+    rounding = type_from_sql(f"numeric({precision}, {scale})", types.NUMERIC, round_to_scale=True)
+    fits = abs(value.quantize(Decimal(1).scaleb(-scale), rounding="ROUND_HALF_UP")) < Decimal(
+        10
+    ) ** (precision - scale)
+    if not fits:
+        with pytest.raises(Refused, match="does not fit"):
+            rounding.store(value)
+        return
+    rounded = rounding.store(value)
+    assert abs(rounded - value) <= Decimal(1).scaleb(-scale) / 2
+
+
+def test_round_needs_numeric_with_modifiers():
+    """round_to_scale on any other declared type is refused when the model is defined."""
+    for text in ("numeric", "varchar(3)", "integer"):
+        with pytest.raises(ValueError, match="round=True needs"):
+            type_from_sql(text, types.NUMERIC, round_to_scale=True)
+
+
+def test_timestamp_columns_store_the_utc_wall_time():
+    """sql_type='timestamp' binds the UTC time of an aware datetime, and loads it as UTC."""
+    ctype = type_from_sql("timestamp", types.TIMESTAMPTZ)
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    assert ctype.dump(dt.datetime(2024, 1, 1, 12, tzinfo=plus2)) == dt.datetime(2024, 1, 1, 10)  # noqa: DTZ001
+    assert ctype.load is not None
+    assert ctype.load(dt.datetime(2024, 1, 1, 10)) == dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)  # noqa: DTZ001
+    with pytest.raises(Refused, match="naive datetime"):
+        ctype.dump(dt.datetime(2024, 1, 1, 12))  # noqa: DTZ001
+    with_tz = type_from_sql("timestamp with time zone", types.TIMESTAMPTZ)
+    assert with_tz.dump is types.TIMESTAMPTZ.dump
+
+
+@pytest.mark.parametrize(
+    ("given", "dtype", "ok"),
+    [
+        (np.array([1, 2], dtype=np.int64), np.float64, True),
+        (np.array([2**53 + 1], dtype=np.int64), np.float64, False),
+        (np.array([1.0, -2.0]), np.int32, True),
+        (np.array([0.5]), np.int64, False),
+        (np.array([np.nan]), np.int64, False),
+        (np.array([np.nan, 1.0]), np.float32, True),
+        (np.array([0.1]), np.float32, False),
+        (np.array([True, False]), np.int16, True),
+        (np.array([2], dtype=np.int64), np.bool_, False),
+        (np.array(["1"]), np.float64, False),
+        (np.zeros((2, 2), dtype=np.int32), np.int64, True),
+    ],
+)
+def test_arrays_are_cast_only_without_loss(given: Any, dtype: Any, ok: bool):
+    """The one dtype rule of array columns: a cast that changes no value, or a refusal."""
+    if not ok:
+        with pytest.raises(Refused, match="cannot be stored as"):
+            types.cast_array(given, np.dtype(dtype))
+        return
+    cast = types.cast_array(given, np.dtype(dtype))
+    assert cast.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(cast.astype(given.dtype), given)
+
+
+def test_compressed_columns_keep_their_declared_dtype():
+    """NDArray[np.float64] with compress=True casts int arrays and reads float64 back."""
+    ctype = resolve_type(npt.NDArray[np.float64], compress=True)
+    assert ctype.label == "bytea (compressed ndarray float64)"
+    assert ctype.load is not None
+    back = ctype.load(ctype.dump(np.arange(4)))
+    assert back.dtype == np.float64
+    assert back.tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(Refused, match="without loss"):
+        ctype.dump(np.array([2**60 + 1]))
+
+
+def test_oversized_values_are_refused_without_reading_them():
+    """bytes, text and JSON over the field limit are refused by their size alone."""
+    huge: Any = np.zeros(types.FIELD_LIMIT + 1, dtype=np.uint8).data
+    with pytest.raises(Refused, match="over the"):
+        types.BYTEA.dump(huge)
+    assert types.BYTEA.dump(b"x") == b"x"
+
+
+def test_text_and_json_sizes_are_measured_in_utf8(monkeypatch: pytest.MonkeyPatch):
+    """The limit counts UTF-8 bytes: 60 two-byte characters are over a 100-byte limit."""
+    monkeypatch.setattr(types, "FIELD_LIMIT", 100)
+    monkeypatch.setattr(types, "_SIZE_STEP", 7)
+    assert types.TEXT.dump("a" * 100) == "a" * 100
+    with pytest.raises(Refused, match="120 bytes is over the 100-byte limit"):
+        types.TEXT.dump("é" * 60)
+    assert types.utf8_size("é€" * 9) == len(("é€" * 9).encode())
+    with pytest.raises(Refused, match="over the 100-byte limit"):
+        types.JSONB.dump({"k": "é" * 60})
+    with pytest.raises(Refused, match="over the 100-byte limit"):
+        types.BYTEA.dump(b"x" * 101)
