@@ -19,6 +19,7 @@ from orso_pg import _reads as reads
 from orso_pg._schema import TableMeta, table_of
 from orso_pg.batch import _batch as batch
 from orso_pg.batch._batch import BatchOptions, UpsertResult
+from orso_pg.errors import QueryError
 from orso_pg.query._builder import QueryBuilder
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
@@ -58,9 +59,25 @@ class Orso:
 
     @classmethod
     def primary_key_field(cls) -> str | None:
-        """Return the primary key's field name, or None."""
-        pk = table_of(cls).primary_key
+        """Return the primary key's field name, or None.
+
+        Raises:
+            QueryError: the key is composite; :meth:`primary_key_fields` names its columns.
+        """
+        meta = table_of(cls)
+        if meta.composite:
+            msg = (
+                f"{cls.__name__} has a composite primary key ({', '.join(meta.key_names)}); "
+                "use primary_key_fields()"
+            )
+            raise QueryError(msg, table=meta.name)
+        pk = meta.primary_key
         return None if pk is None else pk.name
+
+    @classmethod
+    def primary_key_fields(cls) -> tuple[str, ...]:
+        """Return the primary key's field names in key order (one for a single-column key)."""
+        return table_of(cls).key_names
 
     @classmethod
     def field_names(cls) -> builtins.list[str]:
@@ -85,9 +102,13 @@ class Orso:
         return None if col is None else col.name
 
     def get_primary_key(self) -> object:
-        """Return this instance's primary key value (None before insert)."""
-        pk = table_of(type(self)).primary_key
-        return None if pk is None else getattr(self, pk.name)
+        """Return this instance's primary key value (None before insert).
+
+        A composite key is a tuple of values in key order, e.g. ``("BTC", ts)``: the value
+        ``find_by_id`` takes.
+        """
+        meta = table_of(type(self))
+        return ops.key_value(meta, self) if meta.key else None
 
     # --- single rows --------------------------------------------------------------------------
 

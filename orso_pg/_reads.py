@@ -10,6 +10,7 @@ It must not build SQL text by hand nor touch a connection directly.
 from __future__ import annotations
 
 import decimal
+import typing
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,7 +22,7 @@ from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
 from orso_pg._executor import loader
-from orso_pg._operations import check_session, dump_keys, dump_value, setup
+from orso_pg._operations import check_session, dump_keys, dump_value, key_value, setup
 from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.query._filters import (
@@ -157,6 +158,8 @@ def find_by_ids(
     Keys with no row are left out; a key asked for twice is returned once.
     """
     meta, table, label, session = setup(cls, db, table_name)
+    if meta.composite:
+        return _find_by_composite_keys(meta, table, label, session, ids)
     pk = compiler.require_key(meta)
     keys = dump_keys(meta, table, ids)
     if not keys:
@@ -174,6 +177,28 @@ def find_by_ids(
         obj = found.get(k)
         if obj is not None and k not in seen:
             seen.add(k)
+            ordered.append(obj)
+    return ordered
+
+
+def _find_by_composite_keys(
+    meta: TableMeta, table: str | None, label: str, session: Session, ids: Iterable[object]
+) -> list[Any]:
+    given = list(ids)
+    keys = dump_keys(meta, table, given)
+    if not keys:
+        return []
+    stmt = compiler.select_by_keys(meta, table, keys)
+    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
+    load = loader(meta)
+    found = {key_value(meta, obj): obj for obj in map(load, rows)}
+    ordered = []
+    asked: dict[tuple[Any, ...], None] = dict.fromkeys(
+        tuple(typing.cast("Sequence[Any]", k)) for k in given
+    )
+    for key in asked:
+        obj = found.get(key)
+        if obj is not None:
             ordered.append(obj)
     return ordered
 
@@ -341,7 +366,7 @@ def find_keyset(
     between pages, and deep pages cost what the first one does.
     """
     meta, table, label, session = setup(cls, db, table_name)
-    compiler.require_key(meta)  # the key is the tie-breaker that makes every position unique
+    compiler.require_keys(meta)  # the key is the tie-breaker that makes every position unique
     full = with_tiebreak(meta, sorts)
     if isa(limit, bool) or not isa(limit, int) or limit < 1:
         msg = f"limit must be a positive int, not {limit!r}"
