@@ -441,3 +441,34 @@ def test_the_testing_kit_makes_batches_with_distinct_keys(market: Database, data
     _truncate(market, "cp_daily")
     assert Daily.batch_create(bars, market) == len(bars)
     assert {b.get_primary_key() for b in Daily.find_all(market)} == set(keys)
+
+
+def test_keys_of_declared_sql_types_match_without_truncation(db: Database):
+    """A varchar(3) key part is compared as it is stored: no cast truncates 'BTCX' to 'BTC'."""
+
+    @table("cp_codes", primary_key=("code", "day"))
+    class Code(Orso):
+        code: str = column(sql_type="varchar(3)")
+        day: date
+        note: str = ""
+
+    create_tables(db, Code)
+    Code.batch_create([Code(code="BTC", day=D0), Code(code="ETH", day=D0)], db)
+    assert [c.code for c in Code.find_by_ids([("BTCX", D0), ("ETH", D0)], db)] == ["ETH"]
+    assert Code.batch_delete([("BTCX", D0)], db) == 0
+    assert Code.batch_delete([("BTC", D0)], db) == 1
+    assert Code.find_by_id(("ETH", D0), db) is not None
+
+
+def test_plain_rows_upsert_on_the_composite_key(market: Database):
+    db = market
+    Daily(venue="X", symbol="BTC", day=D0, close=1.0).insert(db)
+    result = Daily.batch_upsert_rows(
+        [("X", "BTC", D0, 2.0, 5), ("X", "ETH", D0, 3.0, 1), ("X", "ETH", D0, 4.0, 1)],
+        db,
+    )
+    assert result == UpsertResult(inserted=1, updated=1, skipped=1)
+    assert {b.get_primary_key(): b.close for b in Daily.find_all(db)} == {
+        ("X", "BTC", D0): 2.0,
+        ("X", "ETH", D0): 4.0,
+    }

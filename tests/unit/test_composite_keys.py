@@ -270,3 +270,25 @@ def test_single_column_operations_refuse_a_composite_key():
 
 def test_the_testing_kit_keeps_composite_keys_unique():
     assert strategies.unique_keys(table_of(Tick))[0] == ("symbol", "ts")
+
+
+def test_a_single_name_as_the_table_key_is_a_single_column_key():
+    @table("cp_single", primary_key="code")
+    class Single(Orso):
+        code: str
+        name: str = ""
+
+    meta = table_of(Single)
+    assert meta.key_names == ("code",)
+    assert meta.primary_key is meta.key[0]
+    assert not meta.composite
+
+
+def test_a_model_without_a_key_has_an_empty_one():
+    @table("cp_keyless")
+    class Keyless(Orso):
+        note: str
+
+    assert table_of(Keyless).key == ()
+    assert Keyless.primary_key_fields() == ()
+    assert Keyless(note="x").get_primary_key() is None
