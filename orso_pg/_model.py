@@ -162,7 +162,7 @@ class Orso:
 
     @classmethod
     def find_by_id(cls, id: object, db: Session) -> Self | None:
-        """Return the row whose primary key is *id*, or None."""
+        """Return the row whose primary key is *id* (a tuple for a composite key), or None."""
         return ops.find_by_id(cls, id, db)
 
     @classmethod
@@ -315,7 +315,7 @@ class Orso:
 
     @classmethod
     def find_by_ids(cls, ids: Iterable[object], db: Session) -> builtins.list[Self]:
-        """Return the rows with these primary keys, in the order asked, in one round trip."""
+        """Return the rows with these primary keys (tuples if composite), in one round trip."""
         return reads.find_by_ids(cls, ids, db)
 
     @classmethod
@@ -836,7 +836,7 @@ class Orso:
     def batch_delete(
         cls, ids: Iterable[object], db: Session, **options: Unpack[BatchOptions]
     ) -> int:
-        """Delete the rows with these primary keys in one statement; return how many."""
+        """Delete the rows with these primary keys (tuples if composite); return how many."""
         return batch.delete(cls, ids, db, **options)
 
     @classmethod
