@@ -292,3 +292,22 @@ def test_a_model_without_a_key_has_an_empty_one():
     assert table_of(Keyless).key == ()
     assert Keyless.primary_key_fields() == ()
     assert Keyless(note="x").get_primary_key() is None
+
+
+def test_keys_in_writes_a_single_key_as_batch_deletes_always_did():
+    """One helper for many keys: a single-column key keeps its ``= ANY(array)`` form."""
+    meta = table_of(Fill)
+    assert compiler.keys_in(meta).as_string() == '"id" = ANY(%b::BIGINT[])'
+    assert batch_sql.delete_any(meta, None, [1, 2]).as_string() == (
+        f'DELETE FROM "cp_fills" WHERE {compiler.keys_in(meta).as_string()}'
+    )
+    assert compiler.keys_params(meta, [1, 2]) == ([1, 2],)
+
+
+def test_keyless_models_are_refused_where_a_key_is_needed():
+    @table("cp_keyless_ops")
+    class Keyless(Orso):
+        note: str
+
+    with pytest.raises(QueryError, match="Keyless has no primary key; this operation needs one"):
+        compiler.require_keys(table_of(Keyless))
