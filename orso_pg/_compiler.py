@@ -447,9 +447,27 @@ def select_in(meta: TableMeta, table_name: str | None, column: str, values: list
 
 @functools.lru_cache(maxsize=1024)
 def _select_keys(meta: TableMeta, table_name: str | None) -> sql.Composed:
-    return sql.SQL("{} WHERE {}").format(select(meta, table_name), keys_in(meta))
+    keys = require_keys(meta)
+    parts = [sql.Identifier(f"k{i}") for i in range(len(keys))]
+    return sql.SQL(
+        "SELECT {} FROM unnest({}) WITH ORDINALITY AS k({}, n) JOIN {} AS t ON {} ORDER BY k.n"
+    ).format(
+        _COMMA.join(sql.Identifier("t", c.name) for c in meta.columns),
+        _COMMA.join(_array_param(c) for c in keys),
+        _COMMA.join(parts),
+        meta.qualified(table_name),
+        sql.SQL(" AND ").join(
+            sql.SQL("t.{} = k.{}").format(sql.Identifier(c.name), part)
+            for c, part in zip(keys, parts, strict=True)
+        ),
+    )
 
 
 def select_by_keys(meta: TableMeta, table_name: str | None, keys: Sequence[Any]) -> Statement:
-    """Return the statement reading the rows whose primary key is one of *keys* (dumped)."""
+    """Return the statement reading the rows whose primary key is one of *keys* (dumped).
+
+    The rows come in the order of *keys*, a row once per time its key is asked for: the server
+    matches the keys as the column stores them (a ``char(n)`` pads, a ``varchar`` does not),
+    so the caller never has to compare the asked values with the loaded ones.
+    """
     return Statement(_select_keys(meta, table_name), keys_params(meta, keys))

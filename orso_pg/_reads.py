@@ -10,7 +10,6 @@ It must not build SQL text by hand nor touch a connection directly.
 from __future__ import annotations
 
 import decimal
-import typing
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,7 +21,7 @@ from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
 from orso_pg._executor import loader
-from orso_pg._operations import check_session, dump_keys, dump_value, key_value, setup
+from orso_pg._operations import check_session, dump_keys, dump_value, setup
 from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.query._filters import (
@@ -184,22 +183,26 @@ def find_by_ids(
 def _find_by_composite_keys(
     meta: TableMeta, table: str | None, label: str, session: Session, ids: Iterable[object]
 ) -> list[Any]:
-    given = list(ids)
-    keys = dump_keys(meta, table, given)
+    keys = dump_keys(meta, table, ids)
     if not keys:
         return []
     stmt = compiler.select_by_keys(meta, table, keys)
     rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
     load = loader(meta)
-    found = {key_value(meta, obj): obj for obj in map(load, rows)}
+    positions = [meta.columns.index(c) for c in meta.key]
+    seen: set[object] = set()
     ordered = []
-    asked: dict[tuple[Any, ...], None] = dict.fromkeys(
-        tuple(typing.cast("Sequence[Any]", k)) for k in given
-    )
-    for key in asked:
-        obj = found.get(key)
-        if obj is not None:
-            ordered.append(obj)
+    for row in rows:  # in the order asked; a key asked for again repeats its row
+        stored: object = tuple(row[i] for i in positions)
+        try:
+            hash(stored)
+        except TypeError:
+            # A JSON or array part: both sides come from the server in one form, so their
+            # text tells them apart exactly.
+            stored = repr(stored)
+        if stored not in seen:
+            seen.add(stored)
+            ordered.append(load(row))
     return ordered
 
 

@@ -503,8 +503,9 @@ def _build(
         chosen: tuple[str, ...] | None = upsert_key
     elif len(unique_keys) == 1:
         chosen = unique_keys[0]
-    elif not unique_keys and len(keys) > 1:
-        # A composite key is a natural key the caller supplies: it is what upserts match on.
+    elif not unique_keys and len(keys) > 1 and not any(c.generated for c in keys):
+        # A composite key the caller supplies whole is the row's natural identity: it is the
+        # conflict key upserts mean. (A generated part would never conflict on a new row.)
         chosen = key_names
     else:
         chosen = None

@@ -472,3 +472,20 @@ def test_plain_rows_upsert_on_the_composite_key(market: Database):
         ("X", "BTC", D0): 2.0,
         ("X", "ETH", D0): 4.0,
     }
+
+
+def test_keys_are_matched_as_the_column_stores_them(db: Database):
+    """A char(5) part pads on the way in; the asked key still finds its row, once, in order."""
+
+    @table("cp_padded", primary_key=("code", "tags"))
+    class Padded(Orso):
+        code: str = column(sql_type="char(5)")
+        tags: dict[str, int]
+        note: str = ""
+
+    create_tables(db, Padded)
+    Padded.batch_create([Padded(code="BTC", tags={"a": 1}), Padded(code="ETH", tags={"b": 2})], db)
+    found = Padded.find_by_ids(
+        [("ETH", {"b": 2}), ("BTC", {"a": 1}), ("ETH", {"b": 2}), ("BTC", {"a": 2})], db
+    )
+    assert [(p.code.strip(), p.tags) for p in found] == [("ETH", {"b": 2}), ("BTC", {"a": 1})]

@@ -311,3 +311,29 @@ def test_keyless_models_are_refused_where_a_key_is_needed():
 
     with pytest.raises(QueryError, match="Keyless has no primary key; this operation needs one"):
         compiler.require_keys(table_of(Keyless))
+
+
+def test_a_key_with_a_generated_part_is_no_default_conflict_key():
+    """A new row's identity part is drawn by the server, so it never conflicts: no default."""
+
+    @table("cp_partitioned", primary_key=("id", "ts"))
+    class Partitioned(Orso):
+        id: int | None = column(default=None)
+        ts: datetime
+
+    meta = table_of(Partitioned)
+    assert meta.key[0].identity
+    assert meta.upsert_key is None
+    with pytest.raises(QueryError, match="declares no unique key"):
+        ops.upsert_key(meta)
+
+
+def test_find_by_ids_joins_the_asked_keys_in_their_order():
+    meta = table_of(Instrument)
+    assert_sql(
+        compiler.select_by_keys(meta, None, [("X", "BTC")]),
+        'SELECT "t"."venue", "t"."symbol", "t"."name" FROM unnest(%b::TEXT[], %b::TEXT[]) '
+        'WITH ORDINALITY AS k("k0", "k1", n) JOIN "cp_instruments" AS t '
+        'ON t."venue" = k."k0" AND t."symbol" = k."k1" ORDER BY k.n',
+        (["X"], ["BTC"]),
+    )
