@@ -23,6 +23,7 @@ __all__ = [
     "ColumnOptions",
     "ForeignKey",
     "Index",
+    "TableForeignKey",
     "TableMeta",
     "column",
     "identifier_problem",

@@ -174,7 +174,7 @@ def describe(meta: TableMeta, target: LiveTable) -> dict[str, Any]:
     created). The next migration drops only indexes, unique keys, foreign keys and defaults
     that this description lists, so objects someone added by hand are never removed.
     """
-    return {
+    described: dict[str, Any] = {
         "columns": {
             c.name: {
                 "type": c.type,
@@ -194,9 +194,14 @@ def describe(meta: TableMeta, target: LiveTable) -> dict[str, Any]:
             key=lambda i: (i["columns"], i["method"], i["unique"]),
         ),
         "foreign_keys": sorted(list(spec) for spec in _model_fks(meta)),
-        "composite_foreign_keys": sorted(_composite_fk_spec(fk) for fk in meta.foreign_keys),
         "compressed": sorted(c.name for c in meta.columns if c.type.compressed),
     }
+    if meta.foreign_keys:
+        # Only when there are some: the checksums recorded for other models stay the same.
+        described["composite_foreign_keys"] = sorted(
+            _composite_fk_spec(fk) for fk in meta.foreign_keys
+        )
+    return described
 
 
 # --- creating a table -------------------------------------------------------------------------

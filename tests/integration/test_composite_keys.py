@@ -489,3 +489,23 @@ def test_keys_are_matched_as_the_column_stores_them(db: Database):
         [("ETH", {"b": 2}), ("BTC", {"a": 1}), ("ETH", {"b": 2}), ("BTC", {"a": 2})], db
     )
     assert [(p.code.strip(), p.tags) for p in found] == [("ETH", {"b": 2}), ("BTC", {"a": 1})]
+
+
+def test_a_composite_key_is_added_to_a_table_without_one(db: Database):
+    @table("cp_prints")
+    class Keyless(Orso):
+        symbol: str
+        ts: datetime
+
+    @table("cp_prints", primary_key=("symbol", "ts"))
+    class Keyed(Orso):
+        symbol: str
+        ts: datetime
+
+    create_tables(db, Keyless)
+    Keyless(symbol="BTC", ts=T0).insert(db)
+    (added,) = Migrations.init(db, [migration(Keyed)])
+    assert added.schema_changes == ("add primary key (symbol, ts)",)
+    (matched,) = Migrations.init(db, [migration(Keyed)])
+    assert matched.action is MigrationAction.SCHEMA_MATCHED
+    assert Keyed.find_by_id(("BTC", T0), db) is not None
