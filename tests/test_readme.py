@@ -47,3 +47,17 @@ def test_composite_keys_section_runs(server: Server, schema: str, monkeypatch: p
     exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
     assert module.__dict__["bar"].close == 181.0  # read before the upsert changed the row
     assert module.__dict__["page"].next_cursor is not None
+
+
+def test_analytics_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The analytics block runs unchanged, its asserts hold, and twice in a row."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    for _ in range(2):
+        module = types.ModuleType("readme_analytics")
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        exec(compile(python_block("Analytics reads"), str(README), "exec"), module.__dict__)  # noqa: S102
+        assert len(module.__dict__["df"]) == 1_000
+        assert module.__dict__["table_"].num_rows == 199  # price > 3200: i > 800

@@ -10,15 +10,19 @@ Names are checked against the models involved (the base model and every joined o
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
+import numpy as np
 from psycopg import sql
 
 from orso_pg._compiler import Statement
 from orso_pg._schema import Column, TableMeta, identifier_problem, models, table_of
 from orso_pg.errors import QueryError, ValidationError
+from orso_pg.query._columns import require, to_arrow, to_pandas
 from orso_pg.query._filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
 
 __all__ = ["JoinType", "QueryBuilder"]
@@ -390,11 +394,55 @@ class QueryBuilder:
         """Yield the rows from a server-side cursor, *batch_size* at a time (flat memory)."""
         return _session(db)._stream_builder(self, batch_size)
 
+    # --- columnar results ------------------------------------------------------------------------
+
+    def fetch_arrays(self, db: object) -> dict[str, np.ndarray]:
+        """Run the query and return one numpy array per output column (see the README's dtypes).
+
+        int64, float64, bool, ``datetime64[us]`` (UTC) and ``datetime64[D]`` where the column has
+        such a type, ``object`` elsewhere; NULL is NaN in floats, NaT in timestamps and dates, and
+        a masked entry (``numpy.ma``) in ints and bools.
+        """
+        return _session(db)._fetch_columns(self)
+
+    def fetch_arrow(self, db: object) -> Any:
+        """Run the query and return a ``pyarrow.Table`` (the ``arrow`` extra)."""
+        require("pyarrow", "arrow")
+        return to_arrow(self.fetch_arrays(db))
+
+    def fetch_df(self, db: object) -> Any:
+        """Run the query and return a pandas ``DataFrame`` (the ``pandas`` extra)."""
+        require("pandas", "pandas")
+        return to_pandas(self.fetch_arrays(db))
+
+    def copy_out(self, target: object, db: object, *, format: str = "csv") -> int:
+        """Stream the query's rows to *target* (a path or a binary file) with ``COPY ... TO``.
+
+        ``format`` is ``"csv"`` (with a header line) or ``"binary"`` (PostgreSQL's binary COPY
+        format, which ``COPY ... FROM`` reads back). Memory stays flat; returns the row count.
+        """
+        if format not in ("csv", "binary"):
+            msg = f"format must be 'csv' or 'binary', not {format!r}"
+            raise QueryError(msg, table=self.base_name, value=format)
+        session = _session(db)
+        if isinstance(target, str | os.PathLike):
+            with Path(target).open("wb") as f:
+                return session._copy_builder(self, f.write, format == "binary")
+        write = getattr(target, "write", None)
+        if write is None:
+            msg = f"target must be a path or a binary file, not {type(target).__name__}"
+            raise ValidationError(msg, table=self.base_name, value=target)
+        return session._copy_builder(self, write, format == "binary")
+
 
 class _Runner(Protocol):
     """The part of a session that runs a builder (``Database`` and ``Transaction`` have it)."""
 
     def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]: ...
+    def _fetch_columns(self, builder: QueryBuilder) -> dict[str, np.ndarray]: ...
+    def _copy_builder(
+        self, builder: QueryBuilder, write: Callable[[bytes], object], binary: bool
+    ) -> int: ...
     def _count_builder(self, builder: QueryBuilder) -> int: ...
     def _stream_builder(
         self, builder: QueryBuilder, batch_size: int
