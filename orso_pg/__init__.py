@@ -26,6 +26,7 @@ from orso_pg.errors import (
     QueryCanceledError,
     QueryError,
     SerializationError,
+    ServerUnavailableError,
     UniqueViolationError,
     ValidationError,
 )
@@ -38,7 +39,7 @@ from orso_pg.migrate._migrations import (
     MigrationStep,
     migration,
 )
-from orso_pg.query._builder import JoinType, QueryBuilder
+from orso_pg.query._builder import JoinType, QueryBuilder, Window
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
@@ -88,6 +89,7 @@ __all__ = [
     "QueryError",
     "SearchFilter",
     "SerializationError",
+    "ServerUnavailableError",
     "Sort",
     "SortOrder",
     "TableMeta",
@@ -95,6 +97,7 @@ __all__ = [
     "UniqueViolationError",
     "UpsertResult",
     "ValidationError",
+    "Window",
     "column",
     "migration",
     "table",

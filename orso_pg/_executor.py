@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -25,11 +26,12 @@ from orso_pg import errors
 from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
 from orso_pg._types import Refused
+from orso_pg.session import _watchdog
 
 if TYPE_CHECKING:
     from orso_pg._schema import Column, TableMeta
 
-__all__ = ["Executor", "Listener", "loader", "translate"]
+__all__ = ["Executor", "Listener", "loader", "shorten", "translate"]
 
 logger = logging.getLogger("orso_pg")
 
@@ -41,6 +43,12 @@ _SNAPSHOT: Final = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 _END_SNAPSHOT: Final = sql.SQL("COMMIT")
 
 _RENDERED: Final[Memo[bytes]] = Memo()
+
+_clock: Final = time.perf_counter
+
+
+def _debug() -> bool:
+    return logger.isEnabledFor(logging.DEBUG)
 
 
 def render(query: sql.Composable) -> bytes:
@@ -62,31 +70,84 @@ class Executor:
     Args:
         conn: The connection, owned by the caller.
         listeners: Called with the statement text and parameters before each statement.
+        deadline: Seconds a statement may wait for the server's reply before the connection is
+            shut and :class:`~orso_pg.errors.ServerUnavailableError` raised (None: no limit).
+        server: Where the connection goes (``host:port/db``), for log records.
+        slow: Statements taking at least this many seconds are logged at WARNING.
     """
 
-    __slots__ = ("conn", "listeners")
+    __slots__ = ("conn", "deadline", "listeners", "server", "slow")
 
-    def __init__(self, conn: psycopg.Connection[Any], listeners: Sequence[Listener] = ()) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        listeners: Sequence[Listener] = (),
+        *,
+        deadline: float | None = None,
+        server: str = "",
+        slow: float | None = None,
+    ) -> None:
         self.conn = conn
         self.listeners = listeners
+        self.deadline = deadline
+        self.server = server
+        self.slow = slow
 
     def _notify(self, query: bytes, params: tuple[Any, ...]) -> None:
         if self.listeners:
             text = query.decode("utf-8", "replace")
             for listener in self.listeners:
                 listener(text, params)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s", query.decode("utf-8", "replace"))
+
+    def _arm(self) -> _watchdog.Guard | None:
+        return None if self.deadline is None else _watchdog.arm(self.conn, self.deadline)
+
+    def _failed(
+        self, exc: BaseException, guard: _watchdog.Guard | None, table: str | None
+    ) -> errors.OrsoError:
+        if guard is not None and guard.disarm():
+            msg = (
+                f"no reply from the server at {self.server or 'PostgreSQL'} within "
+                f"{guard.seconds:g} s (the client-side deadline); the connection was closed"
+            )
+            return errors.ServerUnavailableError(msg, table=table)
+        return translate(exc, table=table)
+
+    def _done(self, started: float, query: bytes, params: Sequence[Any]) -> None:
+        """Log a statement that ran: WARNING when slow, else DEBUG (when enabled)."""
+        elapsed = _clock() - started
+        if self.slow is not None and elapsed >= self.slow:
+            level = logging.WARNING
+        elif logger.isEnabledFor(logging.DEBUG):
+            level = logging.DEBUG
+        else:
+            return
+        logger.log(
+            level,
+            "%s%.1f ms on %s: %s %s",
+            "slow statement, " if level == logging.WARNING else "",
+            elapsed * 1000.0,
+            self.server or "?",
+            query.decode("utf-8", "replace"),
+            shorten(params),
+        )
 
     def _run(self, stmt: Statement, table: str | None, *, binary: bool) -> psycopg.Cursor[Any]:
         query = render(stmt.query)
-        self._notify(query, stmt.params)
+        if self.listeners:
+            self._notify(query, stmt.params)
+        started = _clock()
+        guard = None if self.deadline is None else _watchdog.arm(self.conn, self.deadline)
         try:
             # Inside the try: on a connection that already broke, cursor() raises too.
             cur = self.conn.cursor(binary=binary)
             cur.execute(query, stmt.params)
         except psycopg.Error as exc:
-            raise translate(exc, table=table) from exc
+            raise self._failed(exc, guard, table) from exc
+        if guard is not None:
+            guard.disarm()
+        if self.slow is not None or _debug():
+            self._done(started, query, stmt.params)
         return cur
 
     def fetch_all(self, stmt: Statement, *, table: str | None = None) -> list[tuple[Any, ...]]:
@@ -120,6 +181,8 @@ class Executor:
         for query, stmt in zip(queries, stmts, strict=True):
             self._notify(query, stmt.params)
         own = conn.info.transaction_status == _IDLE
+        started = time.perf_counter()
+        guard = self._arm()
         try:
             cursors = [conn.cursor(binary=True) for _ in stmts]
             with conn.pipeline():
@@ -129,13 +192,19 @@ class Executor:
                     cur.execute(query, stmt.params)
                 if own:
                     conn.execute(_END_SNAPSHOT)
-            return [cur.fetchall() for cur in cursors]
+            rows = [cur.fetchall() for cur in cursors]
         except psycopg.Error as exc:
+            error = self._failed(exc, guard, table)
             if own and not conn.closed and conn.info.transaction_status != _IDLE:
                 # A statement failed, so the COMMIT was skipped: end the snapshot here rather
                 # than hand the connection back inside a failed transaction.
                 conn.rollback()
-            raise translate(exc, table=table) from exc
+            raise error from exc
+        if guard is not None:
+            guard.disarm()
+        for query, stmt in zip(queries, stmts, strict=True):
+            self._done(started, query, stmt.params)
+        return rows
 
     def bind(self, stmt: Statement, *, table: str | None = None) -> str:
         """Return *stmt* with its values bound client-side by psycopg, for the columnar reader.
@@ -202,17 +271,27 @@ class Executor:
         """
         query = render(stmt.query)
         self._notify(query, stmt.params)
+        guard = None
         try:
             with self.conn.cursor(name=_cursor_name(), binary=True) as cur:
                 cur.itersize = batch_size
+                started = time.perf_counter()
+                guard = self._arm()
                 cur.execute(query, stmt.params)
+                if guard is not None:
+                    guard.disarm()
+                self._done(started, query, stmt.params)
                 while True:
+                    # Each page is one wait for the server: each gets the deadline.
+                    guard = self._arm()
                     rows = cur.fetchmany(batch_size)
+                    if guard is not None:
+                        guard.disarm()
                     if not rows:
                         return
                     yield from rows
         except psycopg.Error as exc:
-            raise translate(exc, table=table) from exc
+            raise self._failed(exc, guard, table) from exc
 
     def copy_in(
         self,
@@ -255,6 +334,8 @@ class Executor:
         written = 0
         sending = False
         cur = self.conn.cursor()
+        started = time.perf_counter()
+        guard = self._arm()
         try:
             with cur.copy(data) as copy:
                 copy.set_types(list(types))
@@ -269,11 +350,25 @@ class Executor:
             # an OperationalError and stays one.
             client_side = exc.sqlstate is None and not isinstance(exc, psycopg.OperationalError)
             if sending and client_side:
+                if guard is not None:
+                    guard.disarm()
                 raise CopyRowError(written) from exc
-            raise translate(exc, table=table) from exc
+            raise self._failed(exc, guard, table) from exc
         except Exception as exc:
+            if guard is not None:
+                guard.disarm()
             raise CopyRowError(written) from exc
+        if guard is not None:
+            guard.disarm()
+        self._done(started, data, (f"{written} rows",))
         return cur.rowcount if cur.rowcount >= 0 else written
+
+
+def shorten(params: Sequence[Any], limit: int = 80) -> str:
+    """Return *params* for a log record, each value's repr cut to *limit* characters."""
+    if not params:
+        return "()"
+    return "(" + ", ".join(errors.describe_value(p)[:limit] for p in params) + ")"
 
 
 class CopyRowError(Exception):

@@ -408,11 +408,13 @@ def stream(
     *,
     batch_size: int = 2000,
     table_name: object = None,
+    timeout: float | None = None,
 ) -> Iterator[M]:
     """Return an iterator over the rows matching *f*, read from a server-side cursor.
 
     The filter, sorts and batch size are checked now, so a bad query fails at the call rather
     than at the first ``next()``; rows are fetched *batch_size* at a time as they are consumed.
+    *timeout* bounds each round trip (the query, then each page) in seconds.
     """
     meta, table, label, session = setup(cls, db, table_name)
     check_batch_size(batch_size, label)
@@ -420,7 +422,7 @@ def stream(
     order = _order(meta, label, sorts)
     stmt = compiler.select_where(meta, table, where, params, order_by=order)
     load = loader(meta)
-    return (load(row) for row in session._iterate(stmt, batch_size, label))
+    return (load(row) for row in session._iterate(stmt, batch_size, label, timeout))
 
 
 # --- aggregates -------------------------------------------------------------------------------

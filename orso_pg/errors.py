@@ -28,6 +28,7 @@ hold connections: errors pickle, so they carry only plain values.
         ├── LockTimeoutError     55P03
         ├── QueryCanceledError   57014 (statement_timeout, cancel)
         └── ConnectionLostError  class 08 or a connection that broke mid-statement
+            └── ServerUnavailableError  no answer: the server is down or went silent
 
 Each class also subclasses the builtin whose meaning it refines where there is one, so
 ``except ValueError`` still catches a bad value.
@@ -58,6 +59,7 @@ __all__ = [
     "QueryCanceledError",
     "QueryError",
     "SerializationError",
+    "ServerUnavailableError",
     "UniqueViolationError",
     "ValidationError",
 ]
@@ -241,6 +243,15 @@ class QueryCanceledError(DatabaseError, TimeoutError):
 
 class ConnectionLostError(DatabaseError, ConnectionError):
     """The connection to the server broke; the outcome of an open transaction is rolled back."""
+
+
+class ServerUnavailableError(ConnectionLostError):
+    """No connection could be had, or a call got no reply: the server is down or went silent.
+
+    Raised after ``Database(unavailable_timeout=...)`` while connecting keeps failing (the
+    message carries libpq's reason), or when a call outlives its client-side ``deadline``
+    (the connection is then closed, so an open transaction is rolled back by the server).
+    """
 
 
 _BY_SQLSTATE: dict[str, type[DatabaseError]] = {

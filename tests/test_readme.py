@@ -49,6 +49,45 @@ def test_composite_keys_section_runs(server: Server, schema: str, monkeypatch: p
     assert module.__dict__["page"].next_cursor is not None
 
 
+def runnable_blocks() -> list[tuple[str, str]]:
+    """Return (heading, code) of every README python block that is a whole program.
+
+    A whole program starts with its imports; fragments (which continue an example above
+    them) and the pytest file of "Testing your models" (run by its own test) do not.
+    """
+    text = README.read_text(encoding="utf-8")
+    blocks = []
+    for match in re.compile(r"```python\n(.*?)```", re.DOTALL).finditer(text):
+        code = match.group(1)
+        if not code.startswith(("import ", "from ")):
+            continue
+        heading = re.findall(r"^## (.+)$", text[: match.start()], re.MULTILINE)[-1]
+        blocks.append((heading, code))
+    return blocks
+
+
+def test_readme_examples_run_in_order_twice(
+    server: Server, schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Every runnable README example runs, in order and then all again, on one database."""
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    blocks = runnable_blocks()
+    headings = [heading for heading, _ in blocks]
+    assert headings[:2] == ["Quickstart", "Queries"]
+    assert "Migrations" in headings
+    assert "Connections in production" in headings
+    for run in (1, 2):
+        for n, (heading, code) in enumerate(blocks):
+            module = types.ModuleType(f"readme_{run}_{n}")
+            monkeypatch.setitem(sys.modules, module.__name__, module)
+            try:
+                exec(compile(code, f"README.md ({heading})", "exec"), module.__dict__)  # noqa: S102
+            except Exception as exc:  # noqa: BLE001 - reported with the run and heading
+                pytest.fail(f"run {run}: the example under {heading!r} failed: {exc!r}")
+    capsys.readouterr()
+
+
 def test_analytics_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The analytics block runs unchanged, its asserts hold, and twice in a row."""
     pytest.importorskip("pandas")
@@ -61,3 +100,20 @@ def test_analytics_section_runs(server: Server, schema: str, monkeypatch: pytest
         exec(compile(python_block("Analytics reads"), str(README), "exec"), module.__dict__)  # noqa: S102
         assert len(module.__dict__["df"]) == 1_000
         assert module.__dict__["table_"].num_rows == 199  # price > 3200: i > 800
+
+
+def test_candles_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The candles block runs twice and its figures match a pandas computation of its rows."""
+    pd = pytest.importorskip("pandas")
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    for _ in range(2):
+        module = types.ModuleType("readme_candles")
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        block = python_block("Candles and rolling statistics")
+        exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
+    ns = module.__dict__
+    rolling = ns["rolling"]
+    want = pd.Series(rolling["price"]).rolling(5, min_periods=1).mean().to_numpy()
+    assert (abs(rolling["ma5"] - want) < 1e-9).all()
+    assert ns["candles"]["open"].iloc[0] == 40_000

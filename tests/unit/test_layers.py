@@ -22,6 +22,8 @@ LAYERS: dict[str, int] = {
     "_types": 1,
     "_schema": 1,
     "session._embedded": 1,
+    "session._pool": 1,
+    "session._watchdog": 1,
     "session._adbc": 1,
     "_compiler": 2,
     "query": 2,
