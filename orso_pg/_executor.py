@@ -12,6 +12,7 @@ connection is not already in a transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -25,7 +26,8 @@ from psycopg import sql
 from orso_pg import errors
 from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
-from orso_pg._types import Refused
+from orso_pg._schema import model_of_table
+from orso_pg._types import Refused, Unloadable
 from orso_pg.session import _watchdog
 
 if TYPE_CHECKING:
@@ -185,13 +187,24 @@ class Executor:
         guard = self._arm()
         try:
             cursors = [conn.cursor(binary=True) for _ in stmts]
-            with conn.pipeline():
-                if own:
-                    conn.execute(_SNAPSHOT)
-                for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
-                    cur.execute(query, stmt.params)
-                if own:
-                    conn.execute(_END_SNAPSHOT)
+            failed: psycopg.Error | None = None
+            try:
+                with conn.pipeline():
+                    try:
+                        if own:
+                            conn.execute(_SNAPSHOT)
+                        for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
+                            cur.execute(query, stmt.params)
+                        if own:
+                            conn.execute(_END_SNAPSHOT)
+                    except psycopg.Error as exc:
+                        # Leave the block normally: psycopg logs the pipeline's own "aborted"
+                        # error on stderr when the block exits with an exception.
+                        failed = exc
+            except psycopg.Error as exc:
+                failed = failed or exc
+            if failed is not None:
+                raise failed
             rows = [cur.fetchall() for cur in cursors]
         except psycopg.Error as exc:
             error = self._failed(exc, guard, table)
@@ -403,7 +416,7 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return errors.PoolTimeoutError(f"no connection available: {exc}")
     if isinstance(exc, psycopg_pool.PoolClosed):
-        return errors.PoolError(f"the pool is closed: {exc}")
+        return errors.PoolError("this Database is closed; open a new Database to run statements")
     if isinstance(exc, errors.OrsoError):
         return exc
     sqlstate = getattr(exc, "sqlstate", None)
@@ -430,6 +443,11 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
     if constraint:
         context.append(f"constraint {constraint!r}")
     message = primary
+    if cls is errors.MissingTableError:
+        missing = _MISSING_RELATION.search(primary)
+        table_name = missing["name"].rpartition(".")[2] if missing else table_name
+        primary += _how_to_create(table_name)
+        message = primary
     if detail:
         message += f" ({detail.rstrip('.')})"
     if context:
@@ -442,6 +460,25 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
         table=table_name,
         column=column,
         value=value,
+    )
+
+
+_MISSING_RELATION = re.compile(r'relation "(?P<name>[^"]+)" does not exist')
+
+
+def _how_to_create(table: str | None) -> str:
+    """Return the advice appended to a missing-table error: which model, and what creates it."""
+    meta = None if table is None else model_of_table(table)
+    if meta is None:
+        return (
+            "; migrations create the tables of models: Migrations.init(db, [migration(Model)]) "
+            "or `orso-pg migrate`"
+        )
+    model = meta.cls.__name__
+    entry = f"migration({model})" if table == meta.name else f"migration({model}, {table!r})"
+    return (
+        f"; the table of model {model} has not been created: Migrations.init(db, [{entry}]) "
+        "or `orso-pg migrate` creates it"
     )
 
 
@@ -470,8 +507,14 @@ def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
         return cached
     cls = meta.cls
     direct = getattr(cls, "__setattr__", None) is object.__setattr__
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
-    lines = ["def load(row):", "    o = _new(_cls)"]
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_cls": cls,
+        "_set": object.__setattr__,
+        "_Unloadable": Unloadable,
+        "_unloadable": functools.partial(unloadable_row, meta),
+    }
+    lines = ["def load(row):", "  try:", "    o = _new(_cls)"]
     for i, col in enumerate(meta.columns):
         expr = f"row[{i}]"
         if col.type.load is not None:
@@ -482,6 +525,8 @@ def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
         else:
             lines.append(f"    _set(o, {col.name!r}, {expr})")
     lines.append("    return o")
+    # A try costs nothing until it catches (Python 3.11+): the slow path finds the column.
+    lines.extend(["  except _Unloadable:", "    raise _unloadable(row) from None"])
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
     func: Callable[[Sequence[Any]], Any] = namespace["load"]
     _LOADERS[meta] = func
@@ -496,4 +541,33 @@ def fill(instance: object, meta: TableMeta, row: Sequence[Any]) -> None:
     setter = object.__setattr__
     for col, value in zip(meta.columns, row, strict=True):
         load = col.type.load
-        setter(instance, col.name, value if value is None or load is None else load(value))
+        try:
+            setter(instance, col.name, value if value is None or load is None else load(value))
+        except Unloadable:
+            raise unloadable_row(meta, row) from None
+
+
+def unloadable_row(
+    meta: TableMeta, row: Sequence[Any], table: str | None = None
+) -> errors.DataError:
+    """Return the :class:`DataError` for a row holding a value its column cannot load."""
+    label = table if table is not None else meta.name
+    pk = meta.primary_key
+    key = None if pk is None else row[meta.columns.index(pk)]
+    where = "a row" if pk is None else f"the row with {pk.name} = {key!r}"
+    for col, value in zip(meta.columns, row, strict=True):
+        if value is None or col.type.load is None:
+            continue
+        try:
+            col.type.load(value)
+        except Unloadable as exc:
+            msg = (
+                f"{label}.{col.name} of {where} holds {errors.describe_value(value)}, which "
+                f"the model cannot load: {exc} (written by another program, or the model "
+                "lost a member?)"
+            )
+            return errors.DataError(
+                msg, table=label, column=col.name, value=value, detail=where.removeprefix("the ")
+            )
+    msg = f"{label}: {where} holds a value the model cannot load"  # pragma: no cover
+    return errors.DataError(msg, table=label)  # pragma: no cover

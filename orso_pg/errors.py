@@ -24,6 +24,7 @@ hold connections: errors pickle, so they carry only plain values.
         │   ├── CheckViolationError         23514
         │   └── ExclusionViolationError     23P01
         ├── DataError            class 22, a value PostgreSQL cannot store
+        ├── MissingTableError    42P01, the table was never created (or was dropped)
         ├── SerializationError   40001 / 40P01, safe to retry the whole transaction
         ├── LockTimeoutError     55P03
         ├── QueryCanceledError   57014 (statement_timeout, cancel)
@@ -51,6 +52,7 @@ __all__ = [
     "ForeignKeyViolationError",
     "LockTimeoutError",
     "MigrationError",
+    "MissingTableError",
     "NotFoundError",
     "NotNullViolationError",
     "OrsoError",
@@ -235,6 +237,12 @@ class LockTimeoutError(DatabaseError, TimeoutError):
     sqlstates = ("55P03",)
 
 
+class MissingTableError(DatabaseError, LookupError):
+    """A statement names a table that does not exist (42P01): migrations have not created it."""
+
+    sqlstates = ("42P01",)
+
+
 class QueryCanceledError(DatabaseError, TimeoutError):
     """The statement was canceled, usually by ``statement_timeout`` (57014)."""
 
@@ -264,6 +272,7 @@ _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
         ExclusionViolationError,
         SerializationError,
         LockTimeoutError,
+        MissingTableError,
         QueryCanceledError,
     )
     for code in cls.sqlstates

@@ -730,8 +730,11 @@ class _Insert(_Operation[int]):
         stmt = batch_sql.allocate_keys(self.meta, self.table, len(missing))
         fresh = ex.fetch_all(stmt, table=self.label)
         setter = object.__setattr__
-        for obj, (key,) in zip(missing, fresh, strict=True):
-            setter(obj, name, key)
+        # The server gives keys as its type (a UUID for a str key declared sql_type="uuid"):
+        # they go through the column's loader, as a read of the row would.
+        load = key.type.load
+        for obj, (value,) in zip(missing, fresh, strict=True):
+            setter(obj, name, value if load is None else load(value))
         self.assigned.extend(missing)
 
     def kept(self) -> None:

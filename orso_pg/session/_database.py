@@ -42,8 +42,8 @@ from orso_pg.errors import (
     ServerUnavailableError,
 )
 from orso_pg.query import _columns
-from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
-from orso_pg.session import _embedded, _pool
+from orso_pg.query._results import builder_loaders, check_batch_size, convert_row, loaded
+from orso_pg.session import _connect, _pool
 from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class Session:
         rows = self._iterate(stmt, batch_size, builder.base_name)
         if not any(loaders):
             return rows
-        return (convert_row(loaders, row) for row in rows)
+        return loaded(rows, lambda row: convert_row(loaders, row))
 
     def _count_builder(self, builder: QueryBuilder) -> int:
         stmt = builder.build_count()
@@ -170,9 +170,10 @@ class Database(Session):
     """A pool of connections to one PostgreSQL database.
 
     Args:
-        dsn: A libpq connection string or URI. When None, ``$ORSO_PG_DSN`` is used, and when
-            that is unset too, an embedded PostgreSQL is started (or joined) in
-            ``$ORSO_PG_DATA`` or a per-user data directory.
+        dsn: A libpq connection string or URI, or ``"embedded"`` for the embedded
+            PostgreSQL. When None, ``$ORSO_PG_DSN`` is used (which may say ``embedded`` too),
+            else the embedded server in ``data_dir`` when given; with none of them, a
+            :class:`ConfigError` says how to choose a server.
         min_size: Connections kept open.
         max_size: The most connections opened at once.
         timeout: Seconds to wait for a free connection before :class:`PoolTimeoutError`.
@@ -195,7 +196,10 @@ class Database(Session):
             else no client-side limit.
         slow_statement: Statements taking at least this many seconds are logged at WARNING on
             the ``orso_pg`` logger (None: never).
-        data_dir: The embedded server's data directory when no DSN is given.
+        data_dir: The embedded server's data directory; giving it chooses the embedded
+            server unless ``$ORSO_PG_DSN`` names another.
+        require_tls: Refuse any TCP connection that is not TLS with a verified server
+            certificate (``sslmode=verify-full`` is set when the DSN has no ``sslmode``).
         max_idle: Seconds an idle connection above ``min_size`` is kept.
         max_lifetime: Seconds before a connection is replaced.
 
@@ -224,27 +228,28 @@ class Database(Session):
         data_dir: str | os.PathLike[str] | None = None,
         max_idle: float = 600.0,
         max_lifetime: float = 3600.0,
+        require_tls: bool = False,
     ) -> None:
         self._listeners = ()
         self._lent: dict[int, _PythonState] = {}
         self._lent_lock = threading.Lock()
-        self._embedded: Path | None = None
-        if dsn is None:
-            dsn = os.environ.get("ORSO_PG_DSN") or None
-        if dsn is None:
-            self._embedded, dsn = _embedded.acquire(Path(data_dir) if data_dir else None)
+        target = _connect.choose(dsn, data_dir)
+        self._embedded: Path | None = target.embedded
         try:
             self.conninfo = _conninfo(
-                dsn, connect_timeout=connect_timeout, application_name=application_name
+                _connect.secure(target.dsn, require_tls=require_tls),
+                connect_timeout=connect_timeout,
+                application_name=application_name,
             )
         except psycopg.ProgrammingError as exc:
             self._release_embedded()
             msg = f"invalid connection string: {exc}"
             raise ConfigError(msg) from exc
         self.schema = schema
+        #: The server, named as ``user@host:port/dbname`` or ``embedded server in DIR``.
+        self.server = _connect.describe(self.conninfo, self._embedded)
         self._adbc: AdbcConnections | None = None
         self._adbc_lock = threading.Lock()
-        self.server = _where(self.conninfo)
         self.unavailable_timeout = float(unavailable_timeout)
         self.deadline = _default_deadline(deadline, statement_timeout)
         self.slow_statement = slow_statement
@@ -335,6 +340,8 @@ class Database(Session):
     def _release_embedded(self) -> None:
         if self._embedded is not None:
             path, self._embedded = self._embedded, None
+            from orso_pg.session import _embedded
+
             _embedded.release(path)
 
     @property
@@ -349,9 +356,7 @@ class Database(Session):
         self.close()
 
     def __repr__(self) -> str:
-        params = conninfo_to_dict(self.conninfo)
-        where = params.get("host") or "localhost"
-        return f"<Database {params.get('dbname', '')!s}@{where!s} pool={self._pool.max_size}>"
+        return f"<Database {self.server} pool={self._pool.max_size}>"
 
     def _columnar_reader(self) -> AdbcConnections | None:
         if self._adbc is None and adbc_available():
@@ -956,15 +961,6 @@ def _shares_sessions(conn: psycopg.Connection[Any], conninfo: str, connect_timeo
         if pid(other) == mine:
             return True
         return pid(conn) != mine
-
-
-def _where(conninfo: str) -> str:
-    """Return ``host:port/dbname`` for messages and log records."""
-    params = conninfo_to_dict(conninfo)
-    host = str(params.get("host") or params.get("hostaddr") or "localhost")
-    if host.startswith("/"):
-        host = f"socket {host}"
-    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user') or ''}"
 
 
 def _conninfo(dsn: str, *, connect_timeout: int, application_name: str) -> str:
