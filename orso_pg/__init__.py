@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orso_pg._model import Orso
-from orso_pg._schema import Column, Index, TableMeta, column, table, table_of
+from orso_pg._schema import Column, ForeignKey, Index, TableMeta, column, table, table_of
 from orso_pg.batch._batch import BatchOptions, UpsertResult
 from orso_pg.errors import (
     CheckViolationError,
@@ -68,6 +68,7 @@ __all__ = [
     "ExclusionViolationError",
     "Expr",
     "Filter",
+    "ForeignKey",
     "ForeignKeyViolationError",
     "Index",
     "JoinType",

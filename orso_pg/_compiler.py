@@ -26,8 +26,16 @@ __all__ = [
     "delete_by_key",
     "exists",
     "insert",
+    "key_match",
+    "key_order",
+    "key_params",
+    "keys_in",
+    "keys_params",
+    "require_key",
+    "require_keys",
     "select",
     "select_by_key",
+    "select_by_keys",
     "update_by_key",
     "upsert",
 ]
@@ -62,12 +70,83 @@ def column_list(columns: Sequence[Column]) -> sql.Composed:
     return _COMMA.join(sql.Identifier(c.name) for c in columns)
 
 
-def require_key(meta: TableMeta) -> Column:
-    """Return the primary key of *meta*, or raise :class:`QueryError` when it has none."""
-    if meta.primary_key is None:
+def require_keys(meta: TableMeta) -> tuple[Column, ...]:
+    """Return the primary key's columns, or raise :class:`QueryError` when there are none."""
+    if not meta.key:
         msg = f"{meta.cls.__name__} has no primary key; this operation needs one"
         raise QueryError(msg, table=meta.name)
-    return meta.primary_key
+    return meta.key
+
+
+def require_key(meta: TableMeta) -> Column:
+    """Return the single-column primary key of *meta*.
+
+    Raises:
+        QueryError: the model has no primary key, or a composite one, which this operation
+            does not take.
+    """
+    keys = require_keys(meta)
+    if len(keys) > 1:
+        msg = (
+            f"{meta.cls.__name__} has a composite primary key ({', '.join(meta.key_names)}); "
+            "this operation needs a single-column key"
+        )
+        raise QueryError(msg, table=meta.name)
+    return keys[0]
+
+
+# --- primary keys: the one place that turns a key (a value, or a tuple) into SQL -------------
+
+
+@functools.lru_cache(maxsize=1024)
+def key_match(meta: TableMeta) -> sql.Composed:
+    """Return ``"pk" = %s``, or ``"a" = %s AND "b" = %s`` for a composite key."""
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(c.name)) for c in require_keys(meta)
+    )
+
+
+def key_params(meta: TableMeta, key: Any) -> tuple[Any, ...]:
+    """Return the parameters of :func:`key_match` for a dumped *key* (a tuple if composite)."""
+    return tuple(key) if meta.composite else (key,)
+
+
+@functools.lru_cache(maxsize=1024)
+def keys_in(meta: TableMeta) -> sql.Composed:
+    """Return the condition "the row's key is one of a list", with one array per key column.
+
+    A single-column key is ``"pk" = ANY(%b::type[])``; a composite key is
+    ``("a", "b") IN (SELECT * FROM unnest(%b::ta[], %b::tb[]))``, the keys' columns as parallel
+    arrays, so any number of keys is a fixed number of parameters and one statement text.
+    """
+    keys = require_keys(meta)
+    if len(keys) == 1:
+        return sql.SQL("{} = ANY({})").format(sql.Identifier(keys[0].name), _array_param(keys[0]))
+    return sql.SQL("({}) IN (SELECT * FROM unnest({}))").format(
+        column_list(keys), _COMMA.join(_array_param(c) for c in keys)
+    )
+
+
+def _array_param(col: Column) -> sql.Composable:
+    # The array takes the column's own type: psycopg would send small ints as int4[], and
+    # "bigint = ANY(int4[])" is a cross-type comparison PostgreSQL cannot hash. A declared
+    # sql_type may be narrower (varchar(3)), where a cast would truncate keys into matches:
+    # those arrays keep the type psycopg gives the values.
+    if col.options.sql_type is not None:
+        return sql.SQL("%b")
+    return sql.SQL("%b::{}[]").format(col.type.ddl)
+
+
+def keys_params(meta: TableMeta, keys: Sequence[Any]) -> tuple[Any, ...]:
+    """Return the parameters of :func:`keys_in` for dumped *keys* (tuples if composite)."""
+    if not meta.composite:
+        return (list(keys),)
+    return tuple(list(part) for part in zip(*keys, strict=True)) if keys else ([],) * len(meta.key)
+
+
+def key_order(meta: TableMeta) -> sql.Composed:
+    """Return the primary key's columns as an ``ORDER BY`` list."""
+    return column_list(require_keys(meta))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -80,22 +159,19 @@ def select(meta: TableMeta, table_name: str | None) -> sql.Composed:
 
 @functools.lru_cache(maxsize=1024)
 def _select_by_key(meta: TableMeta, table_name: str | None) -> sql.Composed:
-    key = require_key(meta)
-    return sql.SQL("{} WHERE {} = %s").format(select(meta, table_name), sql.Identifier(key.name))
+    return sql.SQL("{} WHERE {}").format(select(meta, table_name), key_match(meta))
 
 
 def select_by_key(meta: TableMeta, table_name: str | None, key: object) -> Statement:
-    """Return the statement reading the row whose primary key is *key*."""
-    return Statement(_select_by_key(meta, table_name), (key,))
+    """Return the statement reading the row whose primary key is *key* (dumped)."""
+    return Statement(_select_by_key(meta, table_name), key_params(meta, key))
 
 
 @functools.lru_cache(maxsize=1024)
 def _select_all(meta: TableMeta, table_name: str | None) -> sql.Composed:
-    if meta.primary_key is None:
+    if not meta.key:
         return select(meta, table_name)
-    return sql.SQL("{} ORDER BY {}").format(
-        select(meta, table_name), sql.Identifier(meta.primary_key.name)
-    )
+    return sql.SQL("{} ORDER BY {}").format(select(meta, table_name), key_order(meta))
 
 
 def select_all(meta: TableMeta, table_name: str | None) -> Statement:
@@ -131,7 +207,7 @@ def insert(
 
 @functools.lru_cache(maxsize=4096)
 def _update(meta: TableMeta, table_name: str | None, names: tuple[str, ...]) -> sql.Composed:
-    key = require_key(meta)
+    key = require_keys(meta)[0]
     assignments: list[sql.Composable] = [
         sql.SQL("{} = %s").format(sql.Identifier(n)) for n in names
     ]
@@ -140,10 +216,10 @@ def _update(meta: TableMeta, table_name: str | None, names: tuple[str, ...]) -> 
     if not assignments:
         # Nothing to change: still lock and return the row so a missing key is reported.
         assignments.append(sql.SQL("{0} = {0}").format(sql.Identifier(key.name)))
-    return sql.SQL("UPDATE {} SET {} WHERE {} = %s RETURNING {}").format(
+    return sql.SQL("UPDATE {} SET {} WHERE {} RETURNING {}").format(
         meta.qualified(table_name),
         _COMMA.join(assignments),
-        sql.Identifier(key.name),
+        key_match(meta),
         column_list(meta.columns),
     )
 
@@ -156,20 +232,17 @@ def update_by_key(
     key: object,
 ) -> Statement:
     """Return ``UPDATE ... SET <names> [, updated_at = now()] WHERE pk = key RETURNING *``."""
-    return Statement(_update(meta, table_name, names), (*values, key))
+    return Statement(_update(meta, table_name, names), (*values, *key_params(meta, key)))
 
 
 @functools.lru_cache(maxsize=1024)
 def _delete(meta: TableMeta, table_name: str | None) -> sql.Composed:
-    key = require_key(meta)
-    return sql.SQL("DELETE FROM {} WHERE {} = %s").format(
-        meta.qualified(table_name), sql.Identifier(key.name)
-    )
+    return sql.SQL("DELETE FROM {} WHERE {}").format(meta.qualified(table_name), key_match(meta))
 
 
 def delete_by_key(meta: TableMeta, table_name: str | None, key: object) -> Statement:
-    """Return the statement deleting the row whose primary key is *key*."""
-    return Statement(_delete(meta, table_name), (key,))
+    """Return the statement deleting the row whose primary key is *key* (dumped)."""
+    return Statement(_delete(meta, table_name), key_params(meta, key))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -183,8 +256,7 @@ def _upsert(
     keep = {*conflict}
     if meta.created_at is not None:
         keep.add(meta.created_at.name)
-    if meta.primary_key is not None:
-        keep.add(meta.primary_key.name)
+    keep.update(meta.key_names)
     if meta.updated_at is not None:
         keep.add(meta.updated_at.name)
     assignments: list[sql.Composable] = [
@@ -375,6 +447,34 @@ def _select_by_keys(meta: TableMeta, table_name: str | None, column: str) -> sql
 def select_in(meta: TableMeta, table_name: str | None, column: str, values: list[Any]) -> Statement:
     """Return the statement reading rows whose *column* is one of *values* (one array bind)."""
     return Statement(_select_by_keys(meta, table_name, column), (values,))
+
+
+@functools.lru_cache(maxsize=1024)
+def _select_keys(meta: TableMeta, table_name: str | None) -> sql.Composed:
+    keys = require_keys(meta)
+    parts = [sql.Identifier(f"k{i}") for i in range(len(keys))]
+    return sql.SQL(
+        "SELECT {} FROM unnest({}) WITH ORDINALITY AS k({}, n) JOIN {} AS t ON {} ORDER BY k.n"
+    ).format(
+        _COMMA.join(sql.Identifier("t", c.name) for c in meta.columns),
+        _COMMA.join(_array_param(c) for c in keys),
+        _COMMA.join(parts),
+        meta.qualified(table_name),
+        sql.SQL(" AND ").join(
+            sql.SQL("t.{} = k.{}").format(sql.Identifier(c.name), part)
+            for c, part in zip(keys, parts, strict=True)
+        ),
+    )
+
+
+def select_by_keys(meta: TableMeta, table_name: str | None, keys: Sequence[Any]) -> Statement:
+    """Return the statement reading the rows whose primary key is one of *keys* (dumped).
+
+    The rows come in the order of *keys*, a row once per time its key is asked for: the server
+    matches the keys as the column stores them (a ``char(n)`` pads, a ``varchar`` does not),
+    so the caller never has to compare the asked values with the loaded ones.
+    """
+    return Statement(_select_keys(meta, table_name), keys_params(meta, keys))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -24,6 +24,7 @@ from orso_pg import _related as related
 from orso_pg._schema import TableMeta, table_of
 from orso_pg.batch import _batch as batch
 from orso_pg.batch._batch import BatchOptions, UpsertResult
+from orso_pg.errors import QueryError
 from orso_pg.query._builder import QueryBuilder
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
 from orso_pg.query._locks import RowLock
@@ -65,9 +66,25 @@ class Orso:
 
     @classmethod
     def primary_key_field(cls) -> str | None:
-        """Return the primary key's field name, or None."""
-        pk = table_of(cls).primary_key
+        """Return the primary key's field name, or None.
+
+        Raises:
+            QueryError: the key is composite; :meth:`primary_key_fields` names its columns.
+        """
+        meta = table_of(cls)
+        if meta.composite:
+            msg = (
+                f"{cls.__name__} has a composite primary key ({', '.join(meta.key_names)}); "
+                "use primary_key_fields()"
+            )
+            raise QueryError(msg, table=meta.name)
+        pk = meta.primary_key
         return None if pk is None else pk.name
+
+    @classmethod
+    def primary_key_fields(cls) -> tuple[str, ...]:
+        """Return the primary key's field names in key order (one for a single-column key)."""
+        return table_of(cls).key_names
 
     @classmethod
     def field_names(cls) -> builtins.list[str]:
@@ -92,9 +109,13 @@ class Orso:
         return None if col is None else col.name
 
     def get_primary_key(self) -> object:
-        """Return this instance's primary key value (None before insert)."""
-        pk = table_of(type(self)).primary_key
-        return None if pk is None else getattr(self, pk.name)
+        """Return this instance's primary key value (None before insert).
+
+        A composite key is a tuple of values in key order, e.g. ``("BTC", ts)``: the value
+        ``find_by_id`` takes.
+        """
+        meta = table_of(type(self))
+        return ops.key_value(meta, self) if meta.key else None
 
     # --- single rows --------------------------------------------------------------------------
 
@@ -148,7 +169,10 @@ class Orso:
 
     @classmethod
     def find_by_id(cls, id: object, db: Session, *, lock: RowLock | None = None) -> Self | None:
-        """Return the row whose primary key is *id*, or None; *lock* locks it (transactions)."""
+        """Return the row whose primary key is *id* (a tuple for a composite key), or None.
+
+        *lock* locks the row (inside a transaction).
+        """
         return ops.find_by_id(cls, id, db, lock=lock)
 
     @classmethod
@@ -367,7 +391,7 @@ class Orso:
 
     @classmethod
     def find_by_ids(cls, ids: Iterable[object], db: Session) -> builtins.list[Self]:
-        """Return the rows with these primary keys, in the order asked, in one round trip."""
+        """Return the rows with these primary keys (tuples if composite), in one round trip."""
         return reads.find_by_ids(cls, ids, db)
 
     @classmethod
@@ -976,7 +1000,7 @@ class Orso:
     def batch_delete(
         cls, ids: Iterable[object], db: Session, **options: Unpack[BatchOptions]
     ) -> int:
-        """Delete the rows with these primary keys in one statement; return how many."""
+        """Delete the rows with these primary keys (tuples if composite); return how many."""
         return batch.delete(cls, ids, db, **options)
 
     @classmethod

@@ -19,7 +19,7 @@ from orso_pg._compiler import Statement
 from orso_pg._executor import Executor, fill, loader, refused
 from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
-from orso_pg.errors import NotFoundError, QueryError, ValidationError
+from orso_pg.errors import NotFoundError, QueryError, ValidationError, describe_value
 from orso_pg.query._locks import RowLock, locked
 from orso_pg.session._database import Session
 
@@ -38,6 +38,7 @@ __all__ = [
     "find_by_id",
     "insert",
     "insert_or_update",
+    "key_value",
     "row_values",
     "update",
     "upsert",
@@ -119,7 +120,14 @@ def dump_value(
 
 
 def dump_key(meta: TableMeta, table: str | None, key: object) -> Any:
-    """Check a primary key value given by the caller and return the parameter to bind."""
+    """Check a primary key value given by the caller and return the parameter to bind.
+
+    A composite key is a tuple of values in key order (a list is taken too); it comes back as
+    a tuple of parameters. Wrong arity, a None part or a value of the wrong type raises
+    :class:`ValidationError` naming the table, the column and the key.
+    """
+    if meta.composite:
+        return _dump_composite(meta, table, key)
     pk = compiler.require_key(meta)
     if key is None:
         msg = f"{_label(meta, table)}.{pk.name}: the primary key value is None"
@@ -127,15 +135,47 @@ def dump_key(meta: TableMeta, table: str | None, key: object) -> Any:
     return dump_value(meta, table, pk, key, write=False)
 
 
+def _dump_composite(meta: TableMeta, table: str | None, key: object) -> tuple[Any, ...]:
+    label = _label(meta, table)
+    names = ", ".join(meta.key_names)
+    if not isinstance(key, (tuple, list)) or len(key) != len(meta.key):
+        msg = (
+            f"{label}: the primary key is ({names}), a tuple of {len(meta.key)} values; "
+            f"got {describe_value(key)}"
+        )
+        raise ValidationError(msg, table=label, value=key)
+    out = []
+    for col, value in zip(meta.key, key, strict=True):
+        if value is None:
+            msg = f"{label}.{col.name}: None in the primary key ({names}) = {key!r}"
+            raise ValidationError(msg, table=label, column=col.name, value=key)
+        try:
+            out.append(col.type.dump(value))
+        except Refused as exc:
+            shown = describe_value(value)
+            msg = f"{label}.{col.name} = {shown} in the primary key ({names}) = {key!r}: {exc}"
+            raise ValidationError(msg, table=label, column=col.name, value=key) from None
+    return tuple(out)
+
+
+def key_value(meta: TableMeta, obj: object) -> Any:
+    """Return the primary key of the instance *obj*: a value, or a tuple for a composite key."""
+    if meta.composite:
+        return tuple(getattr(obj, c.name) for c in meta.key)
+    return getattr(obj, compiler.require_key(meta).name)
+
+
 def dump_keys(meta: TableMeta, table: str | None, keys: Iterable[object]) -> list[Any]:
     """Check many primary key values; return them ready to bind as one array.
 
     Integer keys, the common case of bulk reads and deletes, are checked as a whole (type and
     range) rather than one by one; anything else goes through the column's own check, and the
-    first bad key raises naming its position.
+    first bad key raises naming its position. Composite keys come back as tuples.
     """
-    pk = compiler.require_key(meta)
     given = keys if isinstance(keys, list) else list(keys)
+    if meta.composite:
+        return _each_key(meta, table, given)
+    pk = compiler.require_key(meta)
     if (
         pk.type is _types.BIGINT
         and given
@@ -144,6 +184,10 @@ def dump_keys(meta: TableMeta, table: str | None, keys: Iterable[object]) -> lis
         and max(given) <= _types.INT8_MAX
     ):
         return given
+    return _each_key(meta, table, given)
+
+
+def _each_key(meta: TableMeta, table: str | None, given: list[object]) -> list[Any]:
     out = []
     for i, key in enumerate(given):
         try:
@@ -213,6 +257,16 @@ def find_all(cls: type[M], db: object, table_name: object = None) -> list[M]:
 
 
 def _key_of(meta: TableMeta, table: str | None, obj: object, action: str) -> Any:
+    if meta.composite:
+        key_parts = key_value(meta, obj)
+        for col, part in zip(meta.key, key_parts, strict=True):
+            if part is None:
+                msg = (
+                    f"cannot {action} a {meta.cls.__name__} without its primary key "
+                    f"({col.name} is None)"
+                )
+                raise ValidationError(msg, table=_label(meta, table), column=col.name, value=None)
+        return _dump_composite(meta, table, key_parts)
     pk = compiler.require_key(meta)
     key = getattr(obj, pk.name)
     if key is None:
@@ -229,7 +283,7 @@ def update(obj: M, db: object, table_name: object = None) -> M:
     """
     meta, table, label, session = setup(obj, db, table_name)
     key = _key_of(meta, table, obj, "update")
-    skip = [meta.primary_key.name] if meta.primary_key else []
+    skip = list(meta.key_names)
     if meta.created_at is not None:
         skip.append(meta.created_at.name)
     if meta.updated_at is not None:
@@ -238,7 +292,11 @@ def update(obj: M, db: object, table_name: object = None) -> M:
     stmt = compiler.update_by_key(meta, table, names, values, key)
     row = session._write(lambda ex: ex.fetch_one(stmt, table=label))
     if row is None:
-        msg = f"{label}: no row with {meta.primary_key.name} = {key!r} to update"  # type: ignore[union-attr]
+        where = " AND ".join(
+            f"{c.name} = {describe_value(v)}"
+            for c, v in zip(meta.key, compiler.key_params(meta, key), strict=True)
+        )
+        msg = f"{label}: no row with {where} to update"
         raise NotFoundError(msg, table=label, value=key)
     fill(obj, meta, row)
     return obj
@@ -260,11 +318,10 @@ def delete_cascade(obj: object, db: object, table_name: object = None) -> bool:
     """
     meta, table, label, session = setup(obj, db, table_name)
     key = _key_of(meta, table, obj, "delete")
-    pk = compiler.require_key(meta)
     target = meta.qualified(table)
 
     def work(ex: Executor) -> bool:
-        where = Statement(sql.SQL("{} = %s").format(sql.Identifier(pk.name)), (key,))
+        where = Statement(compiler.key_match(meta), compiler.key_params(meta, key))
         return cascade_delete(ex, target, where, label) > 0
 
     return session._atomic(work)
@@ -324,10 +381,11 @@ def cascade_delete(
 def insert_or_update(obj: M, db: object, table_name: object = None) -> M:
     """Insert *obj*, or update its row when its primary key exists: one statement."""
     meta = table_of(obj)
-    pk = compiler.require_key(meta)
-    if getattr(obj, pk.name) is None:
+    compiler.require_keys(meta)
+    parts = key_value(meta, obj) if meta.composite else (key_value(meta, obj),)
+    if any(part is None for part in parts):
         return insert(obj, db, table_name)
-    return _upsert_on(obj, db, table_name, (pk.name,))
+    return _upsert_on(obj, db, table_name, meta.key_names)
 
 
 def upsert(obj: M, db: object, table_name: object = None) -> M:
@@ -355,15 +413,15 @@ def upsert_key(meta: TableMeta) -> tuple[str, ...]:
     )
     if meta.unique_keys:
         candidates = list(meta.unique_keys)
-        if meta.primary_key is not None and not meta.primary_key.generated:
-            candidates.insert(0, (meta.primary_key.name,))
+        if meta.key and not any(c.generated for c in meta.key):
+            candidates.insert(0, meta.key_names)
         keys = ", ".join("[" + ", ".join(repr(c) for c in k) + "]" for k in candidates)
         msg = f"{name} has several keys an upsert could conflict on ({keys}); {choose}"
         raise QueryError(msg, table=meta.name)
-    pk = meta.primary_key
-    if pk is not None:
+    if meta.key:
+        shown = ", ".join(repr(c.name) for c in meta.key if c.generated)
         msg = (
-            f"{name} has no unique key for upsert, and its primary key {pk.name!r} is generated "
+            f"{name} has no unique key for upsert, and its primary key {shown} is generated "
             "by the server, so a new row never conflicts on it (insert_or_update() updates "
             "by primary key); declare column(unique=True) or @table(unique=[...]) and "
             f"{choose}"

@@ -21,7 +21,9 @@ from orso_pg.errors import DefinitionError
 __all__ = [
     "Column",
     "ColumnOptions",
+    "ForeignKey",
     "Index",
+    "TableForeignKey",
     "TableMeta",
     "column",
     "identifier_problem",
@@ -232,6 +234,47 @@ class Index:
     params: tuple[tuple[str, int], ...] = ()
 
 
+def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _maybe_names(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else _names(value)
+
+
+@attrs.frozen
+class ForeignKey:
+    """A foreign key over several columns, declared with ``@table(foreign_keys=[...])``.
+
+    A single column references another table with ``column(ref=...)``; a group of columns
+    (a composite key such as ``(venue, symbol)``) is declared on the table instead, so the
+    order of the columns on both sides is written once, in one place.
+
+    Attributes:
+        columns: The referencing columns of this model, in order.
+        ref: The referenced model class, or a table name.
+        ref_columns: The referenced columns, in the same order; by default the referenced
+            model's primary key.
+        on_delete: The ``ON DELETE`` action, as for ``column(on_delete=...)``.
+    """
+
+    columns: tuple[str, ...] = attrs.field(converter=_names)
+    ref: str | type
+    ref_columns: tuple[str, ...] | None = attrs.field(default=None, converter=_maybe_names)
+    on_delete: OnDelete | None = None
+
+
+@attrs.frozen
+class TableForeignKey:
+    """A resolved :class:`ForeignKey`: the referenced table's name and schema are known."""
+
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    ref_schema: str | None
+    on_delete: str | None
+
+
 @attrs.frozen(eq=False)
 class TableMeta:
     """Everything orso_pg knows about a model class, built once by ``@table``.
@@ -241,28 +284,44 @@ class TableMeta:
         name: The default table name.
         schema: The schema, or None to follow the connection's ``search_path``.
         columns: The columns in declaration order.
-        primary_key: The primary key column, if any.
+        key: The primary key's columns in key order: one for a single-column key, several
+            for a composite key, none for a model without a key.
+        primary_key: The primary key column when the key is a single column; None for a
+            composite key (see ``key``) and for a model without a key.
         unique_keys: Every declared unique key, single columns first.
         upsert_key: The key ``upsert`` conflicts on, when one can be chosen.
         created_at: The creation timestamp column, if any.
         updated_at: The update timestamp column, if any.
         indexes: Secondary indexes, from ``column(index=...)`` and ``@table(indexes=...)``.
+        foreign_keys: Foreign keys over several columns, from ``@table(foreign_keys=...)``.
     """
 
     cls: type
     name: str
     schema: str | None
     columns: tuple[Column, ...]
+    key: tuple[Column, ...]
     primary_key: Column | None
     unique_keys: tuple[tuple[str, ...], ...]
     upsert_key: tuple[str, ...] | None
     created_at: Column | None
     updated_at: Column | None
     indexes: tuple[Index, ...]
+    foreign_keys: tuple[TableForeignKey, ...] = ()
     by_name: Mapping[str, Column] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "by_name", {c.name: c for c in self.columns})
+
+    @property
+    def composite(self) -> bool:
+        """Whether the primary key has several columns."""
+        return len(self.key) > 1
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        """The primary key's column names in key order (empty without a key)."""
+        return tuple(c.name for c in self.key)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -340,6 +399,8 @@ def table(
     unique: Iterable[Sequence[str]] = (),
     indexes: Iterable[Sequence[str] | Index] = (),
     upsert_key: Sequence[str] | None = None,
+    primary_key: Sequence[str] | None = None,
+    foreign_keys: Iterable[ForeignKey] = (),
 ) -> Callable[[C], C]:
     """Turn a class into an orso_pg model stored in table *name*.
 
@@ -352,6 +413,10 @@ def table(
         unique: Composite unique keys, each a sequence of field names.
         indexes: Extra indexes: sequences of field names, or :class:`Index` values.
         upsert_key: The key ``upsert`` conflicts on when the model has several unique keys.
+        primary_key: A composite primary key: field names in key order, e.g.
+            ``("symbol", "ts")`` (instead of ``column(primary_key=True)`` on the fields, which
+            keeps their declaration order).
+        foreign_keys: Foreign keys over several columns (:class:`ForeignKey`).
 
     Returns:
         A class decorator.
@@ -364,6 +429,8 @@ def table(
         idx if isinstance(idx, Index) else Index(columns=tuple(idx)) for idx in indexes
     )
     chosen_key = tuple(upsert_key) if upsert_key is not None else None
+    table_key = _key_names(primary_key)
+    table_fks = tuple(foreign_keys)
 
     def decorate(cls: C) -> C:
         if "__attrs_attrs__" not in cls.__dict__:
@@ -375,12 +442,22 @@ def table(
             composite,
             extra_indexes,
             chosen_key,
+            table_key,
+            table_fks,
         )
         cls.__orso_table__ = meta  # type: ignore[attr-defined]
         _REGISTRY[meta.name] = meta
         return cls
 
     return decorate
+
+
+def _key_names(primary_key: Sequence[str] | None) -> tuple[str, ...] | None:
+    if primary_key is None:
+        return None
+    if isinstance(primary_key, str):
+        return (primary_key,)
+    return tuple(primary_key)
 
 
 def _fail(cls: type, field: str | None, message: str) -> typing.NoReturn:
@@ -432,6 +509,8 @@ def _build(
     composite: tuple[tuple[str, ...], ...],
     extra_indexes: tuple[Index, ...],
     upsert_key: tuple[str, ...] | None,
+    table_key: tuple[str, ...] | None = None,
+    table_fks: tuple[ForeignKey, ...] = (),
 ) -> TableMeta:
     _check_identifier(cls, None, "table", name)
     if schema is not None:
@@ -439,18 +518,7 @@ def _build(
     hints = _hints(cls)
     columns = [_build_column(cls, f, hints.get(f.name, f.type)) for f in attrs.fields(cls)]
 
-    if not any(c.primary_key for c in columns):
-        # orso's default primary key is the field called "id".
-        columns = [
-            attrs.evolve(c, options=attrs.evolve(c.options, primary_key=True))
-            if c.name == "id"
-            else c
-            for c in columns
-        ]
-        columns = [_finish_key(cls, c) if c.name == "id" else c for c in columns]
-    keys = [c for c in columns if c.primary_key]
-    if len(keys) > 1:
-        _fail(cls, keys[1].name, f"two primary keys ({keys[0].name} and {keys[1].name})")
+    columns, keys = _key_columns(cls, columns, table_key)
     by_name = {c.name: c for c in columns}
     for label, attr in (("created_at", "created_at"), ("updated_at", "updated_at")):
         flagged = [c for c in columns if getattr(c.options, attr)]
@@ -481,15 +549,18 @@ def _build(
             _fail(cls, None, f"index method {idx.method!r} is not one of {_INDEX_METHODS}")
         indexes.append(idx)
 
+    key_names = tuple(c.name for c in keys)
     if upsert_key is not None:
-        if upsert_key not in unique_keys and (not keys or upsert_key != (keys[0].name,)):
+        if upsert_key not in unique_keys and (not keys or upsert_key != key_names):
             _fail(cls, None, f"upsert_key {upsert_key} is not a declared unique key")
         chosen: tuple[str, ...] | None = upsert_key
     elif len(unique_keys) == 1:
         chosen = unique_keys[0]
-    elif not unique_keys and keys and not keys[0].generated:
-        # A natural primary key is the row's identity: it is the conflict key upserts mean.
-        chosen = (keys[0].name,)
+    elif not unique_keys and keys and not any(c.generated for c in keys):
+        # A natural primary key (every column supplied by the caller, one or several) is the
+        # row's identity: it is the conflict key upserts mean. A generated part would never
+        # conflict on a new row.
+        chosen = key_names
     else:
         chosen = None
 
@@ -498,13 +569,98 @@ def _build(
         name=name,
         schema=schema,
         columns=tuple(columns),
-        primary_key=keys[0] if keys else None,
+        key=tuple(keys),
+        primary_key=keys[0] if len(keys) == 1 else None,
         unique_keys=tuple(unique_keys),
         upsert_key=chosen,
         created_at=next((c for c in columns if c.options.created_at), None),
         updated_at=next((c for c in columns if c.options.updated_at), None),
         indexes=tuple(indexes),
+        foreign_keys=tuple(_foreign_key(cls, by_name, fk) for fk in table_fks),
     )
+
+
+def _key_columns(
+    cls: type, columns: list[Column], table_key: tuple[str, ...] | None
+) -> tuple[list[Column], list[Column]]:
+    """Return the columns with the key marked, and the key's columns in key order.
+
+    The key is ``@table(primary_key=...)`` in the order given, else the fields declared
+    ``column(primary_key=True)`` in declaration order, else orso's default: the field ``id``.
+    """
+    flagged = [c.name for c in columns if c.primary_key]
+    if table_key is not None:
+        if not table_key:
+            _fail(cls, None, "primary_key= names no field")
+        if flagged and set(flagged) != set(table_key):
+            _fail(
+                cls,
+                flagged[0],
+                f"column(primary_key=True) on {', '.join(flagged)} disagrees with "
+                f"@table(primary_key={table_key})",
+            )
+        names = [c.name for c in columns]
+        for part in table_key:
+            if part not in names:
+                _fail(cls, None, f"primary_key {table_key} names unknown field {part!r}")
+        if len(set(table_key)) != len(table_key):
+            _fail(cls, None, f"primary_key {table_key} names a field twice")
+        wanted: tuple[str, ...] = table_key
+    elif flagged:
+        wanted = tuple(flagged)
+    else:
+        wanted = ("id",) if any(c.name == "id" for c in columns) else ()
+    marked = [
+        _finish_key(cls, attrs.evolve(c, options=attrs.evolve(c.options, primary_key=True)))
+        if c.name in wanted and (not c.primary_key or table_key is not None)
+        else c
+        for c in columns
+    ]
+    by_name = {c.name: c for c in marked}
+    keys = [by_name[n] for n in wanted]
+    for c in keys:
+        if c.options.compress:
+            _fail(cls, c.name, "a compressed column cannot be in the primary key")
+    return marked, keys
+
+
+def _foreign_key(cls: type, by_name: Mapping[str, Column], fk: object) -> TableForeignKey:
+    if not isinstance(fk, ForeignKey):
+        _fail(cls, None, f"foreign_keys= takes ForeignKey values, not {fk!r}")
+    if not fk.columns:
+        _fail(cls, None, "a foreign key names no column")
+    for part in fk.columns:
+        if part not in by_name:
+            _fail(cls, None, f"foreign key {fk.columns} names unknown field {part!r}")
+    if fk.on_delete is not None and fk.on_delete.upper() not in _ON_DELETE:
+        _fail(cls, None, f"on_delete must be one of {_ON_DELETE}, not {fk.on_delete!r}")
+    ref_schema = None
+    known: TableMeta | None
+    if isinstance(fk.ref, type):
+        target = table_of(fk.ref)
+        ref_table, ref_schema, known = target.name, target.schema, target
+    elif isinstance(fk.ref, str):
+        ref_table, known = fk.ref, _REGISTRY.get(fk.ref)
+    else:
+        _fail(cls, None, f"a foreign key's ref must be a model or a table name, not {fk.ref!r}")
+    _check_identifier(cls, None, "referenced table", ref_table)
+    if fk.ref_columns is not None:
+        ref_columns = fk.ref_columns
+    elif known is not None and known.key:
+        ref_columns = known.key_names
+    else:
+        _fail(cls, None, f"foreign key {fk.columns} -> {ref_table}: give ref_columns=")
+    if len(ref_columns) != len(fk.columns):
+        _fail(
+            cls,
+            None,
+            f"foreign key {fk.columns} has {len(fk.columns)} columns but references "
+            f"{len(ref_columns)} ({', '.join(ref_columns)}) of {ref_table}",
+        )
+    for part in ref_columns:
+        _check_identifier(cls, None, "referenced column", part)
+    action = None if fk.on_delete is None else fk.on_delete.upper()
+    return TableForeignKey(fk.columns, ref_table, ref_columns, ref_schema, action)
 
 
 def _shadowed_method(cls: type, name: str) -> type | None:
@@ -572,13 +728,21 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
     ref_table = ref_column = ref_schema = None
     if options.ref is not None:
         if isinstance(options.ref, type):
-            target = table_of(options.ref)
+            target: TableMeta | None = table_of(options.ref)
+            assert target is not None  # noqa: S101 - table_of raises otherwise
             ref_table, ref_schema = target.name, target.schema
-            ref_column = target.primary_key.name if target.primary_key else "id"
         else:
             ref_table = options.ref
-            known = _REGISTRY.get(ref_table)
-            ref_column = known.primary_key.name if known and known.primary_key else "id"
+            target = _REGISTRY.get(ref_table)
+        if target is not None and target.composite:
+            _fail(
+                cls,
+                name,
+                f"ref={ref_table!r} has a composite primary key ({', '.join(target.key_names)}); "
+                "reference it from a group of columns with "
+                "@table(foreign_keys=[ForeignKey((...), ...)])",
+            )
+        ref_column = target.primary_key.name if target and target.primary_key else "id"
         _check_identifier(cls, name, "referenced table", ref_table)
 
     column = Column(

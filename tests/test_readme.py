@@ -37,6 +37,18 @@ def test_quickstart_runs(server: Server, schema: str, monkeypatch: pytest.Monkey
     assert latest.created_at == module.__dict__["trade"].created_at
 
 
+def test_composite_keys_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The composite primary key example runs unchanged and its own asserts hold."""
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_composite_keys")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    block = python_block("Composite primary keys")
+    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
+    assert module.__dict__["bar"].close == 181.0  # read before the upsert changed the row
+    assert module.__dict__["page"].next_cursor is not None
+
+
 def test_enum_columns_block_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The enum block runs unchanged: the CHECK refuses a stranger's value, a rerun matches."""
     dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")

@@ -511,6 +511,19 @@ def _comparable(value: object) -> object:
     return value
 
 
+def _first_missing(keys: list[Any], width: int) -> tuple[int, int] | None:
+    """Return (row, key column) of the first key holding None, or None when every key is whole.
+
+    A key of several columns is a tuple (as :func:`_values` returns it for several names).
+    """
+    if width == 1:
+        return (keys.index(None), 0) if None in keys else None
+    for i, key in enumerate(keys):
+        if None in key:
+            return i, key.index(None)
+    return None
+
+
 def _has_duplicates(keys: list[Any]) -> bool:
     try:
         return len(set(keys)) != len(keys)
@@ -706,12 +719,13 @@ class _Insert(_Operation[int]):
         loaded = 0
         for group in _groups(self.meta, self.label, rows, offset):
             loaded += _copy(ex, self.meta, self.table, self.label, group, offset, stage=False)
-        name = compiler.require_key(self.meta).name
-        self.keys.extend(getattr(obj, name) for obj in rows)
+        self.keys.extend(ops.key_value(self.meta, obj) for obj in rows)
         return loaded
 
     def _allocate(self, ex: Executor, offset: int, rows: list[Any]) -> None:
         """Draw keys for the rows without one and set them, so COPY sends every key."""
+        if self.meta.composite:
+            return  # natural parts only (insert() refused generated ones): nothing to draw
         key = compiler.require_key(self.meta)
         if not key.generated:
             return  # a natural key: a row without one is refused like any missing value
@@ -784,7 +798,14 @@ def insert(
         msg = f"returning must be None or 'keys', not {returning!r}"
         raise ValidationError(msg, table=label, value=returning)
     if returning is not None:
-        compiler.require_key(meta)
+        generated = [c.name for c in compiler.require_keys(meta) if c.generated]
+        if meta.composite and generated:
+            msg = (
+                f"{meta.cls.__name__}: returning='keys' needs every part of the composite key "
+                f"({', '.join(meta.key_names)}) supplied; {', '.join(generated)} is generated "
+                "by the server"
+            )
+            raise QueryError(msg, table=label)
     op = _Insert(meta, table, label, [] if returning else None)
     counts = _run(op, session, label, models, _options(label, options))
     if op.keys is not None:
@@ -1038,8 +1059,7 @@ def _conflict_key(meta: TableMeta, key: Sequence[str] | None) -> tuple[str, ...]
         return ops.upsert_key(meta)
     chosen = _columns(meta, key, "key")
     assert chosen is not None  # noqa: S101 - key is not None
-    pk = meta.primary_key
-    if chosen in meta.unique_keys or (pk is not None and chosen == (pk.name,)):
+    if chosen in meta.unique_keys or (meta.key and chosen == meta.key_names):
         return chosen
     keys = ", ".join("(" + ", ".join(k) + ")" for k in meta.unique_keys) or "none"
     msg = (
@@ -1239,9 +1259,9 @@ class _Update(_Staged[int]):
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
         sent, rest = self.stream(ex, source, rows, offset, self.wanted)
-        pk = compiler.require_key(self.meta).name
-        keys = _values(self.meta, self.label, rows, offset, (pk,))
-        if None in keys or _has_duplicates(keys):
+        names = self.meta.key_names
+        keys = _values(self.meta, self.label, rows, offset, names)
+        if _first_missing(keys, len(names)) is not None or _has_duplicates(keys):
             return self.staged(ex, offset, rows, keys)
         updated = self.apply(ex, sent, offset)
         for group in rest:
@@ -1259,13 +1279,14 @@ class _Update(_Staged[int]):
 
     def staged(self, ex: Executor, offset: int, rows: list[Any], keys: list[Any]) -> int:
         """Update from a whole chunk held in memory, the last row of each key only."""
-        pk = compiler.require_key(self.meta).name
-        if None in keys:
-            i = keys.index(None)
+        names = self.meta.key_names
+        missing = _first_missing(keys, len(names))
+        if missing is not None:
+            i, pk = missing[0], names[missing[1]]
             msg = f"{self.label}.{pk} is None: a row without a primary key cannot be updated"
             err = ValidationError(msg, table=self.label, column=pk, value=None)
             raise _mark(err, position=offset + i)
-        members, index = _last_wins(self.meta, self.label, rows, offset, (pk,))
+        members, index = _last_wins(self.meta, self.label, rows, offset, names)
         updated = 0
         for part in _groups(self.meta, self.label, members, offset, self.wanted):
             group = _Group(part.names, part.rows, _compose(index, part.index))
@@ -1301,18 +1322,20 @@ def update(
         **options: :class:`BatchOptions`.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    pk = compiler.require_key(meta).name
     if isinstance(columns, Mapping):
+        # Expressions are matched on a single-column key (a composite key is refused here).
+        pk = compiler.require_key(meta).name
         assign = update_assignments(meta, label, columns)
         read = set().union(*map(incoming_names, columns.values()))
         op = _Update(meta, table, label, wanted=frozenset((pk, *read)), assign=assign)
         return sum(_run(op, session, label, models, _options(label, options)))
+    key = compiler.require_keys(meta)
     chosen = _columns(meta, columns, "columns")
     if chosen is None:
         # The timestamps are never written from the rows: leave them out of the stage.
         stamps = {c.name for c in (meta.created_at, meta.updated_at) if c is not None}
         chosen = tuple(n for n in meta.column_names if n not in stamps)
-    wanted = frozenset((pk, *chosen))
+    wanted = frozenset((*(c.name for c in key), *chosen))
     op = _Update(meta, table, label, wanted=wanted)
     counts = _run(op, session, label, models, _options(label, options))
     return sum(counts)
@@ -1360,7 +1383,7 @@ def delete(
     foreign keys as ``delete_cascade`` does.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
-    compiler.require_key(meta)
+    compiler.require_keys(meta)
     whole = not options.get("chunked") and "chunk_size" not in options
     chosen = _options(label, options, sys.maxsize if whole else DEFAULT_CHUNK_SIZE)
     op = _Delete(meta, table, label, cascade)

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 
 from psycopg import sql
 
-from orso_pg._compiler import Statement, column_list, require_key
+from orso_pg._compiler import (
+    Statement,
+    column_list,
+    keys_in,
+    keys_params,
+    require_key,
+    require_keys,
+)
 from orso_pg._schema import TableMeta
 from orso_pg.migrate import _ddl as ddl
 
@@ -109,7 +116,8 @@ def drop_stage() -> Statement:
 
 def _keep_on_update(meta: TableMeta, conflict: tuple[str, ...]) -> set[str]:
     keep = set(conflict)
-    for col in (meta.primary_key, meta.created_at, meta.updated_at):
+    keep.update(meta.key_names)
+    for col in (meta.created_at, meta.updated_at):
         if col is not None:
             keep.add(col.name)
     return keep
@@ -174,22 +182,19 @@ def upsert_from_stage(
 
 @functools.lru_cache(maxsize=1024)
 def _update(
-    meta: TableMeta, table_name: str | None, names: tuple[str, ...], key: str
+    meta: TableMeta, table_name: str | None, names: tuple[str, ...], key: tuple[str, ...]
 ) -> sql.Composed:
-    keep = _keep_on_update(meta, (key,))
+    keep = _keep_on_update(meta, key)
     assignments: list[sql.Composable] = [
         sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in names if n not in keep
     ]
     if meta.updated_at is not None:
         assignments.append(sql.SQL("{} = {}").format(sql.Identifier(meta.updated_at.name), _NOW))
     if not assignments:
-        assignments.append(sql.SQL("{0} = s.{0}").format(sql.Identifier(key)))
-    return sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.{} = s.{}").format(
-        meta.qualified(table_name),
-        _COMMA.join(assignments),
-        STAGE,
-        sql.Identifier(key),
-        sql.Identifier(key),
+        assignments.append(sql.SQL("{0} = s.{0}").format(sql.Identifier(key[0])))
+    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
+    return sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE {}").format(
+        meta.qualified(table_name), _COMMA.join(assignments), STAGE, match
     )
 
 
@@ -199,7 +204,7 @@ def update_from_stage(meta: TableMeta, table_name: str | None, names: tuple[str,
     The staged columns *names* (the primary key among them) are written, except ``created_at``;
     ``updated_at`` is set to ``now()``. Its row count is the number of rows updated.
     """
-    key = require_key(meta).name
+    key = tuple(c.name for c in require_keys(meta))
     return Statement(_update(meta, table_name, names, key))
 
 
@@ -208,6 +213,8 @@ def _key_array(meta: TableMeta) -> sql.Composed:
     # The array takes the key's own type: psycopg would send small ints as int4[], and
     # "bigint = ANY(int4[])" is a cross-type comparison PostgreSQL cannot hash, so a long
     # list would be scanned once per row.
+    if meta.composite:
+        return keys_in(meta)
     key = require_key(meta)
     if key.options.sql_type is not None:
         # A declared type may be narrower (varchar(3)): a cast would truncate keys into matches.
@@ -220,13 +227,16 @@ def _delete_any(meta: TableMeta, table_name: str | None) -> sql.Composed:
 
 
 def delete_any(meta: TableMeta, table_name: str | None, keys: Sequence[object]) -> Statement:
-    """Return ``DELETE ... WHERE <pk> = ANY(%s)``: every key in one array parameter."""
-    return Statement(_delete_any(meta, table_name), (list(keys),))
+    """Return ``DELETE ... WHERE <pk> = ANY(%s)``: every key in one array parameter.
+
+    A composite key's keys (tuples) go as one array per key column.
+    """
+    return Statement(_delete_any(meta, table_name), keys_params(meta, keys))
 
 
 def key_condition(meta: TableMeta, keys: Sequence[object]) -> Statement:
     """Return ``<pk> = ANY(%s)`` as a condition, for cascading deletes."""
-    return Statement(_key_array(meta), (list(keys),))
+    return Statement(_key_array(meta), keys_params(meta, keys))
 
 
 @functools.lru_cache(maxsize=1024)

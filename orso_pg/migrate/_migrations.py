@@ -268,8 +268,11 @@ def _dependency_order(entries: Sequence[MigrationEntry]) -> list[int]:
     def visit(i: int, path: frozenset[int]) -> None:
         if i in seen or i in path:
             return
-        for column in entries[i].meta.columns:
-            parent = by_table.get(column.ref_table or "")
+        meta = entries[i].meta
+        parents = [c.ref_table or "" for c in meta.columns]
+        parents.extend(fk.ref_table for fk in meta.foreign_keys)
+        for name in parents:
+            parent = by_table.get(name)
             if parent is not None and parent != i:
                 visit(parent, path | {i})
         seen.add(i)
@@ -340,7 +343,7 @@ def _target(ex: Executor, meta: TableMeta) -> LiveTable:
     Foreign keys are left out (a temporary table cannot reference a permanent one); the
     planner takes them from the model.
     """
-    columns = [ddl.column_definition(attrs.evolve(c, ref_table=None)) for c in meta.columns]
+    columns = ddl.table_elements(meta, references=False)
     create = sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
         _TARGET, sql.SQL(", ").join(columns)
     )

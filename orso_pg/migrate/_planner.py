@@ -28,7 +28,7 @@ from psycopg import sql
 
 from orso_pg import _vector
 from orso_pg._compiler import Statement
-from orso_pg._schema import MAX_IDENTIFIER_BYTES, Column, Index, TableMeta
+from orso_pg._schema import MAX_IDENTIFIER_BYTES, Column, Index, TableForeignKey, TableMeta
 from orso_pg._types import Refused
 from orso_pg.errors import MigrationError
 from orso_pg.migrate import _ddl as ddl
@@ -170,6 +170,10 @@ def _model_fks(meta: TableMeta) -> list[tuple[str, str, str, str]]:
     return [_fk_spec(c) for c in meta.columns if c.ref_table is not None]
 
 
+def _composite_fk_spec(fk: TableForeignKey) -> list[Any]:
+    return [list(fk.columns), fk.ref_table, list(fk.ref_columns), fk.on_delete or "NO ACTION"]
+
+
 def describe(meta: TableMeta, target: LiveTable) -> dict[str, Any]:
     """Return the schema the model asks for, as JSON-ready data (kept in the history).
 
@@ -177,7 +181,7 @@ def describe(meta: TableMeta, target: LiveTable) -> dict[str, Any]:
     created). The next migration drops only indexes, unique keys, foreign keys and defaults
     that this description lists, so objects someone added by hand are never removed.
     """
-    return {
+    described: dict[str, Any] = {
         "columns": {
             c.name: {
                 "type": c.type,
@@ -199,6 +203,12 @@ def describe(meta: TableMeta, target: LiveTable) -> dict[str, Any]:
         "foreign_keys": sorted(list(spec) for spec in _model_fks(meta)),
         "compressed": sorted(c.name for c in meta.columns if c.type.compressed),
     }
+    if meta.foreign_keys:
+        # Only when there are some: the checksums recorded for other models stay the same.
+        described["composite_foreign_keys"] = sorted(
+            _composite_fk_spec(fk) for fk in meta.foreign_keys
+        )
+    return described
 
 
 # --- creating a table -------------------------------------------------------------------------
@@ -376,7 +386,10 @@ class _Planner:
     def plan_drop_constraints(self) -> None:
         refs = [c for c in self.meta.columns if c.ref_table is not None]
         for con in self.live.of_kind("f"):
-            if len(con.columns) != 1 or con.ref_table is None or self.involves_extra(con.columns):
+            if con.ref_table is None or self.involves_extra(con.columns):
+                continue
+            if len(con.columns) != 1:
+                self.plan_drop_composite_fk(con)
                 continue
             spec = (con.columns[0], con.ref_table, con.ref_columns[0], con.on_delete)
             kept = any(self.fk_is(c, con) for c in refs)
@@ -445,6 +458,24 @@ class _Planner:
                     ),
                 )
             )
+
+    def live_fk_spec(self, con: LiveConstraint) -> list[Any]:
+        """The spec (as :func:`describe` records it) of a live foreign key, after renames."""
+        columns = [self.now(c) for c in con.columns]
+        return [columns, con.ref_table, list(con.ref_columns), con.on_delete]
+
+    def plan_drop_composite_fk(self, con: LiveConstraint) -> None:
+        spec = self.live_fk_spec(con)
+        wanted = [_composite_fk_spec(fk) for fk in self.meta.foreign_keys]
+        if spec in wanted or not self.owned("composite_foreign_keys", spec):
+            return
+        self.steps.append(
+            _step(
+                f"drop foreign key {con.name} ({', '.join(spec[0])}) -> "
+                f"{spec[1]} ({', '.join(spec[2])})",
+                _alter(self.ident, sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(con.name))),
+            )
+        )
 
     def check_not_referenced(self, columns: Sequence[str], what: str) -> None:
         for key in self.live.inbound:
@@ -926,7 +957,30 @@ class _Planner:
                 )
             )
 
+    def plan_composite_fk_add(self) -> None:
+        have = [
+            (self.live_fk_spec(con), con.ref_schema)
+            for con in self.live.of_kind("f")
+            if len(con.columns) > 1 and con.ref_table is not None
+        ]
+        for fk in self.meta.foreign_keys:
+            spec = _composite_fk_spec(fk)
+            if any(spec == live and fk.ref_schema in (None, schema) for live, schema in have):
+                continue
+            self.late.append(
+                _step(
+                    f"add foreign key ({', '.join(fk.columns)}) -> "
+                    f"{fk.ref_schema + '.' if fk.ref_schema else ''}{fk.ref_table} "
+                    f"({', '.join(fk.ref_columns)})",
+                    _alter(
+                        self.ident,
+                        sql.SQL("ADD {}").format(ddl.foreign_key_constraint(fk)),
+                    ),
+                )
+            )
+
     def plan_fk_add(self) -> None:
+        self.plan_composite_fk_add()
         have = [
             con
             for con in self.live.of_kind("f")

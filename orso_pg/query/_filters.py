@@ -788,11 +788,13 @@ class Sort:
 
 
 def with_tiebreak(meta: TableMeta, sorts: Sequence[Sort]) -> tuple[Sort, ...]:
-    """Return *sorts* ending with the primary key, so every row has one place in the order."""
-    pk = meta.primary_key
-    if pk is None or any(s.column == pk.name for s in sorts):
-        return tuple(sorts)
-    return (*sorts, Sort(pk.name))
+    """Return *sorts* ending with the primary key, so every row has one place in the order.
+
+    Each column of a composite key that the sorts do not name already is appended, in key order.
+    """
+    named = [s.column for s in sorts]
+    missing = tuple(Sort(c.name) for c in meta.key if c.name not in named)
+    return (*sorts, *missing) if missing else tuple(sorts)
 
 
 def compile_sorts(ctx: CompileContext, sorts: Sequence[Sort]) -> sql.Composable | None:

@@ -169,8 +169,8 @@ def batches(
 def unique_keys(meta: TableMeta) -> list[tuple[str, ...]]:
     """Return every key of *meta* whose values must be distinct across rows."""
     keys: list[tuple[str, ...]] = []
-    if meta.primary_key is not None:
-        keys.append((meta.primary_key.name,))
+    if meta.key:
+        keys.append(meta.key_names)  # a composite key is unique as a whole
     keys.extend(meta.unique_keys)
     keys.extend(index.columns for index in meta.indexes if index.unique)
     return list(dict.fromkeys(keys))

@@ -221,16 +221,6 @@ def test_bad_definitions_name_class_and_field(build: Any, message: str):
         build()
 
 
-def test_two_primary_keys_are_refused():
-    """Two fields marked primary_key raise naming the second one."""
-    with pytest.raises(DefinitionError, match=r"Two\.b: two primary keys \(a and b\)"):
-
-        @table("two_keys")
-        class Two:
-            a: int = column(primary_key=True)
-            b: int = column(primary_key=True)
-
-
 @pytest.mark.parametrize(
     ("options", "annotation", "message"),
     [
