@@ -13,10 +13,10 @@ come back one ulp away from their printed decimals.
 
 from __future__ import annotations
 
-import numpy as np
-
 import importlib.util
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["SYNTHETIC", "TIMESTAMP", "real", "synthetic"]
 

@@ -870,20 +870,23 @@ def _sample_share(flat: np.ndarray, test: object) -> float:
 def _is_float32(values: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         back = values.astype(np.float32).astype(np.float64)
-    return back.view(np.int64) == values.view(np.int64)
+    same: np.ndarray = back.view(np.int64) == values.view(np.int64)
+    return same
 
 
 def _approximate(q: np.ndarray, kind: int, places: int, dtype: np.dtype) -> np.ndarray:
     """Return what the decoder rebuilds from *q* before corrections: both sides call this."""
     with np.errstate(over="ignore"):  # beyond float32's range is inf: a correction fixes it
         if kind == _FLOAT32_DECIMALS:
-            return _from_decimals(q, places, np.dtype(np.float32)).astype(np.float64)
+            wide: np.ndarray = _from_decimals(q, places, np.dtype(np.float32)).astype(np.float64)
+            return wide
         return _from_decimals(q, places, dtype)
 
 
 def _corrections(flat: np.ndarray, approx: np.ndarray) -> np.ndarray:
     signed = _SIGNED[flat.itemsize]
-    return np.subtract(flat.view(signed), approx.view(signed))  # wraps: exact for any bits
+    difference: np.ndarray = np.subtract(flat.view(signed), approx.view(signed))  # wraps
+    return difference
 
 
 def _scaled(flat: np.ndarray, places: int) -> np.ndarray:
@@ -894,7 +897,8 @@ def _scaled(flat: np.ndarray, places: int) -> np.ndarray:
         np.rint(scaled, out=scaled)
     if bad.any():
         scaled[bad] = 0.0
-    return scaled.astype(np.int64)
+    q: np.ndarray = scaled.astype(np.int64)
+    return q
 
 
 def _near_decimals(flat: np.ndarray, kind: int, most: int) -> _Model | None:
@@ -995,8 +999,7 @@ def _frame2(
                     sizes | places << 2),
         struct.pack("<" + _UNSIGNED_LETTER[sizes] * len(fields), *fields),
     ]  # fmt: skip
-    for packing in packings:
-        parts.append(_describe_stream(packing))
+    parts += [_describe_stream(packing) for packing in packings]
     parts += [packing.payload for packing in packings] if packings else [raw]  # type: ignore[list-item]
     crc = 0
     for part in parts:
@@ -1006,8 +1009,10 @@ def _frame2(
 
 def _describe_stream(packing: _Packing) -> bytes:
     """Return a stream's descriptor: three bytes, then its fields at their sizes."""
-    length = len(packing.payload) if not isinstance(packing.payload, memoryview) else (
-        packing.payload.nbytes
+    length = (
+        len(packing.payload)
+        if not isinstance(packing.payload, memoryview)
+        else (packing.payload.nbytes)
     )
     has_divisor = packing.divisor != 1
     codes = (
@@ -1115,7 +1120,7 @@ class _Parsed(NamedTuple):
     code: int
     kind: int
     shape: tuple[int, ...]
-    count: int
+    total: int
     param: int
     packings: list[_Packing]
     raw: memoryview | None
@@ -1452,39 +1457,31 @@ def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
     for index, data in enumerate(frames):
         try:
             frame = data if type(data) is bytes else _as_bytes(data)
-            head = _HEAD.unpack_from(frame) if len(frame) >= _FIXED_SIZE + 8 else None
-            if (
-                head is None
-                or head[0] != MAGIC
-                or head[1] != FORMAT_VERSION
-                or head[4] != 1  # ndim
-                or head[3] == _RAW
-                or head[8]  # flags
-                or not 0 < head[2] < len(_DTYPES)
-                or head[3] > _ZSTD
-                or head[5] > 2  # noqa: PLR2004
-            ):
+            version = frame[4] if len(frame) > 4 and bytes(frame[:4]) == MAGIC else None  # noqa: PLR2004
+            found = (
+                _member2(frame, max_bytes)
+                if version == FORMAT_VERSION
+                else _member1(frame)
+                if version == 1
+                else None
+            )
+            if found is None:
                 out[index] = _decode(frame, max_bytes)
                 continue
-            order = head[5]
-            start = _FIXED_SIZE + 8 * (1 + order)
-            if len(frame) != start + head[9] or zlib.crc32(
-                frame[_FIXED_SIZE:], zlib.crc32(frame[: _HEAD.size])
-            ) != _CRC.unpack_from(frame, _HEAD.size)[0]:
-                out[index] = _decode(frame, max_bytes)  # raises the precise error
+            if isinstance(found, np.ndarray):
+                out[index] = found
                 continue
-            count, *seeds = struct.unpack_from(f"<Q{order}q", frame, _FIXED_SIZE)
         except CompressionError as exc:
             raise CompressionError(f"frame {index}: {exc}") from exc
-        key = (head[2], count, order, head[6], head[7], head[3])
+        key, reference, divisor, seeds, payload = found
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group([], [], [], [], [])
         group.indices.append(index)
-        group.references.append(head[10])
-        group.divisors.append(head[11])
-        group.seeds.append(tuple(seeds))
-        group.payloads.append(bytes(frame[start:]))
+        group.references.append(reference)
+        group.divisors.append(divisor)
+        group.seeds.append(seeds)
+        group.payloads.append(payload)
     for key, group in groups.items():
         rebuilt = None
         if len(group.indices) >= _GROUP_MIN:
@@ -1499,6 +1496,111 @@ def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
     return out  # type: ignore[return-value]  # every slot was filled above
 
 
+_Member = tuple[tuple[int, ...], int, int, tuple[int, ...], bytes]
+
+
+def _member1(frame: bytes | memoryview) -> _Member | None:
+    """Return a format-1 frame's group key and fields, or None to decode it alone."""
+    if len(frame) < _FIXED_SIZE + 8:
+        return None
+    head = _HEAD.unpack_from(frame)
+    code, layout, ndim, order, flags = head[2], head[3], head[4], head[5], head[8]
+    if ndim != 1 or flags or not 0 < code < len(_DTYPES) or not _PACKED <= layout <= _ZSTD:
+        return None
+    if order > 2:  # noqa: PLR2004
+        return None
+    start = _FIXED_SIZE + 8 * (1 + order)
+    if (
+        len(frame) != start + head[9]
+        or zlib.crc32(frame[_FIXED_SIZE:], zlib.crc32(frame[: _HEAD.size]))
+        != _CRC.unpack_from(frame, _HEAD.size)[0]
+    ):
+        return None  # decoded alone, which names the fault
+    count, *seeds = struct.unpack_from(f"<Q{order}q", frame, _FIXED_SIZE)
+    key = (code, count, order, head[6], head[7], layout)
+    return key, head[10], head[11], tuple(seeds), bytes(frame[start:])
+
+
+class _Plan(NamedTuple):
+    """How to read the fields of the format-2 frames that share a header signature."""
+
+    fields: struct.Struct
+    code: int
+    order: int
+    width: int
+    places: int
+    layout: int
+    has_divisor: bool
+
+
+_PLANS: dict[bytes, _Plan | None] = {}
+
+
+def _plan(signature: bytes) -> _Plan | None:
+    """Return the plan of a signature (header bytes 5-7, stream bytes 0-2), or None.
+
+    None means: not a one-dimensional bits or decimals frame with one stream and no zero mask,
+    or a field no encoder writes; such frames are decoded alone, by :func:`_parse2`.
+    """
+    typed, shaped, sized, flags, width, sizes = signature
+    code, kind, places, layout, order = typed & 15, typed >> 4, sized >> 2, flags & 3, flags >> 3
+    if (
+        not 0 < code < len(_DTYPES)
+        or kind not in (_BITS, _DECIMALS)
+        or shaped != 1
+        or sized & 0x80
+        or places > _MAX_DECIMALS
+        or (places and kind != _DECIMALS)
+        or flags & 0xC4
+        or not _PACKED <= layout <= _ZSTD
+        or order > 2  # noqa: PLR2004
+    ):
+        return None
+    has_divisor = bool(flags & 32)
+    letters = (
+        _UNSIGNED_LETTER[sized & 3]
+        + "3x"  # the stream descriptor's bytes, read as the signature
+        + _UNSIGNED_LETTER[sizes & 3]
+        + _SIGNED_LETTER[sizes >> 2 & 3]
+        + (_UNSIGNED_LETTER[sizes >> 4 & 3] if has_divisor else "")
+        + _SIGNED_LETTER[sizes >> 6 & 3] * (order & 3)
+    )
+    places = places if kind == _DECIMALS else _NO_DECIMALS
+    return _Plan(struct.Struct("<" + letters), code, order & 3, width, places, layout, has_divisor)
+
+
+def _member2(frame: bytes | memoryview, max_bytes: int) -> _Member | np.ndarray:
+    """Return a format-2 frame's group key and fields, or its array when it cannot join one.
+
+    Frames of one column share their header's layout: the plan for it is made once, and each
+    frame then costs a checksum and one struct call.
+    """
+    size = len(frame)
+    if size >= 24:  # noqa: PLR2004 - the shortest packed frame with one stream
+        at = _HEAD2_SIZE + (1 << (frame[7] & 3))
+        signature = bytes(frame[5:8]) + bytes(frame[at : at + 3])
+        if signature in _PLANS:
+            plan = _PLANS[signature]
+        else:
+            plan = _PLANS[signature] = _plan(signature)
+        if (
+            plan is not None
+            and zlib.crc32(frame[: size - 4]) == _CRC.unpack_from(frame, size - 4)[0]
+        ):
+            start = _HEAD2_SIZE + plan.fields.size
+            fields = plan.fields.unpack_from(frame, _HEAD2_SIZE) if start + 4 <= size else ()
+            if (
+                fields
+                and start + fields[1] == size - 4
+                and (not plan.has_divisor or fields[3] != 1)
+            ):
+                divisor = fields[3] if plan.has_divisor else 1
+                key = (plan.code, fields[0], plan.order, plan.width, plan.places, plan.layout)
+                seeds = fields[len(fields) - plan.order :] if plan.order else ()
+                return key, fields[2], divisor, seeds, bytes(frame[start : size - 4])
+    return _rebuild2(_parse2(frame), max_bytes)  # alone, with the precise error if any
+
+
 def _decode_indexed(frames: Sequence[object], index: int, max_bytes: int) -> np.ndarray:
     try:
         return _decode(frames[index], max_bytes)  # type: ignore[arg-type]  # checked by _as_bytes
@@ -1506,9 +1608,7 @@ def _decode_indexed(frames: Sequence[object], index: int, max_bytes: int) -> np.
         raise CompressionError(f"frame {index}: {exc}") from exc
 
 
-def _unpack_group(
-    key: tuple[int, ...], group: _Group, max_bytes: int
-) -> list[np.ndarray]:
+def _unpack_group(key: tuple[int, ...], group: _Group, max_bytes: int) -> list[np.ndarray]:
     """Rebuild a group of frames that share every field but reference, divisor and seeds."""
     code, count, order, width, decimals, layout = key
     dtype = _DTYPES[code]

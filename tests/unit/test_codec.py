@@ -895,7 +895,8 @@ def near_decimals(draw: st.DrawFn) -> np.ndarray:
     prices = ((start + np.cumsum(steps)) / 10**places).astype(dtype)
     off = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([0, 0, 0, 1, -1, 2])))
     bits = prices.view(f"i{prices.itemsize}") + off.astype(f"i{prices.itemsize}")
-    return bits.view(dtype)
+    near: np.ndarray = bits.view(dtype)
+    return near
 
 
 @st.composite
@@ -907,7 +908,8 @@ def jittered_grid(draw: st.DrawFn) -> np.ndarray:
     gaps = draw(hnp.arrays(np.int64, n, elements=st.sampled_from([1, 1, 1, 1, 2, 30])))
     noise = draw(hnp.arrays(np.int64, n, elements=st.integers(-jitter, jitter)))
     start = draw(st.integers(-(2**62), 2**62))
-    return start + step * np.cumsum(gaps) + noise
+    clock: np.ndarray = start + step * np.cumsum(gaps) + noise
+    return clock
 
 
 @st.composite
@@ -919,7 +921,7 @@ def float32_rounded(draw: st.DrawFn) -> np.ndarray:
     values = (draw(st.integers(0, 10**7)) + np.cumsum(steps)) / 10**places
     if draw(st.booleans()):
         values = values * draw(st.floats(0.1, 10))
-    wide = values.astype(np.float32).astype(np.float64)
+    wide: np.ndarray = values.astype(np.float32).astype(np.float64)
     strays = draw(hnp.arrays(np.bool_, n)) & draw(hnp.arrays(np.bool_, n))
     specials = np.array([0.1, np.nan, -0.0, np.inf, 1e300])
     wide[strays] = specials[np.arange(int(strays.sum())) % specials.size]
@@ -1002,7 +1004,9 @@ def test_random_damage_to_every_model_never_decodes(name):
 
 def test_hand_built_format2_frames_decode():
     """Frames built from the documented format-2 tables decode to the values they describe."""
-    planes = build_frame2(dtype=4, streams=({"width": 16, "payload": bytes([1, 2, 3, 4, 0, 1, 0, 2])},))
+    planes = build_frame2(
+        dtype=4, streams=({"width": 16, "payload": bytes([1, 2, 3, 4, 0, 1, 0, 2])},)
+    )
     assert codec.decode(planes).tolist() == [1, 258, 3, 516]
     bits = build_frame2(
         dtype=3,
@@ -1011,7 +1015,9 @@ def test_hand_built_format2_frames_decode():
                   "payload": bytes([0x12, 0x30])},),
     )  # fmt: skip
     assert codec.decode(bits).tolist() == [-5, -4, 0, 7, 5]
-    cents = build_frame2(dtype=12, model=1, places=2, streams=({"payload": bytes([1, 5, 250, 100])},))
+    cents = build_frame2(
+        dtype=12, model=1, places=2, streams=({"payload": bytes([1, 5, 250, 100])},)
+    )
     assert codec.decode(cents).tolist() == [0.01, 0.05, 2.5, 1.0]
     # Corrections: +1 on the bits of the second value, -1 on the fourth.
     fixed = build_frame2(
@@ -1031,10 +1037,10 @@ def test_hand_built_format2_frames_decode():
                   .astype("<u4").view(np.uint8).reshape(4, 4).T.tobytes()},),
     )  # fmt: skip
     assert codec.decode(as_float32).tolist() == narrow.astype(np.float64).tolist()
-    yahoo = build_frame2(dtype=12, model=3, places=1, streams=({"payload": bytes([1, 5, 250, 100])},))
-    assert codec.decode(yahoo).tolist() == [
-        float(np.float32(x)) for x in (0.1, 0.5, 25.0, 10.0)
-    ]
+    yahoo = build_frame2(
+        dtype=12, model=3, places=1, streams=({"payload": bytes([1, 5, 250, 100])},)
+    )
+    assert codec.decode(yahoo).tolist() == [float(np.float32(x)) for x in (0.1, 0.5, 25.0, 10.0)]
     grid = build_frame2(
         model=4, step=1000,
         streams=({"order": 1, "seeds": (7,), "width": 0, "reference": 1, "payload": b""},
@@ -1118,7 +1124,7 @@ def test_decode_many_rebuilds_groups_of_rows():
     old = [build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2]))] * 5
     frames = [codec.encode(w) for w in walks] + [codec.encode(p) for p in prices] + old
     out = codec.decode_many(frames)
-    for values, got in zip(walks + prices, out, strict=False):
+    for values, got in zip([*walks, *prices], out, strict=False):
         assert got.tobytes() == values.tobytes()
     assert all(got.tolist() == [1, 258, 3, 516] for got in out[-5:])
     out[0][:] = 0  # rows share a block but not their values
@@ -1146,7 +1152,7 @@ def test_decode_many_names_the_bad_frame():
     with pytest.raises(CompressionError, match="frame 1: cannot decode"):
         codec.decode_many([frames[0], "text"])  # type: ignore[list-item]
     with pytest.raises(CompressionError, match="sequence of frames"):
-        codec.decode_many(frames[0])
+        codec.decode_many(frames[0])  # type: ignore[arg-type]
     with pytest.raises(CompressionError, match="max_bytes"):
         codec.decode_many(frames, max_bytes=100)
 

@@ -206,7 +206,9 @@ CASES: dict[str, tuple[Callable[[], np.ndarray], dict[str, Any], str]] = {
         "a 1 s clock in ms with jitter: the grid model, quotients and remainders",
     ),
     "int64_walk_outlier": (
-        lambda: np.cumsum(_rng(27).integers(-2, 3, 500)) + np.where(np.arange(500) == 250, -(10**9), 0),
+        lambda: (
+            np.cumsum(_rng(27).integers(-2, 3, 500)) + np.where(np.arange(500) == 250, -(10**9), 0)
+        ),
         {},
         "a small-step walk with one large outlier: a compact header, order 1 despite it",
     ),
