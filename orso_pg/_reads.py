@@ -20,7 +20,7 @@ from psycopg import sql
 from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
-from orso_pg._executor import loader
+from orso_pg._executor import load_rows, load_stream, loader
 from orso_pg._operations import check_session, dump_keys, dump_value, setup
 from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
@@ -76,8 +76,7 @@ def _order(meta: TableMeta, label: str, sorts: Sequence[Sort]) -> sql.Composable
 
 
 def _load_all(meta: TableMeta, rows: Iterable[Sequence[Any]]) -> list[Any]:
-    load = loader(meta)
-    return [load(r) for r in rows]
+    return load_rows(meta, rows if isinstance(rows, list) else list(rows))
 
 
 # --- finders ----------------------------------------------------------------------------------
@@ -163,11 +162,8 @@ def find_by_ids(
         return []
     stmt = compiler.select_in(meta, table, pk.name, keys)
     rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
-    found = {}
-    load = loader(meta)
     index = meta.columns.index(pk)
-    for row in rows:
-        found[row[index]] = load(row)
+    found = {row[index]: obj for row, obj in zip(rows, load_rows(meta, rows), strict=True)}
     ordered = []
     seen = set()
     for k in keys:
@@ -242,8 +238,7 @@ def _page(
 ) -> PaginatedResult[Any]:
     """Run a page's count and rows together (one round trip, one snapshot) and load them."""
     counted, found = session._read(lambda ex: ex.fetch_together([count, rows], table=label))
-    load = loader(meta)
-    return PaginatedResult([load(r) for r in found], page.with_total(int(counted[0][0])))
+    return PaginatedResult(load_rows(meta, found), page.with_total(int(counted[0][0])))
 
 
 def find_page(
@@ -391,8 +386,7 @@ def stream(
     where, params = _where(meta, label, f)
     order = _order(meta, label, sorts)
     stmt = compiler.select_where(meta, table, where, params, order_by=order)
-    load = loader(meta)
-    return (load(row) for row in session._iterate(stmt, batch_size, label))
+    return load_stream(meta, session._iterate(stmt, batch_size, label), batch_size)
 
 
 # --- aggregates -------------------------------------------------------------------------------

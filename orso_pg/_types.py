@@ -55,6 +55,8 @@ class ColumnType:
         load: Turn a fetched value into the Python value, or ``None`` when psycopg's own
             loader already gives the right type.
         compressed: True when values are codec frames in a BYTEA column.
+        load_many: Turn many fetched non-NULL values into Python values at once (compressed
+            columns decode a batch of frames in one call), or ``None``.
     """
 
     label: str
@@ -64,6 +66,7 @@ class ColumnType:
     dump: Dump
     load: Load | None = None
     compressed: bool = False
+    load_many: Callable[[list[Any]], list[Any]] | None = None
 
 
 def _refuse(reason: str) -> typing.NoReturn:
@@ -400,6 +403,10 @@ def compressed(python: Any, *, decimals: int | None) -> ColumnType:
         arr = codec.decode(bytes(value))
         return arr.tolist() if as_list else arr
 
+    def load_many(values: list[Any]) -> list[Any]:
+        arrays = codec.decode_many(values)
+        return [arr.tolist() for arr in arrays] if as_list else arrays
+
     label = "bytea (compressed " + (
         "ndarray" if not as_list else typing.get_args(python)[0].__name__
     )
@@ -411,6 +418,7 @@ def compressed(python: Any, *, decimals: int | None) -> ColumnType:
         dump=dump,
         load=load,
         compressed=True,
+        load_many=load_many,
     )
 
 

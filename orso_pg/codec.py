@@ -360,7 +360,7 @@ def decode_many(
 
     Raises:
         CompressionError: A frame is not a valid frame (as for :func:`decode`); the message
-            starts with ``frame <index>:``.
+            starts with ``frame <index>:`` and the error's ``position`` is that index.
     """
     cap = _max_bytes if max_bytes is None else _check_max_bytes(max_bytes)
     if isinstance(frames, (bytes, bytearray, memoryview, str)):
@@ -1472,7 +1472,7 @@ def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
                 out[index] = found
                 continue
         except CompressionError as exc:
-            raise CompressionError(f"frame {index}: {exc}") from exc
+            raise _at(index, exc) from exc
         key, reference, divisor, seeds, payload = found
         group = groups.get(key)
         if group is None:
@@ -1605,7 +1605,14 @@ def _decode_indexed(frames: Sequence[object], index: int, max_bytes: int) -> np.
     try:
         return _decode(frames[index], max_bytes)  # type: ignore[arg-type]  # checked by _as_bytes
     except CompressionError as exc:
-        raise CompressionError(f"frame {index}: {exc}") from exc
+        raise _at(index, exc) from exc
+
+
+def _at(index: int, exc: CompressionError) -> CompressionError:
+    """Return *exc* for the frame at *index* of a batch: named in the message and position."""
+    error = CompressionError(f"frame {index}: {exc}")
+    error.position = index
+    return error
 
 
 def _unpack_group(key: tuple[int, ...], group: _Group, max_bytes: int) -> list[np.ndarray]:

@@ -1143,8 +1143,9 @@ def test_decode_many_names_the_bad_frame():
         (b"", "frame 3: cannot decode an empty"),
         (b"junk" * 10, "frame 3: not an orso_pg"),
     ):
-        with pytest.raises(CompressionError, match=match):
+        with pytest.raises(CompressionError, match=match) as caught:
             codec.decode_many([*frames[:3], bad, *frames[4:]])
+        assert caught.value.position == 3
     damaged = bytearray(v1[2])
     damaged[50] ^= 4
     with pytest.raises(CompressionError, match="frame 2: checksum"):
