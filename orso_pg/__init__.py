@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orso_pg import codec
 from orso_pg._model import Orso
 from orso_pg._schema import Column, Index, TableMeta, column, table, table_of
 from orso_pg.batch._batch import BatchOptions, UpsertResult
@@ -94,6 +95,7 @@ __all__ = [
     "UniqueViolationError",
     "UpsertResult",
     "ValidationError",
+    "codec",
     "column",
     "migration",
     "table",
