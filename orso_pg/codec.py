@@ -263,6 +263,7 @@ _FIND_DECIMALS: Final = {4: 8, 8: 12}  # the most places looked for, by float wi
 _EXACT_INT: Final = 2.0**53
 
 _ORDER_SAMPLE = 4096  # prefix length on which the delta order is chosen
+_FLOOR_SAMPLE = 256  # spread-out residuals whose 1st percentile is the order cost's floor
 _GCD_SAMPLE = 256  # evenly spread values whose gcd proposes the divisor
 _DECIMAL_SAMPLE = 64  # evenly spread values that propose the decimal places
 _SPARSE_SHARE = 32  # try a zero mask when at least 1/32 of the values are zero
@@ -657,8 +658,9 @@ def _choose_order(work: np.ndarray) -> int:
     first = np.subtract(sample[1:], sample[:-1])
     candidates[1] = first[1:]
     np.subtract(first[1:], first[:-1], out=candidates[2])
-    low = length // 100
-    floor = np.partition(candidates, low, axis=1)[:, low : low + 1]
+    spread = candidates[:, :: max(1, length // _FLOOR_SAMPLE)]  # the floor from a few values
+    low = spread.shape[1] // 100
+    floor = np.partition(spread, low, axis=1)[:, low : low + 1]
     candidates -= floor  # wraps like the residuals themselves
     distance = np.abs(candidates.astype(np.float64))
     bits = np.frexp(distance)[1]
@@ -944,17 +946,17 @@ def _float32_models(flat: np.ndarray) -> list[_Model]:
 def _find_grid(flat: np.ndarray) -> _Model | None:
     """Return int64 values on a round step plus small remainders, such as jittered clocks.
 
-    The step is the median difference of a prefix rounded to one or two significant digits;
+    The step is the median difference of a short prefix, rounded to one or two significant digits;
     it is kept when the remainders, shifted so that their median sits mid-step, spread over a
     small part of it. ``q = (x + shift) // step`` and ``r = x - q * step`` are then packed
     apart: the quotients step by small integers, the remainders stay in a narrow band.
     """
     if flat.size < 2 * _GRID_SMALLEST:
         return None
-    prefix = flat[: _ORDER_SAMPLE + 1]
-    median = int(np.median(np.diff(prefix)))
+    median = int(np.median(np.diff(flat[: _FLOOR_SAMPLE + 1])))
     if median < _GRID_SMALLEST:
         return None
+    prefix = flat[: _ORDER_SAMPLE + 1]
     best: tuple[int, int, int] | None = None  # spread, step, shift
     digits = len(str(median))
     for significant in (1, 2):
