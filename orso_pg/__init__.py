@@ -39,7 +39,7 @@ from orso_pg.migrate._migrations import (
     MigrationStep,
     migration,
 )
-from orso_pg.query._builder import JoinType, QueryBuilder
+from orso_pg.query._builder import JoinType, QueryBuilder, Window
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOrder
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
@@ -96,6 +96,7 @@ __all__ = [
     "UpsertResult",
     "ValidationError",
     "codec",
+    "Window",
     "column",
     "migration",
     "table",

@@ -137,6 +137,40 @@ class Executor:
                 conn.rollback()
             raise translate(exc, table=table) from exc
 
+    def bind(self, stmt: Statement, *, table: str | None = None) -> str:
+        """Return *stmt* with its values bound client-side by psycopg, for the columnar reader.
+
+        The text is what psycopg's client-side cursor would send: every value quoted by libpq
+        for this connection's encoding, never formatted by hand.
+        """
+        query = render(stmt.query)
+        self._notify(query, stmt.params)
+        try:
+            return psycopg.ClientCursor(self.conn).mogrify(query, stmt.params)
+        except psycopg.Error as exc:
+            raise translate(exc, table=table) from exc
+
+    def copy_out(
+        self,
+        stmt: Statement,
+        write: Callable[[bytes], object],
+        *,
+        binary: bool,
+        table: str | None = None,
+    ) -> int:
+        """Run ``COPY (stmt) TO STDOUT`` and hand each chunk to *write*; return the row count."""
+        options = sql.SQL("(FORMAT BINARY)" if binary else "(FORMAT CSV, HEADER)")
+        query = render(sql.SQL("COPY ({}) TO STDOUT {}").format(stmt.query, options))
+        self._notify(query, stmt.params)
+        try:
+            cur = self.conn.cursor()
+            with cur.copy(query, stmt.params or None) as copy:
+                for chunk in copy:
+                    write(bytes(chunk))
+        except psycopg.Error as exc:
+            raise translate(exc, table=table) from exc
+        return max(cur.rowcount, 0)
+
     def scalar(self, stmt: Statement, *, table: str | None = None) -> Any:
         """Run *stmt* and return the first column of its first row (None without a row)."""
         row = self.fetch_one(stmt, table=table)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Self, Unpack, overload
 
 import attrs
+import numpy as np
 
 from orso_pg import _operations as ops
 from orso_pg import _reads as reads
@@ -192,6 +193,66 @@ class Orso:
     ) -> builtins.list[Self]:
         """:meth:`find_where` in *table_name*."""
         return reads.find_where(cls, filter, db, table_name)
+
+    # Columnar reads: the rows of a filter as arrays, Arrow or pandas, and exports; each builds
+    # the same QueryBuilder a user would and lets it run.
+
+    @classmethod
+    def find_where_arrays(
+        cls,
+        filter: Filter | None,
+        db: Session,
+        *,
+        columns: Sequence[str] | None = None,
+        sorts: Sequence[Sort] = (),
+    ) -> dict[str, np.ndarray]:
+        """Return the rows matching *filter* as one numpy array per column.
+
+        See :meth:`QueryBuilder.fetch_arrays` for the dtypes; *columns* picks and orders the
+        columns (default: all), *sorts* orders the rows.
+        """
+        return reads.columns_query(cls, filter, columns, sorts).fetch_arrays(db)
+
+    @classmethod
+    def find_where_arrow(
+        cls,
+        filter: Filter | None,
+        db: Session,
+        *,
+        columns: Sequence[str] | None = None,
+        sorts: Sequence[Sort] = (),
+    ) -> Any:
+        """:meth:`find_where_arrays` as a ``pyarrow.Table`` (the ``arrow`` extra)."""
+        return reads.columns_query(cls, filter, columns, sorts).fetch_arrow(db)
+
+    @classmethod
+    def find_where_df(
+        cls,
+        filter: Filter | None,
+        db: Session,
+        *,
+        columns: Sequence[str] | None = None,
+        sorts: Sequence[Sort] = (),
+    ) -> Any:
+        """:meth:`find_where_arrays` as a pandas ``DataFrame`` (the ``pandas`` extra)."""
+        return reads.columns_query(cls, filter, columns, sorts).fetch_df(db)
+
+    @classmethod
+    def copy_out(
+        cls,
+        target: object,
+        db: Session,
+        *,
+        filter: Filter | None = None,
+        columns: Sequence[str] | None = None,
+        format: str = "csv",
+    ) -> int:
+        """Export the rows matching *filter* to a path or binary file; return the row count.
+
+        ``format="csv"`` writes a header line; ``"binary"`` is PostgreSQL's COPY format. See
+        :meth:`QueryBuilder.copy_out`.
+        """
+        return reads.columns_query(cls, filter, columns, ()).copy_out(target, db, format=format)
 
     @classmethod
     def find_one(cls, filter: Filter, db: Session) -> Self | None:

@@ -440,6 +440,25 @@ def aggregate(
 # --- QueryBuilder -----------------------------------------------------------------------------
 
 
+def columns_query(
+    cls: type, f: Filter | None, columns: Sequence[str] | None, sorts: Sequence[Sort]
+) -> QueryBuilder:
+    """Return the builder of a columnar read: *columns* of the rows matching *f*, in *sorts*."""
+    from orso_pg.query._builder import QueryBuilder
+
+    builder = QueryBuilder(cls)
+    if columns is not None:
+        if isinstance(columns, str) or not columns:
+            msg = "columns must be a non-empty list of column names"
+            raise QueryError(msg, table=table_of(cls).name, value=columns)
+        builder = builder.select(*columns)
+    if f is not None:
+        builder = builder.where(f)
+    if sorts:
+        builder = builder.order_by(*sorts)
+    return builder
+
+
 def _model_builder(cls: type, builder: QueryBuilder) -> TableMeta:
     meta = table_of(cls)
     from orso_pg.query._builder import QueryBuilder

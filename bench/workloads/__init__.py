@@ -12,6 +12,7 @@ from bench.harness import Workload
 from bench.workloads.arrays import Arrays
 from bench.workloads.bulk import BatchDelete, BulkInsert, BulkUpsert, RowUpdate, SetUpdate
 from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
+from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
 
@@ -29,6 +30,7 @@ WORKLOADS: tuple[type[Workload], ...] = (
     RangeRead,
     Aggregates,
     Pages,
+    Columnar,
     Arrays,
     Migrate,
 )

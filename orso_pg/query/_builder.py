@@ -9,19 +9,24 @@ Names are checked against the models involved (the base model and every joined o
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
+import numpy as np
 from psycopg import sql
 
 from orso_pg._compiler import Statement
 from orso_pg._schema import Column, TableMeta, identifier_problem, models, table_of
 from orso_pg.errors import QueryError, ValidationError
+from orso_pg.query._columns import require, to_arrow, to_pandas
 from orso_pg.query._filters import Aggregate, CompileContext, Filter, Sort, compile_sorts, isa
 
-__all__ = ["JoinType", "QueryBuilder"]
+__all__ = ["JoinType", "QueryBuilder", "Window"]
 
 
 _PAIR = 2
@@ -58,6 +63,43 @@ class _AggregateColumn:
     function: Aggregate
     column: str
     alias: str
+    order_by: str | None = None
+
+
+@attrs.frozen
+class _Bucket:
+    column: str
+    every: Any  # a timedelta or an interval string, bound as an interval
+    origin: dt.datetime
+    alias: str
+
+
+class Window(enum.Enum):
+    """A window function for :meth:`QueryBuilder.window` (aggregates are windows too)."""
+
+    ROW_NUMBER = "row_number"
+    RANK = "rank"
+    DENSE_RANK = "dense_rank"
+    LAG = "lag"
+    LEAD = "lead"
+    FIRST_VALUE = "first_value"
+    LAST_VALUE = "last_value"
+
+
+_RANKING = (Window.ROW_NUMBER, Window.RANK, Window.DENSE_RANK)
+# date_bin needs an origin; buckets then start at whole units from midnight, 2000-01-01 UTC.
+_ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+@attrs.frozen
+class _WindowColumn:
+    function: Window | Aggregate
+    column: str | None
+    alias: str
+    partition_by: tuple[str, ...]
+    order_by: tuple[Sort, ...]
+    frame: tuple[int | None, int | None] | None
+    offset: int
 
 
 def _check_table_name(name: object) -> str | None:
@@ -116,6 +158,8 @@ class QueryBuilder:
     table_name: str | None = attrs.field(default=None, converter=_check_table_name)
     columns: tuple[str, ...] = ()
     aggregates: tuple[_AggregateColumn, ...] = ()
+    buckets: tuple[_Bucket, ...] = ()
+    windows: tuple[_WindowColumn, ...] = ()
     distinct_rows: bool = False
     wheres: tuple[Filter, ...] = ()
     joins: tuple[_Join, ...] = ()
@@ -140,8 +184,19 @@ class QueryBuilder:
         """Select every column of the base model (the default)."""
         return attrs.evolve(self, columns=(), aggregates=())
 
-    def aggregate(self, function: Aggregate, column: str, alias: str | None = None) -> QueryBuilder:
-        """Add ``function(column) AS alias`` to the selection (``"*"`` counts rows)."""
+    def aggregate(
+        self,
+        function: Aggregate,
+        column: str,
+        alias: str | None = None,
+        *,
+        order_by: str | None = None,
+    ) -> QueryBuilder:
+        """Add ``function(column) AS alias`` to the selection (``"*"`` counts rows).
+
+        ``Aggregate.FIRST`` and ``Aggregate.LAST`` take the value of the first or last row of
+        each group in the order of *order_by* (a column): a candle's open and close.
+        """
         if not isa(function, Aggregate):
             msg = f"expected an Aggregate, got {function!r}"
             raise QueryError(msg, table=self.base_name, value=function)
@@ -150,11 +205,115 @@ class QueryBuilder:
                 f"an aggregate needs a column name and a non-empty alias, not {column!r}, {alias!r}"
             )
             raise QueryError(msg, table=self.base_name, value=alias)
+        ordered = function in (Aggregate.FIRST, Aggregate.LAST)
+        if ordered != (order_by is not None):
+            msg = (
+                f"{function.name} needs order_by="
+                if ordered
+                else "only FIRST and LAST take order_by"
+            )
+            raise QueryError(msg, table=self.base_name, value=order_by)
+        if order_by is not None:
+            self._column(order_by, qualify=bool(self.joins))
         if alias is not None:
             _check_identifier("alias", alias)
         name = alias or f"{function.value}_{column}".replace("*", "all").replace(".", "_")
-        agg = _AggregateColumn(function, column, name)
+        agg = _AggregateColumn(function, column, name, order_by)
         return attrs.evolve(self, aggregates=(*self.aggregates, agg))
+
+    def time_bucket(
+        self,
+        column: str,
+        every: dt.timedelta | str,
+        *,
+        alias: str = "bucket",
+        origin: dt.datetime | None = None,
+    ) -> QueryBuilder:
+        """Select the start of the time bucket of *column* (PostgreSQL's ``date_bin``).
+
+        *every* is a ``timedelta`` or an interval such as ``"1 minute"`` or ``"15 minutes"``
+        (bound as a parameter); buckets are counted from *origin* (default midnight,
+        2000-01-01 UTC). ``group_by(alias)`` and ``order_by(Sort.asc(alias))`` use it.
+        """
+        if not isa(alias, str) or not alias:
+            msg = f"a time bucket needs a non-empty alias, not {alias!r}"
+            raise QueryError(msg, table=self.base_name, value=alias)
+        _check_identifier("alias", alias)
+        self._check_output_alias(alias)
+        _, col = self._column(column, qualify=bool(self.joins))
+        if col.type.python is not dt.datetime:
+            msg = f"time_bucket needs a timestamp column; {column!r} is {col.type.label}"
+            raise QueryError(msg, table=self.base_name, column=column)
+        if not isa(every, (dt.timedelta, str)) or not every:
+            msg = f"every must be a timedelta or an interval string, not {every!r}"
+            raise QueryError(msg, table=self.base_name, value=every)
+        if origin is not None and (not isa(origin, dt.datetime) or origin.tzinfo is None):
+            msg = f"origin must be an aware datetime, not {origin!r}"
+            raise QueryError(msg, table=self.base_name, value=origin)
+        bucket = _Bucket(column, every, origin or _ORIGIN, alias)
+        return attrs.evolve(self, buckets=(*self.buckets, bucket))
+
+    def window(
+        self,
+        function: Window | Aggregate,
+        column: str | None = None,
+        *,
+        alias: str,
+        partition_by: Sequence[str] = (),
+        order_by: Sequence[Sort] = (),
+        rows: tuple[int | None, int | None] | None = None,
+        offset: int = 1,
+    ) -> QueryBuilder:
+        """Select a window function: ``function(column) OVER (PARTITION BY ... ORDER BY ...)``.
+
+        *function* is a :class:`Window` (``ROW_NUMBER``, ``RANK``, ``DENSE_RANK`` take no
+        column; ``LAG``/``LEAD`` take *offset*) or an :class:`Aggregate` (a moving aggregate).
+        ``rows=(preceding, following)`` sets the frame ``ROWS BETWEEN preceding PRECEDING AND
+        following FOLLOWING`` (``None`` is unbounded, ``0`` the current row); ``rows=(19, 0)``
+        is a 20-row moving window.
+        """
+        if not isa(function, (Window, Aggregate)) or function in (Aggregate.FIRST, Aggregate.LAST):
+            msg = f"expected a Window or one of the five aggregates, got {function!r}"
+            raise QueryError(msg, table=self.base_name, value=function)
+        if not isa(alias, str) or not alias:
+            msg = f"a window needs a non-empty alias, not {alias!r}"
+            raise QueryError(msg, table=self.base_name, value=alias)
+        _check_identifier("alias", alias)
+        self._check_output_alias(alias)
+        needs_column = function not in _RANKING
+        if needs_column != (column is not None):
+            what = "needs a column" if needs_column else "takes no column"
+            msg = f"{function.name} {what}"
+            raise QueryError(msg, table=self.base_name, value=column)
+        if column is not None and column != "*":
+            self._column(column, qualify=bool(self.joins))
+        for name in partition_by:
+            self._column(name, qualify=bool(self.joins))
+        if rows is not None and (
+            not isa(rows, tuple)
+            or len(rows) != _PAIR
+            or not all(r is None or (isa(r, int) and not isa(r, bool) and r >= 0) for r in rows)
+        ):
+            msg = f"rows must be (preceding, following), each a non-negative int or None: {rows!r}"
+            raise QueryError(msg, table=self.base_name, value=rows)
+        if isa(offset, bool) or not isa(offset, int) or offset < 0:
+            msg = f"offset must be a non-negative int, not {offset!r}"
+            raise QueryError(msg, table=self.base_name, value=offset)
+        win = _WindowColumn(
+            function, column, alias, tuple(partition_by), tuple(order_by), rows, offset
+        )
+        return attrs.evolve(self, windows=(*self.windows, win))
+
+    def _check_output_alias(self, alias: str) -> None:
+        # GROUP BY and ORDER BY find these by their output name, which an input column of the
+        # same name would shadow.
+        if alias in self.meta.column_names:
+            msg = f"alias {alias!r} is also a column of {self.base_name}; choose another"
+            raise QueryError(msg, table=self.base_name, value=alias)
+        taken = {a.alias for a in self.aggregates} | {b.alias for b in self.buckets}
+        if alias in taken | {w.alias for w in self.windows}:
+            msg = f"alias {alias!r} is already used in this query"
+            raise QueryError(msg, table=self.base_name, value=alias)
 
     def select_count(self, alias: str = "count") -> QueryBuilder:
         """Add ``count(*) AS alias`` to the selection."""
@@ -231,16 +390,33 @@ class QueryBuilder:
     @property
     def selects_model(self) -> bool:
         """Whether the rows are whole base-model rows (so they load into instances)."""
-        return not self.columns and not self.aggregates and not self.groups
+        return (
+            not self.columns
+            and not self.aggregates
+            and not self.groups
+            and not self.buckets
+            and not self.windows
+        )
 
     def _base_ident(self) -> sql.Identifier:
         return self.meta.qualified(self.table_name)
 
-    def _context(self, params: list[Any], *, aliases: bool = False) -> CompileContext:
+    def _context(
+        self, params: list[Any], *, aliases: bool = False, outputs: bool = False
+    ) -> CompileContext:
         qualify = bool(self.joins)
         agg_exprs = {a.alias: self._aggregate_sql(a) for a in self.aggregates} if aliases else {}
+        # Buckets and windows are found by their output name (GROUP BY and ORDER BY allow it).
+        named: dict[str, Column | None] = {}
+        if outputs:
+            for b in self.buckets:
+                named[b.alias] = self._column(b.column, qualify=qualify)[1]
+            for w in self.windows:
+                named[w.alias] = None
 
         def resolve(name: str) -> tuple[sql.Composable, Column | None]:
+            if name in named:
+                return sql.Identifier(name), named[name]
             if name in agg_exprs:
                 return agg_exprs[name], None
             return self._column(name, qualify=qualify)
@@ -272,34 +448,98 @@ class QueryBuilder:
                 raise QueryError(msg, table=self.base_name)
             return sql.SQL("count(*)")
         expr, _ = self._column(agg.column, qualify=bool(self.joins))
+        if agg.order_by is not None:
+            order, _ = self._column(agg.order_by, qualify=bool(self.joins))
+            direction = sql.SQL("ASC" if agg.function is Aggregate.FIRST else "DESC")
+            return sql.SQL("(array_agg({} ORDER BY {} {}))[1]").format(expr, order, direction)
         return sql.SQL("{}({})").format(agg.function.sql(), expr)
+
+    def _bucket_sql(self, b: _Bucket, params: list[Any]) -> sql.Composable:
+        expr, _ = self._column(b.column, qualify=bool(self.joins))
+        params.extend((b.every, b.origin))
+        return sql.SQL("date_bin(%s::interval, {}, %s::timestamptz)").format(expr)
+
+    def _window_sql(self, w: _WindowColumn, params: list[Any]) -> sql.Composable:
+        qualify = bool(self.joins)
+        call: sql.Composable
+        if w.column is None:
+            call = sql.SQL("{}()").format(sql.SQL(w.function.value))
+        elif w.column == "*":
+            call = sql.SQL("count(*)")
+        else:
+            expr, _ = self._column(w.column, qualify=qualify)
+            if w.function in (Window.LAG, Window.LEAD):
+                call = sql.SQL("{}({}, {})").format(
+                    sql.SQL(w.function.value), expr, sql.Literal(w.offset)
+                )
+            else:
+                call = sql.SQL("{}({})").format(sql.SQL(w.function.value), expr)
+        over: list[sql.Composable] = []
+        if w.partition_by:
+            over.append(
+                sql.SQL("PARTITION BY {}").format(
+                    sql.SQL(", ").join(self._column(p, qualify=qualify)[0] for p in w.partition_by)
+                )
+            )
+        if w.order_by:
+            order = compile_sorts(self._context(params), w.order_by)
+            if order is not None:
+                over.append(sql.SQL("ORDER BY {}").format(order))
+        if w.frame is not None:
+            before, after = w.frame
+            over.append(
+                sql.SQL("ROWS BETWEEN {} AND {}").format(
+                    _frame_bound(before, "PRECEDING"), _frame_bound(after, "FOLLOWING")
+                )
+            )
+        return sql.SQL("{} OVER ({})").format(call, sql.SQL(" ").join(over))
 
     def output_columns(self) -> list[tuple[str, Column | None, Aggregate | None]]:
         """Return the name, model column and aggregate of each output column, in order."""
         qualify = bool(self.joins)
-        if not self.columns and not self.aggregates:
+        if self.selects_model:
             return [(c.name, c, None) for c in self.meta.columns]
-        out: list[tuple[str, Column | None, Aggregate | None]] = []
+        out: list[tuple[str, Column | None, Aggregate | None]] = [
+            (b.alias, self._column(b.column, qualify=qualify)[1], None) for b in self.buckets
+        ]
         for name in self.columns:
             _, col = self._column(name, qualify=qualify)
             out.append((name, col, None))
         for agg in self.aggregates:
             agg_col = None if agg.column == "*" else self._column(agg.column, qualify=qualify)[1]
             out.append((agg.alias, agg_col, agg.function))
+        for w in self.windows:
+            wcol: Column | None = None
+            if w.column not in (None, "*"):
+                wcol = self._column(str(w.column), qualify=qualify)[1]
+            if isinstance(w.function, Aggregate):
+                out.append((w.alias, wcol, w.function))
+            elif w.function in _RANKING:
+                out.append((w.alias, None, Aggregate.COUNT))  # loads as an int
+            else:
+                out.append((w.alias, wcol, None))
         return out
 
-    def _select_list(self) -> sql.Composable:
+    def _select_list(self, params: list[Any]) -> sql.Composable:
         qualify = bool(self.joins)
-        if not self.columns and not self.aggregates:
+        if self.selects_model:
             if qualify:
                 return sql.SQL(", ").join(
                     sql.Identifier(self.base_name, c.name) for c in self.meta.columns
                 )
             return sql.SQL(", ").join(sql.Identifier(c.name) for c in self.meta.columns)
-        parts: list[sql.Composable] = [self._column(n, qualify=qualify)[0] for n in self.columns]
+        parts: list[sql.Composable] = [
+            sql.SQL("{} AS {}").format(self._bucket_sql(b, params), sql.Identifier(b.alias))
+            for b in self.buckets
+        ]
+        parts.extend(self._column(n, qualify=qualify)[0] for n in self.columns)
         parts.extend(
             sql.SQL("{} AS {}").format(self._aggregate_sql(a), sql.Identifier(a.alias))
             for a in self.aggregates
+        )
+        parts.extend(
+            sql.SQL("{} AS {}").format(self._window_sql(w, params), sql.Identifier(w.alias))
+            for w in self.windows
         )
         return sql.SQL(", ").join(parts)
 
@@ -329,7 +569,7 @@ class QueryBuilder:
         head = sql.SQL("SELECT DISTINCT ") if self.distinct_rows else sql.SQL("SELECT ")
         parts: list[sql.Composable] = [
             head,
-            self._select_list(),
+            self._select_list(params),
             sql.SQL(" FROM "),
             self._from(),
         ]
@@ -338,7 +578,7 @@ class QueryBuilder:
             parts.append(sql.SQL(" WHERE "))
             parts.append(_and([w.compile(ctx) for w in self.wheres]))
         if self.groups:
-            ctx = self._context(params)
+            ctx = self._context(params, outputs=True)
             parts.append(sql.SQL(" GROUP BY "))
             parts.append(sql.SQL(", ").join(ctx.column(g)[0] for g in self.groups))
         if self.havings:
@@ -346,7 +586,7 @@ class QueryBuilder:
             parts.append(sql.SQL(" HAVING "))
             parts.append(_and([h.compile(ctx) for h in self.havings]))
         if ordered and self.orders:
-            ctx = self._context(params, aliases=True)
+            ctx = self._context(params, aliases=True, outputs=True)
             order = compile_sorts(ctx, self.orders)
             if order is not None:
                 parts.append(sql.SQL(" ORDER BY "))
@@ -390,11 +630,55 @@ class QueryBuilder:
         """Yield the rows from a server-side cursor, *batch_size* at a time (flat memory)."""
         return _session(db)._stream_builder(self, batch_size)
 
+    # --- columnar results ------------------------------------------------------------------------
+
+    def fetch_arrays(self, db: object) -> dict[str, np.ndarray]:
+        """Run the query and return one numpy array per output column (see the README's dtypes).
+
+        int64, float64, bool, ``datetime64[us]`` (UTC) and ``datetime64[D]`` where the column has
+        such a type, ``object`` elsewhere; NULL is NaN in floats, NaT in timestamps and dates, and
+        a masked entry (``numpy.ma``) in ints and bools.
+        """
+        return _session(db)._fetch_columns(self)
+
+    def fetch_arrow(self, db: object) -> Any:
+        """Run the query and return a ``pyarrow.Table`` (the ``arrow`` extra)."""
+        require("pyarrow", "arrow")
+        return to_arrow(self.fetch_arrays(db))
+
+    def fetch_df(self, db: object) -> Any:
+        """Run the query and return a pandas ``DataFrame`` (the ``pandas`` extra)."""
+        require("pandas", "pandas")
+        return to_pandas(self.fetch_arrays(db))
+
+    def copy_out(self, target: object, db: object, *, format: str = "csv") -> int:
+        """Stream the query's rows to *target* (a path or a binary file) with ``COPY ... TO``.
+
+        ``format`` is ``"csv"`` (with a header line) or ``"binary"`` (PostgreSQL's binary COPY
+        format, which ``COPY ... FROM`` reads back). Memory stays flat; returns the row count.
+        """
+        if format not in ("csv", "binary"):
+            msg = f"format must be 'csv' or 'binary', not {format!r}"
+            raise QueryError(msg, table=self.base_name, value=format)
+        session = _session(db)
+        if isinstance(target, str | os.PathLike):
+            with Path(target).open("wb") as f:
+                return session._copy_builder(self, f.write, format == "binary")
+        write = getattr(target, "write", None)
+        if write is None:
+            msg = f"target must be a path or a binary file, not {type(target).__name__}"
+            raise ValidationError(msg, table=self.base_name, value=target)
+        return session._copy_builder(self, write, format == "binary")
+
 
 class _Runner(Protocol):
     """The part of a session that runs a builder (``Database`` and ``Transaction`` have it)."""
 
     def _fetch_builder(self, builder: QueryBuilder) -> list[tuple[Any, ...]]: ...
+    def _fetch_columns(self, builder: QueryBuilder) -> dict[str, np.ndarray]: ...
+    def _copy_builder(
+        self, builder: QueryBuilder, write: Callable[[bytes], object], binary: bool
+    ) -> int: ...
     def _count_builder(self, builder: QueryBuilder) -> int: ...
     def _stream_builder(
         self, builder: QueryBuilder, batch_size: int
@@ -407,6 +691,14 @@ def _session(db: object) -> _Runner:
         msg = f"db must be a Database or a Transaction, not {type(db).__name__}"
         raise ValidationError(msg, value=db)
     return db  # type: ignore[return-value]
+
+
+def _frame_bound(n: int | None, side: str) -> sql.Composable:
+    if n is None:
+        return sql.SQL("UNBOUNDED " + side)
+    if n == 0:
+        return sql.SQL("CURRENT ROW")
+    return sql.SQL("{} " + side).format(sql.Literal(n))
 
 
 def _and(parts: list[sql.Composable]) -> sql.Composable:

@@ -870,6 +870,10 @@ class Aggregate(enum.Enum):
     AVG = "avg"
     MIN = "min"
     MAX = "max"
+    # The value of the first and last row of a group in a given order (TimescaleDB's first()
+    # and last()); only QueryBuilder.aggregate(..., order_by=) takes them.
+    FIRST = "first"
+    LAST = "last"
 
     # orso's variant names, as aliases of the same members.
     Count = "count"  # noqa: PIE796
@@ -879,8 +883,12 @@ class Aggregate(enum.Enum):
     Max = "max"  # noqa: PIE796
 
     def sql(self) -> sql.SQL:
-        """Return the function name as SQL."""
-        return _AGGREGATE_SQL[self.value]
+        """Return the function name as SQL (FIRST and LAST have none: they need an order)."""
+        found = _AGGREGATE_SQL.get(self.value)
+        if found is None:
+            msg = f"{self.name} needs an order: use QueryBuilder.aggregate(..., order_by=column)"
+            raise QueryError(msg, value=self)
+        return found
 
 
 _AGGREGATE_SQL: Final = {

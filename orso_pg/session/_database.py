@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import attrs
+import numpy as np
 import psycopg
 import psycopg_pool
 from psycopg import sql
@@ -38,8 +39,10 @@ from orso_pg.errors import (
     OrsoError,
     SerializationError,
 )
+from orso_pg.query import _columns
 from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
 from orso_pg.session import _embedded
+from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
@@ -130,6 +133,32 @@ class Session:
         stmt = builder.build_count()
         return int(self._read(lambda ex: ex.scalar(stmt, table=builder.base_name)))
 
+    def _columnar_reader(self) -> AdbcConnections | None:
+        # Only a Database may read through ADBC's own connections: a transaction's uncommitted
+        # writes are visible on its connection alone.
+        return None
+
+    def _fetch_columns(self, builder: QueryBuilder) -> dict[str, np.ndarray]:
+        specs = builder.output_columns()
+        loaders = builder_loaders(builder)
+        stmt = builder.build()
+        label = builder.base_name
+        reader = self._columnar_reader()
+        if reader is not None and _columns.adbc_can_read(specs):
+            query = self._read(lambda ex: ex.bind(stmt, table=label))
+            columns: list[Any] = reader.read(query, label).columns
+            return _columns.arrays_from_arrow(columns, specs, loaders, label)
+        rows = self._read(lambda ex: ex.fetch_all(stmt, table=label))
+        return _columns.arrays_from_rows(rows, specs, loaders)
+
+    def _copy_builder(
+        self, builder: QueryBuilder, write: Callable[[bytes], object], binary: bool
+    ) -> int:
+        stmt = builder.build()
+        return self._read(
+            lambda ex: ex.copy_out(stmt, write, binary=binary, table=builder.base_name)
+        )
+
 
 class Database(Session):
     """A pool of connections to one PostgreSQL database.
@@ -196,6 +225,8 @@ class Database(Session):
             msg = f"invalid connection string: {exc}"
             raise ConfigError(msg) from exc
         self.schema = schema
+        self._adbc: AdbcConnections | None = None
+        self._adbc_lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
                 self.conninfo,
@@ -226,6 +257,8 @@ class Database(Session):
     def close(self) -> None:
         """Close every connection; stop the embedded server if this process started it."""
         self._pool.close()
+        if self._adbc is not None:
+            self._adbc.close()
         self._release_embedded()
 
     def _release_embedded(self) -> None:
@@ -248,6 +281,13 @@ class Database(Session):
         params = conninfo_to_dict(self.conninfo)
         where = params.get("host") or "localhost"
         return f"<Database {params.get('dbname', '')!s}@{where!s} pool={self._pool.max_size}>"
+
+    def _columnar_reader(self) -> AdbcConnections | None:
+        if self._adbc is None and adbc_available():
+            with self._adbc_lock:
+                if self._adbc is None:
+                    self._adbc = AdbcConnections(self.conninfo)
+        return self._adbc
 
     # --- listeners ----------------------------------------------------------------------------
 

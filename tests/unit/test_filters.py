@@ -400,7 +400,11 @@ def test_aggregate_names() -> None:
     """Aggregates render as SQL function names; orso's variant names are aliases."""
     assert Aggregate("sum") is Aggregate.SUM
     assert Aggregate.__members__["Sum"] is Aggregate.SUM
-    assert [a.sql().as_string(None) for a in Aggregate] == ["count", "sum", "avg", "min", "max"]
+    plain = [a for a in Aggregate if a not in (Aggregate.FIRST, Aggregate.LAST)]
+    assert [a.sql().as_string(None) for a in plain] == ["count", "sum", "avg", "min", "max"]
+    # FIRST and LAST are no SQL function: they need the order QueryBuilder.aggregate takes.
+    with pytest.raises(QueryError, match="order_by"):
+        Aggregate.FIRST.sql()
 
 
 # --- properties -------------------------------------------------------------------------------
