@@ -25,7 +25,7 @@ import zstandard
 from bench.datasets import TIMESTAMP, real, synthetic
 from orso_pg import codec
 
-__all__ = ["TARGETS", "codecs", "format_markdown", "run"]
+__all__ = ["TARGETS", "codecs", "format_markdown", "many_markdown", "real_markdown", "run"]
 
 Encoder = Callable[[np.ndarray], Any]
 Decoder = Callable[[Any], np.ndarray]
@@ -387,7 +387,7 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
     """Return *rows* from :func:`run` as markdown tables."""
     measures = [r for r in rows if r["kind"] == "measure"]
     names = list(dict.fromkeys(r["codec"] for r in measures))
-    lines: list[str] = _real_markdown(rows) + _many_markdown(rows)
+    lines: list[str] = real_markdown(rows) + many_markdown(rows)
     for n in dict.fromkeys(r["n"] for r in measures):
         lines += [
             f"### n = {n:,}: ratio (encode / decode MB/s)",
@@ -448,7 +448,8 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _real_markdown(rows: list[dict[str, Any]]) -> list[str]:
+def real_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the real-series table of *rows* from :func:`run`."""
     real_rows = [r for r in rows if r["kind"] == "real"]
     if not real_rows:
         return ["### Real series: none (install the [bench] extra)", ""]
@@ -484,7 +485,8 @@ def _real_markdown(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _many_markdown(rows: list[dict[str, Any]]) -> list[str]:
+def many_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the decode-many table of *rows* from :func:`run`."""
     many = [r for r in rows if r["kind"] == "many"]
     lines = [
         f"### Decoding {MANY_FRAMES:,} frames of {MANY_VALUES:,} values (CPU time, best of 3)",
