@@ -777,37 +777,6 @@ def _compress(stream: np.ndarray, level: int) -> tuple[int, bytes | memoryview]:
     return _PACKED, view
 
 
-def _frame(
-    code: int,
-    shape: tuple[int, ...],
-    decimals: int,
-    packing: _Packing | None,
-    payload: bytes | memoryview,
-) -> bytes:
-    """Return the frame bytes; a raw frame when *packing* is None."""
-    order, seeds, reference, divisor, width, flags, layout = (
-        (0, (), 0, 1, 0, 0, _RAW) if packing is None else packing[:7]
-    )
-    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
-    head = _HEAD.pack(
-        MAGIC,
-        FORMAT_VERSION,
-        code,
-        layout,
-        len(shape),
-        order,
-        width,
-        decimals,
-        flags,
-        size,
-        reference,
-        divisor,
-    )
-    tail = struct.pack(f"<{len(shape)}Q{order}q", *shape, *seeds)
-    crc = zlib.crc32(payload, zlib.crc32(tail, zlib.crc32(head)))
-    return b"".join((head, _CRC.pack(crc), tail, payload))
-
-
 # --- format 2: models --------------------------------------------------------------------
 
 _BITS, _DECIMALS, _FLOAT32, _FLOAT32_DECIMALS, _GRID, _RAW_MODEL = range(6)
