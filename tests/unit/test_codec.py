@@ -1172,7 +1172,7 @@ def test_decode_many_of_inconsistent_groups_falls_back_to_single_decodes():
 def test_decode_many_groups_every_packing():
     """Groups of every width, with divisors, decimals, orders and both versions, decode exactly."""
     rng = np.random.default_rng(47)
-    families = {
+    families: dict[str, list[np.ndarray]] = {
         "divisor": [np.cumsum(rng.integers(-9, 10, 300)) * 1000 for _ in range(6)],
         "one bit": [rng.integers(0, 2, 300).astype(np.uint8) for _ in range(6)],
         "two bits": [rng.integers(0, 4, 300).astype(np.int16) for _ in range(6)],
