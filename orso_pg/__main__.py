@@ -1,5 +1,8 @@
 """The command line: ``python -m orso_pg migrate MODULE [--dry-run] [--dsn ...]`` (``orso-pg``).
 
+It always names the server it talks to (on stderr) and, like ``Database()``, refuses to run
+without one: ``--dsn``, ``$ORSO_PG_DSN`` or ``--embedded``.
+
 Owns argument parsing, finding the models of a module, printing plans and results, and the
 progress bar of long conversions (tqdm, when it is installed and stderr is a terminal). It must
 not migrate anything itself: :class:`~orso_pg.migrate._migrations.Migrations` does.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +31,16 @@ from orso_pg.migrate._migrations import (
     MigrationStep,
     migration,
 )
+from orso_pg.session._connect import EMBEDDED, ENV_DSN
 from orso_pg.session._database import Database
 
 __all__ = ["main"]
 
 _USAGE_ERROR = 2
+NO_SERVER_CLI = (
+    f"no PostgreSQL server chosen: pass --dsn or set {ENV_DSN}; for the embedded PostgreSQL "
+    f"pass --embedded or --data-dir DIR (or set {ENV_DSN}=embedded)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,8 +61,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "allow_data_loss": args.allow_data_loss,
         "concurrent_indexes": args.concurrent_indexes,
     }
+    dsn = EMBEDDED if args.embedded else args.dsn
+    if dsn is None and args.data_dir is None and not os.environ.get(ENV_DSN):
+        # The same rule as Database(): a missing DSN is refused, never replaced by a guess.
+        print(f"orso-pg: {NO_SERVER_CLI}", file=sys.stderr)
+        return _USAGE_ERROR
     try:
-        with Database(args.dsn, schema=args.schema, min_size=1, max_size=2) as db:
+        with Database(
+            dsn,
+            schema=args.schema,
+            min_size=1,
+            max_size=2,
+            data_dir=args.data_dir,
+            require_tls=args.require_tls,
+        ) as db:
+            print(f"orso-pg: server {db.server}", file=sys.stderr)
             if args.dry_run:
                 print(format_plans(Migrations.plan(db, entries, **options)))
             else:
@@ -86,8 +108,20 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--dry-run", action="store_true", help="print the plan with its SQL; change nothing"
     )
+    server = migrate.add_mutually_exclusive_group()
+    server.add_argument("--dsn", help="the database (default: $ORSO_PG_DSN)")
+    server.add_argument(
+        "--embedded",
+        action="store_true",
+        help="use the embedded PostgreSQL (in --data-dir, else $ORSO_PG_DATA or a default)",
+    )
     migrate.add_argument(
-        "--dsn", help="the database (default: $ORSO_PG_DSN, else the embedded PostgreSQL)"
+        "--data-dir", help="the embedded PostgreSQL's data directory (chooses it, as --embedded)"
+    )
+    migrate.add_argument(
+        "--require-tls",
+        action="store_true",
+        help="refuse a TCP connection without TLS and a verified server certificate",
     )
     migrate.add_argument("--schema", help="put this schema first on the search_path")
     migrate.add_argument(

@@ -371,3 +371,21 @@ def _select_by_keys(meta: TableMeta, table_name: str | None, column: str) -> sql
 def select_in(meta: TableMeta, table_name: str | None, column: str, values: list[Any]) -> Statement:
     """Return the statement reading rows whose *column* is one of *values* (one array bind)."""
     return Statement(_select_by_keys(meta, table_name, column), (values,))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cast_keys(meta: TableMeta, column: str) -> sql.Composed:
+    col = meta.by_name[column]
+    return sql.SQL("SELECT k FROM unnest(%b::{}[]) WITH ORDINALITY AS u(k, n) ORDER BY n").format(
+        col.type.ddl
+    )
+
+
+def cast_keys(meta: TableMeta, column: str, values: list[Any]) -> Statement:
+    """Return the statement giving *values* back as *column*'s type stores them, in order.
+
+    A declared ``sql_type`` may change a value on the way in (``char(n)`` pads it, ``uuid``
+    writes it in canonical form); this shows callers the stored form of the values they asked
+    for, without reading the table.
+    """
+    return Statement(_cast_keys(meta, column), (values,))

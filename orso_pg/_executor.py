@@ -12,8 +12,10 @@ connection is not already in a transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -24,12 +26,14 @@ from psycopg import sql
 from orso_pg import errors
 from orso_pg._compiler import Statement
 from orso_pg._memo import Memo
-from orso_pg._types import Refused
+from orso_pg._schema import model_of_table
+from orso_pg._types import Refused, Unloadable
+from orso_pg.session import _watchdog
 
 if TYPE_CHECKING:
     from orso_pg._schema import Column, TableMeta
 
-__all__ = ["Executor", "Listener", "loader", "translate"]
+__all__ = ["Executor", "Listener", "loader", "shorten", "translate"]
 
 logger = logging.getLogger("orso_pg")
 
@@ -41,6 +45,12 @@ _SNAPSHOT: Final = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 _END_SNAPSHOT: Final = sql.SQL("COMMIT")
 
 _RENDERED: Final[Memo[bytes]] = Memo()
+
+_clock: Final = time.perf_counter
+
+
+def _debug() -> bool:
+    return logger.isEnabledFor(logging.DEBUG)
 
 
 def render(query: sql.Composable) -> bytes:
@@ -62,31 +72,84 @@ class Executor:
     Args:
         conn: The connection, owned by the caller.
         listeners: Called with the statement text and parameters before each statement.
+        deadline: Seconds a statement may wait for the server's reply before the connection is
+            shut and :class:`~orso_pg.errors.ServerUnavailableError` raised (None: no limit).
+        server: Where the connection goes (``host:port/db``), for log records.
+        slow: Statements taking at least this many seconds are logged at WARNING.
     """
 
-    __slots__ = ("conn", "listeners")
+    __slots__ = ("conn", "deadline", "listeners", "server", "slow")
 
-    def __init__(self, conn: psycopg.Connection[Any], listeners: Sequence[Listener] = ()) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        listeners: Sequence[Listener] = (),
+        *,
+        deadline: float | None = None,
+        server: str = "",
+        slow: float | None = None,
+    ) -> None:
         self.conn = conn
         self.listeners = listeners
+        self.deadline = deadline
+        self.server = server
+        self.slow = slow
 
     def _notify(self, query: bytes, params: tuple[Any, ...]) -> None:
         if self.listeners:
             text = query.decode("utf-8", "replace")
             for listener in self.listeners:
                 listener(text, params)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s", query.decode("utf-8", "replace"))
+
+    def _arm(self) -> _watchdog.Guard | None:
+        return None if self.deadline is None else _watchdog.arm(self.conn, self.deadline)
+
+    def _failed(
+        self, exc: BaseException, guard: _watchdog.Guard | None, table: str | None
+    ) -> errors.OrsoError:
+        if guard is not None and guard.disarm():
+            msg = (
+                f"no reply from the server at {self.server or 'PostgreSQL'} within "
+                f"{guard.seconds:g} s (the client-side deadline); the connection was closed"
+            )
+            return errors.ServerUnavailableError(msg, table=table)
+        return translate(exc, table=table)
+
+    def _done(self, started: float, query: bytes, params: Sequence[Any]) -> None:
+        """Log a statement that ran: WARNING when slow, else DEBUG (when enabled)."""
+        elapsed = _clock() - started
+        if self.slow is not None and elapsed >= self.slow:
+            level = logging.WARNING
+        elif logger.isEnabledFor(logging.DEBUG):
+            level = logging.DEBUG
+        else:
+            return
+        logger.log(
+            level,
+            "%s%.1f ms on %s: %s %s",
+            "slow statement, " if level == logging.WARNING else "",
+            elapsed * 1000.0,
+            self.server or "?",
+            query.decode("utf-8", "replace"),
+            shorten(params),
+        )
 
     def _run(self, stmt: Statement, table: str | None, *, binary: bool) -> psycopg.Cursor[Any]:
         query = render(stmt.query)
-        self._notify(query, stmt.params)
+        if self.listeners:
+            self._notify(query, stmt.params)
+        started = _clock()
+        guard = None if self.deadline is None else _watchdog.arm(self.conn, self.deadline)
         try:
             # Inside the try: on a connection that already broke, cursor() raises too.
             cur = self.conn.cursor(binary=binary)
             cur.execute(query, stmt.params)
         except psycopg.Error as exc:
-            raise translate(exc, table=table) from exc
+            raise self._failed(exc, guard, table) from exc
+        if guard is not None:
+            guard.disarm()
+        if self.slow is not None or _debug():
+            self._done(started, query, stmt.params)
         return cur
 
     def fetch_all(self, stmt: Statement, *, table: str | None = None) -> list[tuple[Any, ...]]:
@@ -120,22 +183,41 @@ class Executor:
         for query, stmt in zip(queries, stmts, strict=True):
             self._notify(query, stmt.params)
         own = conn.info.transaction_status == _IDLE
+        started = time.perf_counter()
+        guard = self._arm()
         try:
             cursors = [conn.cursor(binary=True) for _ in stmts]
-            with conn.pipeline():
-                if own:
-                    conn.execute(_SNAPSHOT)
-                for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
-                    cur.execute(query, stmt.params)
-                if own:
-                    conn.execute(_END_SNAPSHOT)
-            return [cur.fetchall() for cur in cursors]
+            failed: psycopg.Error | None = None
+            try:
+                with conn.pipeline():
+                    try:
+                        if own:
+                            conn.execute(_SNAPSHOT)
+                        for cur, query, stmt in zip(cursors, queries, stmts, strict=True):
+                            cur.execute(query, stmt.params)
+                        if own:
+                            conn.execute(_END_SNAPSHOT)
+                    except psycopg.Error as exc:
+                        # Leave the block normally: psycopg logs the pipeline's own "aborted"
+                        # error on stderr when the block exits with an exception.
+                        failed = exc
+            except psycopg.Error as exc:
+                failed = failed or exc
+            if failed is not None:
+                raise failed
+            rows = [cur.fetchall() for cur in cursors]
         except psycopg.Error as exc:
+            error = self._failed(exc, guard, table)
             if own and not conn.closed and conn.info.transaction_status != _IDLE:
                 # A statement failed, so the COMMIT was skipped: end the snapshot here rather
                 # than hand the connection back inside a failed transaction.
                 conn.rollback()
-            raise translate(exc, table=table) from exc
+            raise error from exc
+        if guard is not None:
+            guard.disarm()
+        for query, stmt in zip(queries, stmts, strict=True):
+            self._done(started, query, stmt.params)
+        return rows
 
     def bind(self, stmt: Statement, *, table: str | None = None) -> str:
         """Return *stmt* with its values bound client-side by psycopg, for the columnar reader.
@@ -202,17 +284,27 @@ class Executor:
         """
         query = render(stmt.query)
         self._notify(query, stmt.params)
+        guard = None
         try:
             with self.conn.cursor(name=_cursor_name(), binary=True) as cur:
                 cur.itersize = batch_size
+                started = time.perf_counter()
+                guard = self._arm()
                 cur.execute(query, stmt.params)
+                if guard is not None:
+                    guard.disarm()
+                self._done(started, query, stmt.params)
                 while True:
+                    # Each page is one wait for the server: each gets the deadline.
+                    guard = self._arm()
                     rows = cur.fetchmany(batch_size)
+                    if guard is not None:
+                        guard.disarm()
                     if not rows:
                         return
                     yield from rows
         except psycopg.Error as exc:
-            raise translate(exc, table=table) from exc
+            raise self._failed(exc, guard, table) from exc
 
     def copy_in(
         self,
@@ -255,6 +347,8 @@ class Executor:
         written = 0
         sending = False
         cur = self.conn.cursor()
+        started = time.perf_counter()
+        guard = self._arm()
         try:
             with cur.copy(data) as copy:
                 copy.set_types(list(types))
@@ -269,11 +363,25 @@ class Executor:
             # an OperationalError and stays one.
             client_side = exc.sqlstate is None and not isinstance(exc, psycopg.OperationalError)
             if sending and client_side:
+                if guard is not None:
+                    guard.disarm()
                 raise CopyRowError(written) from exc
-            raise translate(exc, table=table) from exc
+            raise self._failed(exc, guard, table) from exc
         except Exception as exc:
+            if guard is not None:
+                guard.disarm()
             raise CopyRowError(written) from exc
+        if guard is not None:
+            guard.disarm()
+        self._done(started, data, (f"{written} rows",))
         return cur.rowcount if cur.rowcount >= 0 else written
+
+
+def shorten(params: Sequence[Any], limit: int = 80) -> str:
+    """Return *params* for a log record, each value's repr cut to *limit* characters."""
+    if not params:
+        return "()"
+    return "(" + ", ".join(errors.describe_value(p)[:limit] for p in params) + ")"
 
 
 class CopyRowError(Exception):
@@ -308,7 +416,7 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return errors.PoolTimeoutError(f"no connection available: {exc}")
     if isinstance(exc, psycopg_pool.PoolClosed):
-        return errors.PoolError(f"the pool is closed: {exc}")
+        return errors.PoolError("this Database is closed; open a new Database to run statements")
     if isinstance(exc, errors.OrsoError):
         return exc
     sqlstate = getattr(exc, "sqlstate", None)
@@ -335,6 +443,11 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
     if constraint:
         context.append(f"constraint {constraint!r}")
     message = primary
+    if cls is errors.MissingTableError:
+        missing = _MISSING_RELATION.search(primary)
+        table_name = missing["name"].rpartition(".")[2] if missing else table_name
+        primary += _how_to_create(table_name)
+        message = primary
     if detail:
         message += f" ({detail.rstrip('.')})"
     if context:
@@ -347,6 +460,25 @@ def translate(exc: BaseException, *, table: str | None = None) -> errors.OrsoErr
         table=table_name,
         column=column,
         value=value,
+    )
+
+
+_MISSING_RELATION = re.compile(r'relation "(?P<name>[^"]+)" does not exist')
+
+
+def _how_to_create(table: str | None) -> str:
+    """Return the advice appended to a missing-table error: which model, and what creates it."""
+    meta = None if table is None else model_of_table(table)
+    if meta is None:
+        return (
+            "; migrations create the tables of models: Migrations.init(db, [migration(Model)]) "
+            "or `orso-pg migrate`"
+        )
+    model = meta.cls.__name__
+    entry = f"migration({model})" if table == meta.name else f"migration({model}, {table!r})"
+    return (
+        f"; the table of model {model} has not been created: Migrations.init(db, [{entry}]) "
+        "or `orso-pg migrate` creates it"
     )
 
 
@@ -377,8 +509,14 @@ def loader(meta: TableMeta, *, preloaded: bool = False) -> Callable[[Sequence[An
         return cached
     cls = meta.cls
     direct = getattr(cls, "__setattr__", None) is object.__setattr__
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
-    lines = ["def load(row):", "    o = _new(_cls)"]
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_cls": cls,
+        "_set": object.__setattr__,
+        "_Unloadable": Unloadable,
+        "_unloadable": functools.partial(unloadable_row, meta),
+    }
+    lines = ["def load(row):", "  try:", "    o = _new(_cls)"]
     for i, col in enumerate(meta.columns):
         expr = f"row[{i}]"
         if col.type.load is not None and not (preloaded and col.type.load_many is not None):
@@ -389,6 +527,8 @@ def loader(meta: TableMeta, *, preloaded: bool = False) -> Callable[[Sequence[An
         else:
             lines.append(f"    _set(o, {col.name!r}, {expr})")
     lines.append("    return o")
+    # A try costs nothing until it catches (Python 3.11+): the slow path finds the column.
+    lines.extend(["  except _Unloadable:", "    raise _unloadable(row) from None"])
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
     func: Callable[[Sequence[Any]], Any] = namespace["load"]
     _LOADERS[meta, preloaded] = func
@@ -456,4 +596,34 @@ def fill(instance: object, meta: TableMeta, row: Sequence[Any]) -> None:
     setter = object.__setattr__
     for col, value in zip(meta.columns, row, strict=True):
         load = col.type.load
-        setter(instance, col.name, value if value is None or load is None else load(value))
+        try:
+            setter(instance, col.name, value if value is None or load is None else load(value))
+        except Unloadable:
+            raise unloadable_row(meta, row) from None
+
+
+def unloadable_row(
+    meta: TableMeta, row: Sequence[Any], table: str | None = None
+) -> errors.DataError:
+    """Return the :class:`DataError` for a row holding a value its column cannot load."""
+    label = table if table is not None else meta.name
+    pk = meta.primary_key
+    key = None if pk is None else row[meta.columns.index(pk)]
+    where = "a row" if pk is None else f"the row with {pk.name} = {key!r}"
+    for col, value in zip(meta.columns, row, strict=True):
+        # Batch-loaded (compressed) columns may hold loaded arrays here, and never raise this.
+        if value is None or col.type.load is None or col.type.load_many is not None:
+            continue
+        try:
+            col.type.load(value)
+        except Unloadable as exc:
+            msg = (
+                f"{label}.{col.name} of {where} holds {errors.describe_value(value)}, which "
+                f"the model cannot load: {exc} (written by another program, or the model "
+                "lost a member?)"
+            )
+            return errors.DataError(
+                msg, table=label, column=col.name, value=value, detail=where.removeprefix("the ")
+            )
+    msg = f"{label}: {where} holds a value the model cannot load"  # pragma: no cover
+    return errors.DataError(msg, table=label)  # pragma: no cover

@@ -503,9 +503,17 @@ class Orso:
         sorts: Sequence[Sort] = (),
         batch_size: int = 2000,
         table_name: str | None = None,
+        timeout: float | None = None,
     ) -> Iterator[Self]:
-        """Yield the matching rows from a server-side cursor: flat memory for any size."""
-        return reads.stream(cls, filter, sorts, db, batch_size=batch_size, table_name=table_name)
+        """Yield the matching rows from a server-side cursor: flat memory for any size.
+
+        *timeout* (seconds) bounds each round trip, the query and then each page: the server
+        cancels a longer one (:class:`QueryCanceledError`), and the client gives up on a
+        silent server 5 s later.
+        """
+        return reads.stream(
+            cls, filter, sorts, db, batch_size=batch_size, table_name=table_name, timeout=timeout
+        )
 
     @classmethod
     def query(cls, builder: QueryBuilder, db: Session) -> builtins.list[Self]:

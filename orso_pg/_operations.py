@@ -17,7 +17,7 @@ from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
 from orso_pg._executor import Executor, fill, load_rows, loader, refused
-from orso_pg._schema import TableMeta, identifier_problem, table_of
+from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
 from orso_pg.errors import NotFoundError, QueryError, ValidationError
 from orso_pg.session._database import Session
@@ -64,6 +64,7 @@ def check_table_name(meta: TableMeta, table_name: object) -> str | None:
     if problem is not None:
         msg = f"table name {table_name!r} {problem}"
         raise ValidationError(msg, table=meta.name, value=table_name)
+    note_table(table_name, meta)
     return table_name
 
 
@@ -311,20 +312,37 @@ def upsert(obj: M, db: object, table_name: object = None) -> M:
 
 
 def upsert_key(meta: TableMeta) -> tuple[str, ...]:
-    """Return the key upserts of *meta* conflict on, or raise a clear :class:`QueryError`."""
+    """Return the key upserts of *meta* conflict on, or raise a clear :class:`QueryError`.
+
+    The key is ``@table(upsert_key=...)``, else the one declared unique key, else a natural
+    (not server-generated) primary key when the model has no unique key.
+    """
     if meta.upsert_key is not None:
         return meta.upsert_key
-    if meta.unique_keys:
-        keys = ", ".join("(" + ", ".join(k) + ")" for k in meta.unique_keys)
-        msg = (
-            f"{meta.cls.__name__} has several unique keys {keys}; "
-            "choose one with @table(upsert_key=...)"
-        )
-        raise QueryError(msg, table=meta.name)
-    msg = (
-        f"{meta.cls.__name__} declares no unique key for upsert; "
-        "mark a column unique=True or add @table(unique=[...])"
+    name = meta.cls.__name__
+    choose = (
+        "name the conflict key with key=[...] (batch_upsert) or @table(upsert_key=...) on the model"
     )
+    if meta.unique_keys:
+        candidates = list(meta.unique_keys)
+        if meta.primary_key is not None and not meta.primary_key.generated:
+            candidates.insert(0, (meta.primary_key.name,))
+        keys = ", ".join("[" + ", ".join(repr(c) for c in k) + "]" for k in candidates)
+        msg = f"{name} has several keys an upsert could conflict on ({keys}); {choose}"
+        raise QueryError(msg, table=meta.name)
+    pk = meta.primary_key
+    if pk is not None:
+        msg = (
+            f"{name} has no unique key for upsert, and its primary key {pk.name!r} is generated "
+            "by the server, so a new row never conflicts on it (insert_or_update() updates "
+            "by primary key); declare column(unique=True) or @table(unique=[...]) and "
+            f"{choose}"
+        )
+    else:
+        msg = (
+            f"{name} has no primary key nor unique key for upsert; declare column(unique=True) "
+            f"or @table(unique=[...]) and {choose}"
+        )
     raise QueryError(msg, table=meta.name)
 
 

@@ -36,7 +36,7 @@ from orso_pg.query._filters import (
     with_tiebreak,
 )
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
-from orso_pg.query._results import aggregate_value, check_batch_size
+from orso_pg.query._results import aggregate_value, check_batch_size, unloadable_value
 from orso_pg.session._database import Session
 
 if TYPE_CHECKING:
@@ -161,17 +161,31 @@ def find_by_ids(
     if not keys:
         return []
     stmt = compiler.select_in(meta, table, pk.name, keys)
-    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
-    index = meta.columns.index(pk)
-    found = {row[index]: obj for row, obj in zip(rows, load_rows(meta, rows), strict=True)}
+    if pk.options.sql_type is None:
+        rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
+        asked = [_hashable(k) for k in keys]
+    else:
+        # A declared type may store a key differently from how it was asked for (char(n)
+        # pads it, uuid canonicalises it): the server casts the asked keys too, in the same
+        # round trip, and both sides are matched after the column's loader.
+        cast = compiler.cast_keys(meta, pk.name, keys)
+        rows, stored = session._read(lambda ex: ex.fetch_together([stmt, cast], table=label))
+        load_key = pk.type.load
+        asked = [k if k is None or load_key is None else load_key(k) for (k,) in stored]
+    found = {}
+    for obj in load_rows(meta, rows):
+        found[getattr(obj, pk.name)] = obj
     ordered = []
-    seen = set()
-    for k in keys:
-        obj = found.get(k)
-        if obj is not None and k not in seen:
-            seen.add(k)
+    for k in asked:
+        obj = found.pop(k, None)  # popped: a key asked for twice is returned once
+        if obj is not None:
             ordered.append(obj)
     return ordered
+
+
+def _hashable(key: object) -> object:
+    """Return *key* as a loaded row holds it (bytea keys load as bytes)."""
+    return bytes(key) if isinstance(key, (bytearray, memoryview)) else key
 
 
 def find_by_field_in(
@@ -375,24 +389,27 @@ def stream(
     *,
     batch_size: int = 2000,
     table_name: object = None,
+    timeout: float | None = None,
 ) -> Iterator[M]:
     """Return an iterator over the rows matching *f*, read from a server-side cursor.
 
     The filter, sorts and batch size are checked now, so a bad query fails at the call rather
     than at the first ``next()``; rows are fetched *batch_size* at a time as they are consumed.
+    *timeout* bounds each round trip (the query, then each page) in seconds.
     """
     meta, table, label, session = setup(cls, db, table_name)
     check_batch_size(batch_size, label)
     where, params = _where(meta, label, f)
     order = _order(meta, label, sorts)
     stmt = compiler.select_where(meta, table, where, params, order_by=order)
-    return load_stream(meta, session._iterate(stmt, batch_size, label), batch_size)
+    return load_stream(meta, session._iterate(stmt, batch_size, label, timeout), batch_size)
 
 
 # --- aggregates -------------------------------------------------------------------------------
 
 _NUMERIC_TYPES = (int, float, decimal.Decimal)
 _UNORDERED = (dict, list, bool, uuid.UUID, bytes)
+_UNORDERED_FAMILIES = frozenset({"bool", "uuid", "bytes", "json", "jsonb"})
 
 
 def aggregate(
@@ -419,13 +436,22 @@ def aggregate(
         col = None
     else:
         col = meta.column(column)
-        summable = col.type.python in (*_NUMERIC_TYPES, _types.INTERVAL.python)
+        # Both the annotation (what the result loads as) and the SQL type (which a declared
+        # sql_type sets, and which the server aggregates) must allow the function.
+        sql_family = _types.family(col.type)
+        summable = col.type.python in (*_NUMERIC_TYPES, _types.INTERVAL.python) and (
+            sql_family in ("number", "interval", "other")
+        )
         if function in (Aggregate.SUM, Aggregate.AVG) and not summable:
             msg = f"{function.value} needs a numeric column; {label}.{col.name} is {col.type.label}"
             raise QueryError(msg, table=label, column=col.name)
-        # PostgreSQL has no min/max over boolean, uuid, bytea or jsonb on every supported
+        # PostgreSQL has no min/max over boolean, uuid, bytea, json or jsonb on every supported
         # version: refuse them here rather than let the server fail the statement.
-        unordered = col.type.compressed or col.type.python in _UNORDERED
+        unordered = (
+            col.type.compressed
+            or col.type.python in _UNORDERED
+            or sql_family in _UNORDERED_FAMILIES
+        )
         if unordered and function is not Aggregate.COUNT:
             msg = f"{function.value} does not apply to {label}.{col.name} ({col.type.label})"
             raise QueryError(msg, table=label, column=col.name)
@@ -434,7 +460,11 @@ def aggregate(
         meta, table, function.sql(), None if col is None else col.name, where, params
     )
     value = session._read(lambda ex: ex.scalar(stmt, table=label))
-    return aggregate_value(function, col, value)
+    try:
+        return aggregate_value(function, col, value)
+    except _types.Unloadable as exc:
+        assert col is not None  # noqa: S101 - count(*) loads nothing
+        raise unloadable_value(label, col, value, exc) from None
 
 
 # --- QueryBuilder -----------------------------------------------------------------------------

@@ -268,6 +268,22 @@ def models() -> Mapping[str, TableMeta]:
     return dict(_REGISTRY)
 
 
+# Tables used through ``_with_table`` methods, by name: errors about a table name the model
+# registry does not know can still say which model it was used with.
+_USED_AS: dict[str, TableMeta] = {}
+
+
+def note_table(name: str, meta: TableMeta) -> None:
+    """Record that *meta*'s model is used with the table *name* (a ``_with_table`` call)."""
+    if _USED_AS.get(name) is not meta:
+        _USED_AS[name] = meta
+
+
+def model_of_table(name: str) -> TableMeta | None:
+    """Return the model last used with the table *name*, or the one declaring it, or None."""
+    return _USED_AS.get(name) or _REGISTRY.get(name)
+
+
 def table_of(cls: object) -> TableMeta:
     """Return the metadata of a model class (or instance).
 
@@ -435,6 +451,9 @@ def _build(
         chosen: tuple[str, ...] | None = upsert_key
     elif len(unique_keys) == 1:
         chosen = unique_keys[0]
+    elif not unique_keys and keys and not keys[0].generated:
+        # A natural primary key is the row's identity: it is the conflict key upserts mean.
+        chosen = (keys[0].name,)
     else:
         chosen = None
 

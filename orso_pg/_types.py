@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 
 from orso_pg.errors import describe_value
 
-__all__ = ["ColumnType", "Refused", "resolve_type", "type_from_sql"]
+__all__ = ["ColumnType", "Refused", "Unloadable", "family", "resolve_type", "type_from_sql"]
 
 Dump = Callable[[Any], Any]
 Load = Callable[[Any], Any]
@@ -40,6 +40,15 @@ INT8_MAX: Final = 2**63 - 1
 
 class Refused(ValueError):  # noqa: N818 - internal signal, never leaves the package
     """Raised by a dump function: the value cannot be stored in this column."""
+
+
+class Unloadable(ValueError):  # noqa: N818 - internal signal, never leaves the package
+    """Raised by a load function: a stored value has no Python value in this column's type.
+
+    A value written by another tool (an enum member the model does not have) is the case;
+    the reader turns it into a :class:`~orso_pg.errors.DataError` naming table, column, row
+    key and value.
+    """
 
 
 @attrs.frozen(eq=False)
@@ -57,6 +66,9 @@ class ColumnType:
         compressed: True when values are codec frames in a BYTEA column.
         load_many: Turn many fetched non-NULL values into Python values at once (compressed
             columns decode a batch of frames in one call), or ``None``.
+        declared_family: The family of a type declared with ``sql_type=`` (see
+            :func:`family`); empty for a type derived from the annotation alone.
+        choices: The stored values an enum column allows (its CHECK constraint), else None.
     """
 
     label: str
@@ -67,6 +79,8 @@ class ColumnType:
     load: Load | None = None
     compressed: bool = False
     load_many: Callable[[list[Any]], list[Any]] | None = None
+    declared_family: str = ""
+    choices: tuple[str, ...] | None = None
 
 
 def _refuse(reason: str) -> typing.NoReturn:
@@ -249,7 +263,12 @@ def _enum_type(enum_cls: type[enum.Enum]) -> ColumnType:
         _refuse(f"expected {enum_cls.__name__}, got {_short(value)}")
 
     def load(value: Any) -> enum.Enum:
-        return lookup[value]
+        try:
+            return lookup[value]
+        except (KeyError, TypeError):
+            known = ", ".join(repr(v) for v in lookup)
+            msg = f"{_short(value)} is not a member of {enum_cls.__name__} ({known})"
+            raise Unloadable(msg) from None
 
     return ColumnType(
         label=f"text ({enum_cls.__name__})",
@@ -258,6 +277,7 @@ def _enum_type(enum_cls: type[enum.Enum]) -> ColumnType:
         python=enum_cls,
         dump=dump,
         load=load,
+        choices=tuple(lookup),
     )
 
 
@@ -550,7 +570,73 @@ def type_from_sql(text: str, base: ColumnType) -> ColumnType:
     load = base.load
     if load is None and not dims:
         load = _AS_ANNOTATED.get(base.python)
-    return attrs.evolve(base, label=label, ddl=sql.Composed(parts), load=load)
+    declared = "array" if dims else _FAMILY_OF_NAME.get(name, "other")
+    return attrs.evolve(
+        base, label=label, ddl=sql.Composed(parts), load=load, declared_family=declared
+    )
+
+
+# --- type families -----------------------------------------------------------------------------
+
+# What operators and aggregates a column allows depends on its SQL type, which a declared
+# sql_type can change (a str stored as uuid has no LIKE). Types are grouped into families:
+# "text", "number", "interval", "time", "bool", "uuid", "bytes", "json" (no equality),
+# "jsonb", "array", "vector", or "other" for a type orso_pg does not know (a domain, an
+# extension's type), on which the server decides.
+_FAMILY_OF_NAME: Mapping[str, str] = {
+    **dict.fromkeys(
+        ("text", "varchar", "character varying", "char", "character", "bpchar", "citext", "name"),
+        "text",
+    ),
+    **dict.fromkeys(
+        (
+            "smallint", "integer", "int", "bigint", "int2", "int4", "int8", "real", "float",
+            "float4", "float8", "double precision", "numeric", "decimal", "money",
+        ),
+        "number",
+    ),
+    **dict.fromkeys(("timestamp", "timestamptz", "date", "time", "timetz"), "time"),
+    "interval": "interval",
+    "boolean": "bool",
+    "bool": "bool",
+    "uuid": "uuid",
+    "bytea": "bytes",
+    "json": "json",
+    "jsonb": "jsonb",
+    "vector": "vector",
+}  # fmt: skip
+
+_FAMILY_OF_PYTHON: Mapping[Any, str] = {
+    str: "text",
+    int: "number",
+    float: "number",
+    Decimal: "number",
+    bool: "bool",
+    dt.datetime: "time",
+    dt.date: "time",
+    dt.time: "time",
+    dt.timedelta: "interval",
+    uuid.UUID: "uuid",
+    bytes: "bytes",
+}
+
+
+def family(column_type: ColumnType) -> str:
+    """Return the SQL type family of *column_type*, from its declared ``sql_type`` if any."""
+    if column_type.declared_family:
+        return column_type.declared_family
+    if column_type.compressed:
+        return "bytes"
+    if column_type.copy_name == "jsonb":
+        return "jsonb"
+    if column_type.copy_name.endswith("[]"):
+        return "array"
+    if column_type.label.startswith("vector("):
+        return "vector"
+    python = column_type.python
+    if isinstance(python, type) and issubclass(python, enum.Enum):
+        return "text"
+    return _FAMILY_OF_PYTHON.get(python, "other")
 
 
 # --- resolution -------------------------------------------------------------------------------

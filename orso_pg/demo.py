@@ -10,6 +10,7 @@ module: nothing imports it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Iterator
 
@@ -145,10 +146,13 @@ def main() -> None:
     """Run the demo."""
     started = time.perf_counter()
     rng = np.random.default_rng(7)
-    with Database() as admin:
-        print(f"database: {admin!r}")
+    # A demo opts in to the embedded PostgreSQL when no server is named; an application would
+    # refuse to guess (Database() alone raises ConfigError saying how to choose).
+    dsn = os.environ.get("ORSO_PG_DSN") or "embedded"
+    with Database(dsn) as admin:
+        print(f"database: {admin.server}")
         _fresh_schema(admin)
-    with Database(schema=SCHEMA) as db:
+    with Database(dsn, schema=SCHEMA) as db:
         _step("create tables")
         entries = [migration(m) for m in (Instrument, Trade, Candle, NativeCandle)]
         for result in Migrations.init(db, entries):

@@ -24,10 +24,12 @@ hold connections: errors pickle, so they carry only plain values.
         │   ├── CheckViolationError         23514
         │   └── ExclusionViolationError     23P01
         ├── DataError            class 22, a value PostgreSQL cannot store
+        ├── MissingTableError    42P01, the table was never created (or was dropped)
         ├── SerializationError   40001 / 40P01, safe to retry the whole transaction
         ├── LockTimeoutError     55P03
         ├── QueryCanceledError   57014 (statement_timeout, cancel)
         └── ConnectionLostError  class 08 or a connection that broke mid-statement
+            └── ServerUnavailableError  no answer: the server is down or went silent
 
 Each class also subclasses the builtin whose meaning it refines where there is one, so
 ``except ValueError`` still catches a bad value.
@@ -50,6 +52,7 @@ __all__ = [
     "ForeignKeyViolationError",
     "LockTimeoutError",
     "MigrationError",
+    "MissingTableError",
     "NotFoundError",
     "NotNullViolationError",
     "OrsoError",
@@ -58,6 +61,7 @@ __all__ = [
     "QueryCanceledError",
     "QueryError",
     "SerializationError",
+    "ServerUnavailableError",
     "UniqueViolationError",
     "ValidationError",
 ]
@@ -233,6 +237,12 @@ class LockTimeoutError(DatabaseError, TimeoutError):
     sqlstates = ("55P03",)
 
 
+class MissingTableError(DatabaseError, LookupError):
+    """A statement names a table that does not exist (42P01): migrations have not created it."""
+
+    sqlstates = ("42P01",)
+
+
 class QueryCanceledError(DatabaseError, TimeoutError):
     """The statement was canceled, usually by ``statement_timeout`` (57014)."""
 
@@ -241,6 +251,15 @@ class QueryCanceledError(DatabaseError, TimeoutError):
 
 class ConnectionLostError(DatabaseError, ConnectionError):
     """The connection to the server broke; the outcome of an open transaction is rolled back."""
+
+
+class ServerUnavailableError(ConnectionLostError):
+    """No connection could be had, or a call got no reply: the server is down or went silent.
+
+    Raised after ``Database(unavailable_timeout=...)`` while connecting keeps failing (the
+    message carries libpq's reason), or when a call outlives its client-side ``deadline``
+    (the connection is then closed, so an open transaction is rolled back by the server).
+    """
 
 
 _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
@@ -253,6 +272,7 @@ _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
         ExclusionViolationError,
         SerializationError,
         LockTimeoutError,
+        MissingTableError,
         QueryCanceledError,
     )
     for code in cls.sqlstates

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from psycopg import sql
 
 from orso_pg import Database
 from orso_pg.session import _embedded
+from orso_pg.session._cluster import Cluster
 
 settings.register_profile(
     "default",
@@ -105,8 +107,10 @@ def _start_embedded() -> Server:
     """Start the session's embedded PostgreSQL (once) and return it."""
     if "server" in _EMBEDDED:
         return _EMBEDDED["server"]  # type: ignore[no-any-return]
+    # The new directory is the data directory itself: as root, the server runs as another
+    # user, who can enter /tmp but not a directory that mkdtemp made private to root.
     base = Path(tempfile.mkdtemp(prefix="orso_pg_test_"))
-    path, dsn = _embedded.acquire(base / "pgdata", delete_on_stop=True)
+    path, dsn = _embedded.acquire(base, delete_on_stop=True)
     version = _version(dsn)
     server = Server(f"pg{version}", dsn, version)
     _EMBEDDED.update(server=server, path=path, base=base)
@@ -118,6 +122,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    for made in (_TEMPLATE.pop("path", None), _TEMPLATE.pop("binaries", None)):
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     path = _EMBEDDED.pop("path", None)
     if path is not None:
         _embedded.release(path)
@@ -189,3 +196,47 @@ def raw(server: Server, schema: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         yield conn
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def clone_cluster(path: Path) -> None:
+    """Fill the empty directory *path* with a fresh, stopped cluster (a copy of a template).
+
+    ``initdb`` runs once per session, without fsync; a copy takes a fraction of its time.
+    """
+    if "path" not in _TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="orso_pg_template_"))
+        cluster = Cluster.prepare(template)
+        cluster.init(durable=False)
+        _TEMPLATE["path"] = template
+        if cluster._copy is not None:  # binaries copied for the server's user: never started
+            _TEMPLATE["binaries"] = cluster._copy
+    # cp -a keeps the owner (the server's user when run as root) and the modes.
+    subprocess.run(  # noqa: S603 - cp with paths made here
+        ["cp", "-a", f"{_TEMPLATE['path']}/.", str(path)],  # noqa: S607
+        check=True,
+    )
+
+
+@pytest.fixture
+def empty_embedded_dir() -> Iterator[Path]:
+    """A new, empty directory for an embedded server, removed (server stopped) afterwards.
+
+    Made directly under the system's temporary directory: run as root, the server runs as
+    another user, who cannot enter pytest's private ``tmp_path``.
+    """
+    path = Path(tempfile.mkdtemp(prefix="orso_pg_data_"))
+    try:
+        yield path
+    finally:
+        Cluster(path, None).stop()  # a server a failed test left running
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_dir(empty_embedded_dir: Path) -> Path:
+    """Like ``empty_embedded_dir``, holding a cluster that initdb made, not yet started."""
+    clone_cluster(empty_embedded_dir)
+    return empty_embedded_dir

@@ -61,6 +61,60 @@ def test_codec_outside_orso_pg_runs(server: Server, schema: str):
     assert all(closes[i].tobytes() == walks[i].tobytes() for i in range(100))
 
 
+def test_enum_columns_block_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
+    """The enum block runs unchanged: the CHECK refuses a stranger's value, a rerun matches."""
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_enums")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(python_block("Enum columns"), str(README), "exec"), module.__dict__)  # noqa: S102
+    assert module.__dict__["refused"] is True
+
+
+def runnable_blocks() -> list[tuple[str, str]]:
+    """Return (heading, code) of every README python block that is a whole program.
+
+    A whole program starts with its imports; fragments (which continue an example above
+    them) and the pytest file of "Testing your models" (run by its own test) do not.
+    """
+    text = README.read_text(encoding="utf-8")
+    blocks = []
+    for match in re.compile(r"```python\n(.*?)```", re.DOTALL).finditer(text):
+        code = match.group(1)
+        if not code.startswith(("import ", "from ")):
+            continue
+        if 'Database("embedded")' in code or "sslrootcert" in code:
+            # Choosing the embedded server and TLS need servers of their own; their tests run
+            # these blocks (tests/integration/test_connect.py, test_tls.py).
+            continue
+        heading = re.findall(r"^## (.+)$", text[: match.start()], re.MULTILINE)[-1]
+        blocks.append((heading, code))
+    return blocks
+
+
+def test_readme_examples_run_in_order_twice(
+    server: Server, schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Every runnable README example runs, in order and then all again, on one database."""
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    blocks = runnable_blocks()
+    headings = [heading for heading, _ in blocks]
+    assert headings[0] == "Quickstart"
+    assert "Queries" in headings
+    assert "Migrations" in headings
+    assert "Connections in production" in headings
+    for run in (1, 2):
+        for n, (heading, code) in enumerate(blocks):
+            module = types.ModuleType(f"readme_{run}_{n}")
+            monkeypatch.setitem(sys.modules, module.__name__, module)
+            try:
+                exec(compile(code, f"README.md ({heading})", "exec"), module.__dict__)  # noqa: S102
+            except Exception as exc:  # noqa: BLE001 - reported with the run and heading
+                pytest.fail(f"run {run}: the example under {heading!r} failed: {exc!r}")
+    capsys.readouterr()
+
+
 def test_analytics_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The analytics block runs unchanged, its asserts hold, and twice in a row."""
     pytest.importorskip("pandas")

@@ -88,12 +88,17 @@ class BatchOptions(TypedDict, total=False):
             chunk (the ``start`` rows skipped are not counted); ``True``
             for a tqdm bar; ``False`` for nothing; by default (None) a bar when stderr is a
             terminal, tqdm is installed and the batch runs for more than a second.
+        timeout: Seconds each statement of the batch may run: the server cancels it after
+            that (``SET LOCAL statement_timeout``, :class:`QueryCanceledError`), and the client
+            gives up on a silent server 5 s later (:class:`ServerUnavailableError`). It ends
+            with the batch and never reaches the next user of the connection.
     """
 
     chunk_size: int
     chunked: bool
     start: int
     progress: ProgressOption
+    timeout: float
 
 
 @attrs.frozen
@@ -565,6 +570,7 @@ class _Options:
     chunked: bool
     start: int
     progress: ProgressOption
+    timeout: float | None = None
 
 
 def _options(label: str, given: BatchOptions, chunk_size: int = DEFAULT_CHUNK_SIZE) -> _Options:
@@ -577,7 +583,12 @@ def _options(label: str, given: BatchOptions, chunk_size: int = DEFAULT_CHUNK_SI
         chunked=bool(given.get("chunked", False)),
         start=given.get("start", 0),
         progress=given.get("progress"),
+        timeout=given.get("timeout"),
     )
+    timeout = options.timeout
+    if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
+        msg = f"timeout must be a positive number of seconds, not {timeout!r}"
+        raise ValidationError(msg, table=label, value=timeout)
     if type(options.chunk_size) is not int or options.chunk_size < 1:
         msg = f"chunk_size must be a positive int, not {options.chunk_size!r}"
         raise ValidationError(msg, table=label, value=options.chunk_size)
@@ -643,11 +654,11 @@ def _run(
         if paused:
             gc.disable()
         if not options.chunked:
-            results = session._atomic(every)
+            results = session._atomic(every, timeout=options.timeout)
         else:
             for offset, source, rows in chunks():
                 work = functools.partial(one, offset=offset, source=source, rows=rows)
-                results.append(session._atomic(work))
+                results.append(session._atomic(work, timeout=options.timeout))
                 op.kept()
                 committed = offset + len(rows)
                 report.update(committed - options.start)
@@ -705,8 +716,11 @@ class _Insert(_Operation[int]):
         stmt = batch_sql.allocate_keys(self.meta, self.table, len(missing))
         fresh = ex.fetch_all(stmt, table=self.label)
         setter = object.__setattr__
-        for obj, (key,) in zip(missing, fresh, strict=True):
-            setter(obj, name, key)
+        # The server gives keys as its type (a UUID for a str key declared sql_type="uuid"):
+        # they go through the column's loader, as a read of the row would.
+        load = key.type.load
+        for obj, (value,) in zip(missing, fresh, strict=True):
+            setter(obj, name, value if load is None else load(value))
         self.assigned.extend(missing)
 
     def kept(self) -> None:

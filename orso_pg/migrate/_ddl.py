@@ -7,10 +7,12 @@ Migrations reuse these pieces (column definitions, constraints) to alter live ta
 
 from __future__ import annotations
 
+import hashlib
+
 from psycopg import sql
 
 from orso_pg._compiler import Statement
-from orso_pg._schema import Column, Index, TableMeta
+from orso_pg._schema import MAX_IDENTIFIER_BYTES, Column, Index, TableMeta
 
 __all__ = [
     "column_definition",
@@ -18,6 +20,8 @@ __all__ = [
     "create_indexes",
     "create_table",
     "default_clause",
+    "enum_check",
+    "enum_check_name",
     "references",
 ]
 
@@ -64,7 +68,44 @@ def column_definition(
         parts.append(sql.SQL(" NOT NULL"))
     if keys and column.ref_table is not None:
         parts.append(references(column))
+    check = enum_check(column) if keys else None
+    if check is not None:
+        parts.extend([sql.SQL(" "), check])
     return sql.Composed(parts)
+
+
+def enum_check_name(column: str) -> str:
+    """Return the name of the CHECK constraint holding an enum column to its members.
+
+    The name depends on the column only (a CHECK constraint's name is unique per table, not
+    per schema), so a model's table and its ``_with_table`` copies name it alike and
+    migrations find it by name.
+    """
+    name = f"{column}_enum_check"
+    data = name.encode("utf-8")
+    if len(data) <= MAX_IDENTIFIER_BYTES:
+        return name
+    digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()[:8]
+    head = column.encode("utf-8")[: MAX_IDENTIFIER_BYTES - 20].decode("utf-8", "ignore")
+    return f"{head}_{digest}_enum_check"
+
+
+def enum_check(column: Column) -> sql.Composed | None:
+    """Return ``CONSTRAINT <name> CHECK (<column> IN (<members>))`` for an enum column.
+
+    An enum column is TEXT (or its ``sql_type``) held to the enum's stored values by a CHECK
+    constraint rather than a native PostgreSQL enum type: a CHECK is replaced in one
+    transaction when members are added or removed, where a native type cannot drop a value.
+    The members are sorted, so reordering the enum changes nothing.
+    """
+    choices = column.type.choices
+    if not choices:
+        return None
+    return sql.SQL("CONSTRAINT {} CHECK ({} IN ({}))").format(
+        sql.Identifier(enum_check_name(column.name)),
+        sql.Identifier(column.name),
+        sql.SQL(", ").join(sql.Literal(v) for v in sorted(choices)),
+    )
 
 
 def references(column: Column) -> sql.Composed:

@@ -2,10 +2,10 @@
 
 Owns the catalog queries migrations diff against: a table's columns (with PostgreSQL's own
 spelling of their types from ``format_type``, nullability, defaults, identity), its primary key,
-unique and foreign key constraints, the foreign keys of other tables that point at it, and its
-indexes (with their validity). It reads through an :class:`~orso_pg._executor.Executor` and must
-not change anything, decide what a difference means (``_planner`` does) nor touch a
-connection itself.
+unique, foreign key and check constraints, the foreign keys of other tables that point at it,
+and its indexes (with their validity). It reads through an
+:class:`~orso_pg._executor.Executor` and must not change anything, decide what a difference
+means (``_planner`` does) nor touch a connection itself.
 """
 
 from __future__ import annotations
@@ -85,7 +85,10 @@ class LiveColumn:
 
 @attrs.frozen
 class LiveConstraint:
-    """A primary key (``p``), unique (``u``) or foreign key (``f``) constraint of the table."""
+    """A primary key (``p``), unique (``u``), foreign key (``f``) or check (``c``) constraint.
+
+    ``definition`` is the constraint as ``pg_get_constraintdef`` prints it.
+    """
 
     name: str
     kind: str
@@ -94,6 +97,7 @@ class LiveConstraint:
     ref_table: str | None = None
     ref_columns: tuple[str, ...] = ()
     on_delete: str = "NO ACTION"
+    definition: str = ""
 
 
 @attrs.frozen
@@ -156,7 +160,7 @@ class LiveTable:
         return found.columns if found is not None else ()
 
     def of_kind(self, kind: str) -> tuple[LiveConstraint, ...]:
-        """Return the constraints of one kind (``p``, ``u`` or ``f``)."""
+        """Return the constraints of one kind (``p``, ``u``, ``f`` or ``c``)."""
         return tuple(c for c in self.constraints if c.kind == kind)
 
 
@@ -194,11 +198,11 @@ _CONSTRAINTS = sql.SQL(
     " ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(num, ord)"
     "  JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num"
     "  ORDER BY k.ord),"
-    " con.confdeltype::text"
+    " con.confdeltype::text, pg_get_constraintdef(con.oid)"
     " FROM pg_catalog.pg_constraint con"
     " LEFT JOIN pg_catalog.pg_class rc ON rc.oid = con.confrelid"
     " LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
-    " WHERE con.conrelid = %s::oid AND con.contype IN ('p', 'u', 'f')"
+    " WHERE con.conrelid = %s::oid AND con.contype IN ('p', 'u', 'f', 'c')"
     " ORDER BY con.conname"
 )
 
@@ -276,6 +280,7 @@ def _read(ex: Executor, oid: int, schema: str, name: str) -> LiveTable:
             ref_table=r[4],
             ref_columns=tuple(r[5]),
             on_delete=ON_DELETE.get(r[6] or "a", "NO ACTION"),
+            definition=r[7] or "",
         )
         for r in ex.fetch_all(Statement(_CONSTRAINTS, params), table=name)
     )

@@ -307,6 +307,14 @@ class _Probe:
         )
         return bool(self.ex.scalar(Statement(query, (source, target))))
 
+    def values_outside(self, column: str, allowed: Sequence[str]) -> list[str]:
+        query = sql.SQL(
+            "SELECT DISTINCT {col}::text AS v FROM {table}"
+            " WHERE {col} IS NOT NULL AND {col}::text <> ALL(%s::text[]) ORDER BY v LIMIT 5"
+        ).format(col=sql.Identifier(column), table=self.ident)
+        rows = self.ex.fetch_all(Statement(query, (list(allowed),)), table=self.label)
+        return [str(r[0]) for r in rows]
+
     def name_taken(self, name: str) -> bool:
         query = sql.SQL(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"

@@ -97,6 +97,9 @@ class Probe(Protocol):
     def name_taken(self, name: str) -> bool:
         """Whether a relation called *name* exists in the table's schema."""
 
+    def values_outside(self, column: str, allowed: Sequence[str]) -> list[str]:
+        """A few distinct non-NULL values of *column* (as text) that *allowed* lacks."""
+
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -282,6 +285,7 @@ class _Planner:
         self.plan_renames()
         self.plan_primary_key_check()
         self.plan_drop_constraints()
+        self.plan_enum_checks_drop()
         self.steps.extend(self.rename_steps())
         self.plan_extra_columns()
         for column in self.meta.columns:
@@ -293,6 +297,7 @@ class _Planner:
                 self.plan_existing(column, live)
         self.plan_primary_key_add()
         self.plan_unique_add()
+        self.plan_enum_checks_add()
         self.plan_index_add()
         self.plan_fk_add()
         return TablePlan(tuple(self.steps + self.late), tuple(self.notes), self.backup)
@@ -734,6 +739,62 @@ class _Planner:
             rewrites=True,
             actions=(action,),
         )
+
+    # -- enum members (a CHECK constraint per enum column, named by ddl.enum_check_name)
+
+    def enum_check_kept(self, con: LiveConstraint) -> bool:
+        """Whether the live enum check *con* is the one the model's table has (same text)."""
+        if len(con.columns) != 1 or con.columns[0] in self.renames:
+            return False
+        want = next((c for c in self.target.of_kind("c") if c.name == con.name), None)
+        return (
+            want is not None and want.columns == con.columns and want.definition == con.definition
+        )
+
+    def plan_enum_checks_drop(self) -> None:
+        """Drop the enum checks whose members changed or whose column is no enum any more.
+
+        Only constraints named as orso_pg names an enum check on that very column are
+        touched: checks added by hand are kept.
+        """
+        for con in self.live.of_kind("c"):
+            if len(con.columns) != 1 or con.name != ddl.enum_check_name(con.columns[0]):
+                continue
+            if self.involves_extra(con.columns) or self.enum_check_kept(con):
+                continue
+            self.steps.append(
+                _step(
+                    f"drop enum check {con.name} on column {self.now(con.columns[0])}",
+                    _alter(
+                        self.ident, sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(con.name))
+                    ),
+                )
+            )
+
+    def plan_enum_checks_add(self) -> None:
+        kept = {con.name for con in self.live.of_kind("c") if self.enum_check_kept(con)}
+        for column in self.meta.columns:
+            check = ddl.enum_check(column)
+            if check is None or ddl.enum_check_name(column.name) in kept:
+                continue
+            choices = sorted(column.type.choices or ())
+            live = self.live_for(column)
+            if live is not None:
+                outside = self.probe.values_outside(live.name, choices)
+                if outside:
+                    shown = ", ".join(repr(v) for v in outside)
+                    msg = (
+                        f"cannot hold column {column.name} to the members of "
+                        f"{column.type.python.__name__}: rows hold {shown}; update or delete "
+                        "those rows first, or add the members back to the enum"
+                    )
+                    raise self.fail(msg, column.name, outside[0])
+            self.late.append(
+                _step(
+                    f"add enum check on column {column.name} ({', '.join(choices)})",
+                    _alter(self.ident, sql.SQL("ADD {}").format(check)),
+                )
+            )
 
     # -- constraints and indexes that arrive
 

@@ -82,6 +82,15 @@ class Filter:
     def __invert__(self) -> Filter:
         return Not(self)
 
+    def __bool__(self) -> bool:
+        # Python's `and`/`or`/`not` would ask a filter for its truth and silently keep one
+        # side (`Filter.eq(...) and Filter.gt(...)` is just the second): refuse instead.
+        msg = (
+            "a Filter has no truth value: combine filters with & (and), | (or) and ~ (not), "
+            "not with Python's and/or/not; test for a missing filter with `is None`"
+        )
+        raise TypeError(msg)
+
     def and_with(self, other: Filter) -> Filter:
         """Return ``self & other`` (orso's ``and_with``)."""
         return self & other
@@ -394,6 +403,12 @@ class Condition(Filter):
 
     def _sql(self, ctx: CompileContext, expr: sql.Composable, col: Column | None) -> sql.Composable:
         op = self.op
+        if op in _COMPARISONS and col is not None and _types.family(col.type) == "json":
+            msg = (
+                f"{op} needs a type with equality and order; {ctx.table}.{self.column} is "
+                "json (declare sql_type='jsonb', or compare a key with json_eq)"
+            )
+            raise QueryError(msg, table=ctx.table, column=self.column)
         if op in _TEXT_OPS:
             _require(ctx, self, col, _is_text(col), "a text column")
             return _BINARY[op].format(expr, sql.Placeholder())
@@ -425,7 +440,7 @@ class Condition(Filter):
             _require(ctx, self, col, _is_json(col), "a JSONB column")
             return sql.SQL("{} ? {}").format(expr, sql.Placeholder())
         if op == "json_eq":
-            _require(ctx, self, col, _is_json(col), "a JSONB column")
+            _require(ctx, self, col, _is_json_text(col), "a JSON or JSONB column")
             return sql.SQL("{} ->> {} = {}").format(expr, sql.Placeholder(), sql.Placeholder())
         msg = f"unknown filter operator {op!r}"
         raise QueryError(msg, table=ctx.table, column=self.column)
@@ -488,17 +503,39 @@ def _dump_list(ctx: CompileContext, col: Column | None, items: Sequence[object])
     return [dump_for(ctx, col, v) for v in items]
 
 
+# Operators are checked against the column's SQL type family (orso_pg._types.family), which
+# follows a declared sql_type: a str column stored as uuid is no text column. A type orso_pg
+# does not know ("other": a domain, an extension's type) is left to the server.
+
+
 def _is_text(col: Column | None) -> bool:
-    python = col.type.python if col is not None else str
-    return python is str or (isinstance(python, type) and issubclass(python, enum.Enum))
+    if col is None:
+        return True
+    python = col.type.python
+    textual = python is str or (isinstance(python, type) and issubclass(python, enum.Enum))
+    return textual and _types.family(col.type) in ("text", "other")
 
 
 def _is_array(col: Column | None) -> bool:
-    return col is not None and col.type.copy_name.endswith("[]")
+    return (
+        col is not None
+        and col.type.copy_name.endswith("[]")
+        and _types.family(col.type) in ("array", "other")
+    )
 
 
 def _is_json(col: Column | None) -> bool:
-    return col is not None and col.type.copy_name == "jsonb"
+    # jsonb only: plain json has no @>, ? nor equality.
+    return col is not None and _types.family(col.type) == "jsonb"
+
+
+def _is_json_text(col: Column | None) -> bool:
+    return col is not None and _types.family(col.type) in ("json", "jsonb")
+
+
+_COMPARISONS: Final = frozenset(
+    {"eq", "ne", "lt", "le", "gt", "ge", "between", "not_between", "in", "not_in"}
+)
 
 
 def _require(ctx: CompileContext, cond: Condition, col: Column | None, ok: bool, what: str) -> None:

@@ -6,17 +6,25 @@ of an aggregate's result. Pure: it is handed rows, it never runs a query.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orso_pg._schema import Column
-from orso_pg.errors import ValidationError
+from orso_pg._types import Unloadable
+from orso_pg.errors import DataError, ValidationError, describe_value
 from orso_pg.query._filters import Aggregate, isa
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
 
-__all__ = ["aggregate_value", "builder_loaders", "check_batch_size", "convert_row"]
+__all__ = [
+    "aggregate_value",
+    "builder_loaders",
+    "check_batch_size",
+    "convert_row",
+    "loaded",
+    "unloadable_value",
+]
 
 Loader = Callable[[Any], Any]
 
@@ -50,8 +58,28 @@ def aggregate_value(function: Aggregate, column: Column | None, value: Any) -> A
     return value
 
 
-def _aggregate_loader(function: Aggregate, column: Column | None) -> Loader:
-    return lambda value: aggregate_value(function, column, value)
+def unloadable_value(table: str, column: Column, value: object, exc: Unloadable) -> DataError:
+    """Return the :class:`DataError` for a selected *value* its column cannot load."""
+    msg = (
+        f"{table}.{column.name} holds {describe_value(value)}, which the model cannot load: "
+        f"{exc} (written by another program, or the model lost a member?)"
+    )
+    return DataError(msg, table=table, column=column.name, value=value)
+
+
+def _checked(table: str, column: Column, load: Loader) -> Loader:
+    def checked(value: Any) -> Any:
+        try:
+            return load(value)
+        except Unloadable as exc:
+            raise unloadable_value(table, column, value, exc) from None
+
+    return checked
+
+
+def _aggregate_loader(table: str, function: Aggregate, column: Column | None) -> Loader:
+    load: Loader = lambda value: aggregate_value(function, column, value)  # noqa: E731
+    return load if column is None else _checked(table, column, load)
 
 
 def _nullable(load: Loader) -> Loader:
@@ -63,9 +91,9 @@ def builder_loaders(builder: QueryBuilder) -> list[Loader | None]:
     loaders: list[Loader | None] = []
     for _, col, function in builder.output_columns():
         if function is not None:
-            loaders.append(_aggregate_loader(function, col))
+            loaders.append(_aggregate_loader(builder.base_name, function, col))
         elif col is not None and col.type.load is not None:
-            loaders.append(_nullable(col.type.load))
+            loaders.append(_nullable(_checked(builder.base_name, col, col.type.load)))
         else:
             loaders.append(None)
     return loaders
@@ -74,3 +102,23 @@ def builder_loaders(builder: QueryBuilder) -> list[Loader | None]:
 def convert_row(loaders: list[Loader | None], row: Sequence[Any]) -> tuple[Any, ...]:
     """Apply *loaders* to one result row."""
     return tuple(v if ld is None else ld(v) for ld, v in zip(loaders, row, strict=True))
+
+
+def loaded(rows: Iterator[Any], load: Callable[[Any], Any]) -> Iterator[Any]:
+    """Return an iterator of ``load(row)`` over *rows* that closes *rows* when it stops.
+
+    A load that fails (a value the model cannot load) ends the iteration: *rows*, a
+    server-side cursor holding a pooled connection in a transaction, is closed right away
+    rather than whenever the garbage collector gets to it.
+    """
+
+    def run() -> Generator[Any]:
+        try:
+            for row in rows:
+                yield load(row)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
+    return run()

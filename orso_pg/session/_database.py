@@ -16,13 +16,14 @@ transaction's connection and is undone if the ``with`` block is left by an excep
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
 import attrs
 import numpy as np
@@ -38,16 +39,19 @@ from orso_pg.errors import (
     ConnectionLostError,
     OrsoError,
     SerializationError,
+    ServerUnavailableError,
 )
 from orso_pg.query import _columns
-from orso_pg.query._results import builder_loaders, check_batch_size, convert_row
-from orso_pg.session import _embedded
+from orso_pg.query._results import builder_loaders, check_batch_size, convert_row, loaded
+from orso_pg.session import _connect, _pool
 from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
 
 __all__ = ["Database", "DatabaseConfig", "Session", "Transaction"]
+
+logger = logging.getLogger("orso_pg")
 
 T = TypeVar("T")
 Isolation = Literal["read committed", "repeatable read", "serializable"]
@@ -103,10 +107,12 @@ class Session:
     def _write(self, work: Callable[[Executor], T]) -> T:
         raise NotImplementedError
 
-    def _atomic(self, work: Callable[[Executor], T]) -> T:
+    def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
         raise NotImplementedError
 
-    def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
+    def _iterate(
+        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+    ) -> Iterator[Any]:
         raise NotImplementedError
 
     # A QueryBuilder is a pure description; it hands itself to the session to run, so that the
@@ -127,7 +133,7 @@ class Session:
         rows = self._iterate(stmt, batch_size, builder.base_name)
         if not any(loaders):
             return rows
-        return (convert_row(loaders, row) for row in rows)
+        return loaded(rows, lambda row: convert_row(loaders, row))
 
     def _count_builder(self, builder: QueryBuilder) -> int:
         stmt = builder.build_count()
@@ -164,9 +170,10 @@ class Database(Session):
     """A pool of connections to one PostgreSQL database.
 
     Args:
-        dsn: A libpq connection string or URI. When None, ``$ORSO_PG_DSN`` is used, and when
-            that is unset too, an embedded PostgreSQL is started (or joined) in
-            ``$ORSO_PG_DATA`` or a per-user data directory.
+        dsn: A libpq connection string or URI, or ``"embedded"`` for the embedded
+            PostgreSQL. When None, ``$ORSO_PG_DSN`` is used (which may say ``embedded`` too),
+            else the embedded server in ``data_dir`` when given; with none of them, a
+            :class:`ConfigError` says how to choose a server.
         min_size: Connections kept open.
         max_size: The most connections opened at once.
         timeout: Seconds to wait for a free connection before :class:`PoolTimeoutError`.
@@ -177,13 +184,28 @@ class Database(Session):
         timezone: The session time zone; timestamps are returned in it (default UTC).
         application_name: Reported in ``pg_stat_activity``.
         prepare_threshold: Executions before psycopg prepares a statement; None disables
-            prepared statements (needed behind PgBouncer in transaction mode before 1.21).
-        data_dir: The embedded server's data directory when no DSN is given.
+            prepared statements.
+        prepare: False disables prepared statements (as ``prepare_threshold=None``), which
+            PgBouncer before 1.21 in transaction mode needs; such a pooler is also detected
+            when the database opens, and prepared statements are then turned off by themselves.
+        unavailable_timeout: Seconds a call waits for a connection while the server cannot be
+            reached before :class:`ServerUnavailableError` (with libpq's reason) is raised.
+        deadline: Seconds any one statement may wait for the server's reply before its
+            connection is shut and :class:`ServerUnavailableError` raised: the bound on a
+            server that went silent. None: ``statement_timeout`` plus 5 s when that is set,
+            else no client-side limit.
+        slow_statement: Statements taking at least this many seconds are logged at WARNING on
+            the ``orso_pg`` logger (None: never).
+        data_dir: The embedded server's data directory; giving it chooses the embedded
+            server unless ``$ORSO_PG_DSN`` names another.
+        require_tls: Refuse any TCP connection that is not TLS with a verified server
+            certificate (``sslmode=verify-full`` is set when the DSN has no ``sslmode``).
         max_idle: Seconds an idle connection above ``min_size`` is kept.
         max_lifetime: Seconds before a connection is replaced.
 
     Raises:
-        ConfigError: the DSN is invalid or the server cannot be reached.
+        ConfigError: the DSN is invalid, or the server refuses the connection (unreachable,
+            unknown database or role, failed authentication, bad TLS); the message is libpq's.
     """
 
     def __init__(
@@ -199,25 +221,24 @@ class Database(Session):
         timezone: str | None = "UTC",
         application_name: str = "orso_pg",
         prepare_threshold: int | None = 5,
+        prepare: bool = True,
+        unavailable_timeout: float = 5.0,
+        deadline: float | None = None,
+        slow_statement: float | None = 1.0,
         data_dir: str | os.PathLike[str] | None = None,
         max_idle: float = 600.0,
         max_lifetime: float = 3600.0,
+        require_tls: bool = False,
     ) -> None:
         self._listeners = ()
-        self._dirty: set[int] = set()
-        self._dirty_lock = threading.Lock()
-        self._embedded: Path | None = None
-        if dsn is None:
-            dsn = os.environ.get("ORSO_PG_DSN") or None
-        if dsn is None:
-            self._embedded, dsn = _embedded.acquire(Path(data_dir) if data_dir else None)
+        self._lent: dict[int, _PythonState] = {}
+        self._lent_lock = threading.Lock()
+        target = _connect.choose(dsn, data_dir)
+        self._embedded: Path | None = target.embedded
         try:
             self.conninfo = _conninfo(
-                dsn,
+                _connect.secure(target.dsn, require_tls=require_tls),
                 connect_timeout=connect_timeout,
-                statement_timeout=statement_timeout,
-                schema=schema,
-                timezone=timezone,
                 application_name=application_name,
             )
         except psycopg.ProgrammingError as exc:
@@ -225,27 +246,82 @@ class Database(Session):
             msg = f"invalid connection string: {exc}"
             raise ConfigError(msg) from exc
         self.schema = schema
+        #: The server, named as ``user@host:port/dbname`` or ``embedded server in DIR``.
+        self.server = _connect.describe(self.conninfo, self._embedded)
         self._adbc: AdbcConnections | None = None
         self._adbc_lock = threading.Lock()
-        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
-            psycopg_pool.ConnectionPool(
-                self.conninfo,
-                min_size=min_size,
-                max_size=max_size,
-                timeout=timeout,
-                max_idle=max_idle,
-                max_lifetime=max_lifetime,
-                kwargs={"autocommit": True, "prepare_threshold": prepare_threshold},
-                name="orso_pg",
-                open=False,
-            )
+        self.unavailable_timeout = float(unavailable_timeout)
+        self.deadline = _default_deadline(deadline, statement_timeout)
+        self.slow_statement = slow_statement
+        self._timeout = float(timeout)
+        self._settings = _settings(statement_timeout, schema, timezone)
+        self._prepare_threshold = prepare_threshold if prepare else None
+        try:
+            self.behind_pooler = self._probe(connect_timeout)
+        except BaseException:
+            self._release_embedded()
+            raise
+        if self.behind_pooler:
+            self._prepare_threshold = None
+        self._pool = _pool.Pool(
+            self.conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            max_idle=max_idle,
+            max_lifetime=max_lifetime,
+            kwargs={"autocommit": True, "prepare_threshold": self._prepare_threshold},
+            configure=self._configure,
+            name="orso_pg",
+            open=False,
         )
         try:
             self._pool.open(wait=True, timeout=float(connect_timeout) + 1.0)
         except psycopg_pool.PoolTimeout as exc:
             self._pool.close()
             self._release_embedded()
-            raise ConfigError(_why_unreachable(self.conninfo)) from exc
+            reason = self._pool.outage.reason or "no connection in time"
+            msg = f"cannot connect to PostgreSQL at {self.server}: {reason}"
+            raise ConfigError(msg) from exc
+
+    def _probe(self, connect_timeout: int) -> bool:
+        """Connect once, so that a wrong DSN fails now with libpq's reason.
+
+        Returns whether a pooler in transaction mode sits in front of the server.
+        """
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=True, prepare_threshold=None)
+        except psycopg.Error as exc:
+            reason = str(exc).strip() or type(exc).__name__
+            msg = f"cannot connect to PostgreSQL at {self.server}: {reason}"
+            raise ConfigError(msg) from exc
+        with conn:
+            try:
+                self._configure(conn)
+            except psycopg.Error as exc:
+                msg = f"the connection settings are refused by {self.server}: {exc}"
+                raise ConfigError(msg) from exc
+            pooled = _shares_sessions(conn, self.conninfo, connect_timeout)
+        if pooled and self._settings.lost_by_poolers:
+            names = ", ".join(self._settings.lost_by_poolers)
+            msg = (
+                f"{self.server} is a pooler in transaction mode (two clients were served by one "
+                f"server session), which drops session settings between transactions: {names} "
+                "would be lost. Set them on the server instead (ALTER ROLE ... SET ...) and "
+                "leave them out here, or connect through a session-mode pool"
+            )
+            raise ConfigError(msg)
+        if pooled:
+            logger.info("%s is a pooler in transaction mode: prepared statements off", self.server)
+        return pooled
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Apply orso_pg's session settings to a new connection (one round trip).
+
+        With ``SET`` rather than the ``options`` startup parameter, which poolers refuse.
+        """
+        if self._settings.statement is not None:
+            conn.execute(self._settings.statement, self._settings.values)
 
     @classmethod
     def init(cls, config: DatabaseConfig) -> Self:
@@ -264,6 +340,8 @@ class Database(Session):
     def _release_embedded(self) -> None:
         if self._embedded is not None:
             path, self._embedded = self._embedded, None
+            from orso_pg.session import _embedded
+
             _embedded.release(path)
 
     @property
@@ -278,15 +356,15 @@ class Database(Session):
         self.close()
 
     def __repr__(self) -> str:
-        params = conninfo_to_dict(self.conninfo)
-        where = params.get("host") or "localhost"
-        return f"<Database {params.get('dbname', '')!s}@{where!s} pool={self._pool.max_size}>"
+        return f"<Database {self.server} pool={self._pool.max_size}>"
 
     def _columnar_reader(self) -> AdbcConnections | None:
         if self._adbc is None and adbc_available():
             with self._adbc_lock:
                 if self._adbc is None:
-                    self._adbc = AdbcConnections(self.conninfo)
+                    # ADBC's own connections get the settings as startup options (they
+                    # have no configure step; poolers refusing ``options`` are rare there).
+                    self._adbc = AdbcConnections(self._settings.conninfo(self.conninfo))
         return self._adbc
 
     # --- listeners ----------------------------------------------------------------------------
@@ -301,76 +379,204 @@ class Database(Session):
 
     # --- connections --------------------------------------------------------------------------
 
+    def _executor(self, conn: psycopg.Connection[Any], deadline: float | None = None) -> Executor:
+        return Executor(
+            conn,
+            self._listeners,
+            deadline=deadline if deadline is not None else self.deadline,
+            server=self.server,
+            slow=self.slow_statement,
+        )
+
+    def _getconn(self) -> psycopg.Connection[Any]:
+        """Take a pooled connection.
+
+        While the server cannot be reached, wait at most ``unavailable_timeout``, then say why.
+        """
+        pool = self._pool
+        outage = pool.outage
+        start = time.monotonic()
+        limit = start + self._timeout
+        while True:
+            since = outage.since
+            if since is not None:
+                limit = min(limit, max(start, since) + self.unavailable_timeout)
+            wait = max(0.0, limit - time.monotonic())
+            if since is None:
+                # Waits of at most a second, so that a call which began before an outage was
+                # noticed is bounded by unavailable_timeout too (each wait queues anew, so
+                # they are not shorter).
+                wait = min(wait, 1.0)
+            try:
+                return pool.getconn(timeout=wait)
+            except psycopg_pool.PoolTimeout as exc:
+                if time.monotonic() < limit:
+                    continue
+                reason = outage.reason if outage.since is not None else None
+                if reason is None:
+                    raise translate(exc) from exc
+                waited = time.monotonic() - start
+                msg = (
+                    f"PostgreSQL at {self.server} is unavailable (waited {waited:.1f} s): {reason}"
+                )
+                raise ServerUnavailableError(msg) from exc
+            except psycopg_pool.PoolClosed as exc:
+                raise translate(exc) from exc
+
     @contextlib.contextmanager
     def _borrow(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._getconn()
         try:
-            with self._pool.connection() as conn:
-                yield conn
-        except (psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
-            raise translate(exc) from exc
+            yield conn
+        finally:
+            # The pool rolls back a transaction left open and drops a broken connection.
+            self._pool.putconn(conn)
+
+    def _sweep(self) -> None:
+        """Drop every dead idle connection at once, after one turned out dead.
+
+        A restart kills them all, and finding them one call at a time fails up to
+        ``max_size`` calls.
+        """
+        self._pool.check()
 
     def _read(self, work: Callable[[Executor], T]) -> T:
         try:
             with self._borrow() as conn:
-                return work(Executor(conn, self._listeners))
+                return work(self._executor(conn))
+        except ServerUnavailableError:
+            raise  # a silent or absent server: retrying would wait all over again
         except ConnectionLostError:
-            # One dead connection usually means the server restarted and every idle one is
-            # dead too: sweep them all at once, then retry this read on a fresh connection.
-            self._pool.check()
+            self._sweep()
             with self._borrow() as conn:
-                return work(Executor(conn, self._listeners))
+                return work(self._executor(conn))
 
     def _write(self, work: Callable[[Executor], T]) -> T:
         with self._borrow() as conn:
             try:
-                return work(Executor(conn, self._listeners))
+                return work(self._executor(conn))
+            except ServerUnavailableError:
+                raise
             except ConnectionLostError:
-                self._pool.check()
+                self._sweep()
                 raise
 
-    def _atomic(self, work: Callable[[Executor], T]) -> T:
-        with self._borrow() as conn:
-            try:
-                # _translated covers the COMMIT too, so a connection lost there also sweeps.
-                with _translated(), conn.transaction():
-                    return work(Executor(conn, self._listeners))
-            except ConnectionLostError:
-                self._pool.check()
-                raise
+    def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
+        local, deadline = _call_timeout(timeout)
+        with self._begun(local=local) as conn:
+            return work(self._executor(conn, deadline))
 
-    def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
+    def _iterate(
+        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+    ) -> Iterator[Any]:
         # A server-side cursor lives in a transaction; the connection is held until the
-        # iteration ends or the generator is closed.
-        with self._borrow() as conn, _translated(), conn.transaction():
-            yield from Executor(conn, self._listeners).stream(
-                stmt, batch_size=batch_size, table=table
-            )
+        # iteration ends or the generator is closed. A stream that fails before its first
+        # row (the pooled connection was dead) is started once more: nothing was seen yet.
+        local, deadline = _call_timeout(timeout)
+        for attempt in range(2):
+            started = False
+            try:
+                with self._begun(local=local) as conn:
+                    for row in self._executor(conn, deadline).stream(
+                        stmt, batch_size=batch_size, table=table
+                    ):
+                        started = True
+                        yield row
+            except ServerUnavailableError:
+                raise
+            except ConnectionLostError:
+                if started or attempt:
+                    raise
+                self._sweep()
+            else:
+                return
+
+    @contextlib.contextmanager
+    def _begun(
+        self,
+        *,
+        isolation: Isolation | None = None,
+        read_only: bool = False,
+        local: _Local | None = None,
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a connection with a transaction open on it; commit when the block ends.
+
+        A dead pooled connection shows when ``BEGIN`` fails; nothing of the caller's was sent
+        yet, so the pool is swept and the transaction begins again on a live connection.
+        """
+        for attempt in range(2):
+            with self._borrow() as conn:
+                conn.isolation_level = _ISOLATION[isolation] if isolation else None
+                conn.read_only = read_only or None
+                tx = conn.transaction()
+                try:
+                    with _translated():
+                        tx.__enter__()
+                        if local is not None:
+                            conn.execute(local.statement, local.values)
+                except ServerUnavailableError:
+                    raise
+                except ConnectionLostError:
+                    if attempt:
+                        raise
+                    retry = True
+                else:
+                    retry = False
+                    try:
+                        with _translated():
+                            try:
+                                yield conn
+                            except BaseException as exc:
+                                if not tx.__exit__(type(exc), exc, exc.__traceback__):
+                                    raise
+                            else:
+                                tx.__exit__(None, None, None)
+                    except ConnectionLostError:
+                        # _translated covers the COMMIT too, so a connection lost there
+                        # also sweeps.
+                        self._sweep()
+                        raise
+                    finally:
+                        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                            conn.isolation_level = None
+                            conn.read_only = None
+                            self._give_back(conn)
+            if not retry:
+                return
+            self._sweep()
 
     @contextlib.contextmanager
     def transaction(
-        self, *, isolation: Isolation | None = None, read_only: bool = False
+        self,
+        *,
+        isolation: Isolation | None = None,
+        read_only: bool = False,
+        statement_timeout: int | None = None,
+        lock_timeout: int | None = None,
     ) -> Iterator[Transaction]:
         """Open a transaction on one pooled connection.
 
         Every orso_pg operation given the yielded :class:`Transaction` runs on that connection.
         Leaving the block normally commits; leaving it by an exception rolls everything back.
+        A dead pooled connection (after a server restart) is found when the transaction begins,
+        before anything of yours was sent, so the transaction begins again on a live one.
 
         Args:
             isolation: ``"read committed"`` (the server default), ``"repeatable read"`` or
                 ``"serializable"``.
             read_only: Start a read-only transaction.
+            statement_timeout: Milliseconds after which the server cancels a statement of this
+                transaction (``SET LOCAL``: it ends with the transaction). The client-side
+                deadline of its statements becomes this plus 5 s.
+            lock_timeout: Milliseconds a statement of this transaction waits for a lock
+                before :class:`LockTimeoutError` (``SET LOCAL``).
         """
-        with self._borrow() as conn:
-            conn.isolation_level = _ISOLATION[isolation] if isolation else None
-            conn.read_only = read_only or None
-            try:
-                with _translated(), conn.transaction():
-                    yield Transaction(self, conn)
-            finally:
-                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                    conn.isolation_level = None
-                    conn.read_only = None
-                    self._reset(conn)
+        local = _local(statement_timeout, lock_timeout)
+        deadline = None
+        if statement_timeout is not None:
+            deadline = statement_timeout / 1000.0 + _DEADLINE_GRACE
+        with self._begun(isolation=isolation, read_only=read_only, local=local) as conn:
+            yield Transaction(self, conn, deadline)
 
     def run_transaction(
         self,
@@ -381,6 +587,8 @@ class Database(Session):
         attempts: int = 5,
         initial_delay: float = 0.01,
         max_delay: float = 1.0,
+        statement_timeout: int | None = None,
+        lock_timeout: int | None = None,
     ) -> T:
         """Run ``work(tx)`` in a transaction, retrying it when PostgreSQL asks for a retry.
 
@@ -388,8 +596,10 @@ class Database(Session):
         commit) rolls the attempt back; *work* then runs again in a fresh transaction after a
         random pause of up to ``initial_delay * 2**attempt`` seconds (at most *max_delay*), up
         to *attempts* times. Nothing else is retried: a connection lost during the commit
-        leaves the outcome unknown, so it is raised, never repeated. *work* must have no side
-        effects outside the transaction, since it may run more than once.
+        leaves the outcome unknown, so it is raised, never repeated (a connection found dead
+        before the transaction began is replaced, as in :meth:`transaction`). *work* must have
+        no side effects outside the transaction, since it may run more than once.
+        ``statement_timeout`` and ``lock_timeout`` are as in :meth:`transaction`.
 
         Returns:
             What the successful run of *work* returned.
@@ -402,7 +612,12 @@ class Database(Session):
             raise ConfigError(msg, value=attempts)
         for attempt in range(attempts):
             try:
-                with self.transaction(isolation=isolation, read_only=read_only) as tx:
+                with self.transaction(
+                    isolation=isolation,
+                    read_only=read_only,
+                    statement_timeout=statement_timeout,
+                    lock_timeout=lock_timeout,
+                ) as tx:
                     return work(tx)
             except SerializationError:
                 if attempt + 1 == attempts:
@@ -415,21 +630,28 @@ class Database(Session):
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a raw psycopg connection (autocommit) for work orso_pg does not cover.
 
-        Session settings changed on it (``SET``, temporary tables, advisory locks) are reset
-        before the connection is handed to anyone else.
+        Whatever the borrower leaves behind is undone before the connection is handed to
+        anyone else: an open transaction is rolled back; settings, ``SET ROLE`` / ``SET SESSION
+        AUTHORIZATION``, ``LISTEN``, cursors, temporary tables and advisory locks are reset as
+        ``DISCARD ALL`` does, statements ``PREPARE``d in SQL are deallocated (psycopg's own
+        stay), and orso_pg's own settings are applied again. The psycopg side
+        (``row_factory``, ``autocommit``, ``prepare_threshold``, cursor factories) is
+        restored; a connection whose adapters or notice/notify handlers were changed is closed
+        instead, and the pool opens a fresh one.
         """
         with self._borrow() as conn:
-            self._mark_dirty(conn)
+            self._lend(conn)
             try:
                 yield conn
             finally:
-                self._reset(conn)
+                self._give_back(conn)
 
-    def _mark_dirty(self, conn: psycopg.Connection[Any]) -> None:
-        with self._dirty_lock:
-            self._dirty.add(id(conn))
+    def _lend(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lent_lock:
+            if id(conn) not in self._lent:
+                self._lent[id(conn)] = _PythonState.of(conn)
 
-    def _reset(self, conn: psycopg.Connection[Any]) -> None:
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
         """Undo what a borrower of a raw connection may have changed, before it goes back.
 
         Only connections handed out raw are reset, here rather than in a pool ``reset``
@@ -437,22 +659,27 @@ class Database(Session):
         connection with a reset callback back through a worker thread, which costs tens of
         microseconds on every checkout.
         """
-        with self._dirty_lock:
-            if id(conn) not in self._dirty:
-                return
-            self._dirty.discard(id(conn))
-        status = conn.info.transaction_status
-        if status == psycopg.pq.TransactionStatus.UNKNOWN:
+        with self._lent_lock:
+            state = self._lent.pop(id(conn), None)
+        if state is None:
+            return
+        if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN:
             return  # broken: the pool discards it
-        if status != psycopg.pq.TransactionStatus.IDLE:
-            conn.rollback()
-        conn.autocommit = True
-        conn.isolation_level = None
-        conn.read_only = None
-        conn.deferrable = None
-        conn.execute("RESET ALL")
-        conn.execute("SELECT pg_advisory_unlock_all()")
-        conn.execute("DISCARD TEMP")
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            if not state.restore(conn):
+                conn.close()  # the pool sees it closed and opens another
+                return
+            # DISCARD ALL without its DEALLOCATE ALL, which would drop the statements psycopg
+            # prepared and still believes it has; those PREPAREd in SQL go by name.
+            names = conn.execute(_SQL_PREPARED).fetchall()
+            conn.execute(_DISCARD)
+            for (name,) in names:
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+            self._configure(conn)
+        except psycopg.Error:
+            conn.close()
 
     def pool_stats(self) -> dict[str, int]:
         """Return psycopg_pool's counters (connections, requests, errors...)."""
@@ -466,25 +693,32 @@ class Transaction(Session):
     thread at a time.
     """
 
-    def __init__(self, db: Database, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, db: Database, conn: psycopg.Connection[Any], deadline: float | None = None
+    ) -> None:
         self._db = db
         self._conn = conn
         self._listeners = db._listeners
+        self._deadline = deadline
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
-        """The raw psycopg connection of this transaction (for work orso_pg does not cover)."""
-        self._db._mark_dirty(self._conn)
+        """The raw psycopg connection of this transaction (for work orso_pg does not cover).
+
+        Whatever is changed on it is undone when the transaction ends, as for
+        :meth:`Database.connection`.
+        """
+        self._db._lend(self._conn)
         return self._conn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Open a nested transaction (a savepoint); an exception rolls back only its work."""
         with _translated(), self._conn.transaction():
-            yield Transaction(self._db, self._conn)
+            yield Transaction(self._db, self._conn, self._deadline)
 
     def _executor(self) -> Executor:
-        return Executor(self._conn, self._db._listeners)
+        return self._db._executor(self._conn, self._deadline)
 
     def _read(self, work: Callable[[Executor], T]) -> T:
         return work(self._executor())
@@ -492,13 +726,29 @@ class Transaction(Session):
     def _write(self, work: Callable[[Executor], T]) -> T:
         return work(self._executor())
 
-    def _atomic(self, work: Callable[[Executor], T]) -> T:
+    def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
+        local, deadline = _call_timeout(timeout)
+        ex = self._db._executor(self._conn, deadline or self._deadline)
         # A savepoint, so a failed operation can be caught without poisoning the transaction.
         with _translated(), self._conn.transaction():
-            return work(self._executor())
+            if local is None:
+                return work(ex)
+            # SET LOCAL inside the savepoint: undone with it on failure; on success the
+            # transaction's own value is put back before the savepoint is released.
+            before = self._conn.execute(_CURRENT_TIMEOUT).fetchone()
+            self._conn.execute(local.statement, local.values)
+            result = work(ex)
+            self._conn.execute(_RESTORE_TIMEOUT, (before[0] if before else "0",))
+            return result
 
-    def _iterate(self, stmt: Statement, batch_size: int, table: str | None) -> Iterator[Any]:
-        return self._executor().stream(stmt, batch_size=batch_size, table=table)
+    def _iterate(
+        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+    ) -> Iterator[Any]:
+        # Only the client-side deadline: a SET LOCAL here would outlive the stream in the
+        # transaction (give the transaction its statement_timeout instead).
+        _, deadline = _call_timeout(timeout)
+        ex = self._db._executor(self._conn, deadline or self._deadline)
+        return ex.stream(stmt, batch_size=batch_size, table=table)
 
 
 @contextlib.contextmanager
@@ -511,19 +761,209 @@ def _translated() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-def _escape_option(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+#: Seconds added to a statement timeout to make the client-side deadline: the server cancels
+#: the statement first, and the deadline only ends a wait for a server that went silent.
+_DEADLINE_GRACE: Final = 5.0
 
 
-def _conninfo(
-    dsn: str,
-    *,
-    connect_timeout: int,
-    statement_timeout: int | None,
-    schema: str | None,
-    timezone: str | None,
-    application_name: str,
-) -> str:
+def _default_deadline(deadline: float | None, statement_timeout: int | None) -> float | None:
+    if deadline is not None:
+        if deadline <= 0:
+            msg = f"deadline must be a positive number of seconds, not {deadline!r}"
+            raise ConfigError(msg, value=deadline)
+        return float(deadline)
+    if statement_timeout:
+        return statement_timeout / 1000.0 + _DEADLINE_GRACE
+    return None
+
+
+_SQL_PREPARED: Final = sql.SQL("SELECT name FROM pg_prepared_statements WHERE from_sql")
+_DISCARD: Final = sql.SQL(
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+)
+_CURRENT_TIMEOUT: Final = sql.SQL("SELECT current_setting('statement_timeout')")
+_RESTORE_TIMEOUT: Final = sql.SQL("SELECT set_config('statement_timeout', %s, true)")
+
+
+def _call_timeout(timeout: float | None) -> tuple[_Local | None, float | None]:
+    """Return the ``SET LOCAL`` and the client-side deadline of an operation's *timeout*."""
+    if timeout is None:
+        return None, None
+    if type(timeout) not in (int, float) or not timeout > 0:
+        msg = f"timeout must be a positive number of seconds, not {timeout!r}"
+        raise ConfigError(msg, value=timeout)
+    return _local(max(1, round(timeout * 1000)), None), timeout + _DEADLINE_GRACE
+
+
+@attrs.frozen
+class _Local:
+    """Per-transaction settings, applied with ``set_config(..., true)`` (``SET LOCAL``)."""
+
+    statement: sql.Composed
+    values: tuple[str, ...]
+
+
+def _local(statement_timeout: int | None, lock_timeout: int | None) -> _Local | None:
+    given = [
+        (name, value)
+        for name, value in (
+            ("statement_timeout", statement_timeout),
+            ("lock_timeout", lock_timeout),
+        )
+        if value is not None
+    ]
+    if not given:
+        return None
+    for name, value in given:
+        if isinstance(value, bool) or value < 0:
+            msg = f"{name} must be a number of milliseconds (an int >= 0), not {value!r}"
+            raise ConfigError(msg, value=value)
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({}, %s, true)").format(sql.Literal(name)) for name, _ in given
+    )
+    return _Local(sql.SQL("SELECT ") + calls, tuple(f"{int(v)}ms" for _, v in given))
+
+
+@attrs.frozen
+class _Settings:
+    """orso_pg's session settings, as one ``SELECT set_config(...)`` statement."""
+
+    statement: sql.Composed | None
+    values: tuple[str, ...]
+    lost_by_poolers: tuple[str, ...]
+    names: tuple[str, ...] = ()
+
+    def conninfo(self, conninfo: str) -> str:
+        """Return *conninfo* with these settings in its ``options`` startup parameter."""
+        given = conninfo_to_dict(conninfo).get("options")
+        options = [str(given)] if given else []
+        for name, value in zip(self.names, self.values, strict=True):
+            escaped = value.replace("\\", "\\\\").replace(" ", "\\ ")
+            options.append(f"-c {name}={escaped}")
+        return make_conninfo(conninfo, options=" ".join(options)) if options else conninfo
+
+
+def _settings(statement_timeout: int | None, schema: str | None, timezone: str | None) -> _Settings:
+    pairs: list[tuple[str, str]] = []
+    lost: list[str] = []
+    if timezone is not None:
+        # TimeZone is reported to the client, so PgBouncer carries it between server sessions.
+        pairs.append(("TimeZone", timezone))
+    if statement_timeout is not None:
+        pairs.append(("statement_timeout", f"{int(statement_timeout)}ms"))
+        lost.append("statement_timeout")
+    if schema is not None:
+        pairs.append(("search_path", f"{sql.Identifier(schema).as_string(None)},public"))
+        lost.append("schema")
+    if not pairs:
+        return _Settings(None, (), ())
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({}, %s, false)").format(sql.Literal(name)) for name, _ in pairs
+    )
+    return _Settings(
+        sql.SQL("SELECT ") + calls,
+        tuple(v for _, v in pairs),
+        tuple(lost),
+        tuple(n for n, _ in pairs),
+    )
+
+
+@attrs.frozen
+class _PythonState:
+    """What a borrower may change on a lent connection on the psycopg side."""
+
+    row_factory: Any
+    cursor_factory: Any
+    server_cursor_factory: Any
+    prepare_threshold: int | None
+    prepared_max: int | None
+    handlers: tuple[int, int]
+    adapters: object
+
+    @classmethod
+    def of(cls, conn: psycopg.Connection[Any]) -> _PythonState:
+        return cls(
+            conn.row_factory,
+            conn.cursor_factory,
+            conn.server_cursor_factory,
+            conn.prepare_threshold,
+            conn.prepared_max,
+            _handlers(conn),
+            _adapters(conn),
+        )
+
+    def restore(self, conn: psycopg.Connection[Any]) -> bool:
+        """Put the state back; False when it cannot be (the connection must then go)."""
+        if _handlers(conn) != self.handlers or _adapters(conn) != self.adapters:
+            return False
+        conn.row_factory = self.row_factory
+        conn.cursor_factory = self.cursor_factory
+        conn.server_cursor_factory = self.server_cursor_factory
+        conn.prepare_threshold = self.prepare_threshold
+        conn.prepared_max = self.prepared_max
+        conn.autocommit = True
+        conn.isolation_level = None
+        conn.read_only = None
+        conn.deferrable = None
+        return True
+
+
+def _handlers(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    return (
+        len(getattr(conn, "_notice_handlers", ())),
+        len(getattr(conn, "_notify_handlers", ())),
+    )
+
+
+def _adapters(conn: psycopg.Connection[Any]) -> object:
+    """Return what adapters and types *conn* has, to tell whether a borrower changed them.
+
+    psycopg registers adapters in per-connection maps (copied from the global ones on the first
+    change); the snapshot is their contents. Unknown internals give a value equal to nothing,
+    so the connection is replaced rather than lent on with foreign adapters.
+    """
+    adapters = conn.adapters
+    try:
+        return (
+            tuple(tuple(d.items()) for d in adapters._dumpers.values()),
+            tuple(tuple(d.items()) for d in adapters._dumpers_by_oid),
+            tuple(tuple(d.items()) for d in adapters._loaders),
+            tuple(adapters.types._registry.items()),
+        )
+    except AttributeError:  # pragma: no cover - a psycopg with other internals
+        return object()
+
+
+_BACKEND_PID: Final = sql.SQL("SELECT pg_backend_pid()")
+
+
+def _shares_sessions(conn: psycopg.Connection[Any], conninfo: str, connect_timeout: int) -> bool:
+    """Whether a pooler in transaction mode serves two clients from one server session.
+
+    A second client holds a transaction open; if it is given the server session the first
+    client just used, or the first client's next statement runs in another session, session
+    state does not follow the client. A pool that is busy elsewhere may hide it: then False.
+    """
+
+    def pid(c: psycopg.Connection[Any]) -> int:
+        row = c.execute(_BACKEND_PID).fetchone()
+        return int(row[0]) if row else 0
+
+    mine = pid(conn)
+    try:
+        other = psycopg.connect(
+            conninfo, autocommit=True, prepare_threshold=None, connect_timeout=connect_timeout
+        )
+    except psycopg.Error:
+        return False  # e.g. no connection slot left: nothing can be told
+    with other, other.transaction():
+        if pid(other) == mine:
+            return True
+        return pid(conn) != mine
+
+
+def _conninfo(dsn: str, *, connect_timeout: int, application_name: str) -> str:
     given = conninfo_to_dict(dsn)
     defaults: dict[str, Any] = {
         "application_name": application_name,
@@ -535,26 +975,7 @@ def _conninfo(
         "keepalives_count": 3,
     }
     extra = {k: v for k, v in defaults.items() if k not in given}
-    options = [str(given["options"])] if given.get("options") else []
-    # Statements are rendered once without a connection, which assumes UTF-8.
-    options.append("-c client_encoding=UTF8")
-    if timezone is not None:
-        options.append(f"-c TimeZone={_escape_option(timezone)}")
-    if statement_timeout is not None:
-        options.append(f"-c statement_timeout={int(statement_timeout)}")
-    if schema is not None:
-        path = sql.Identifier(schema).as_string(None)
-        options.append(f"-c search_path={_escape_option(path)},public")
-    extra["options"] = " ".join(options)
+    # Statements are rendered once without a connection, which assumes UTF-8. A startup
+    # parameter every pooler accepts, unlike ``options``.
+    extra["client_encoding"] = "UTF8"
     return make_conninfo(dsn, **extra)
-
-
-def _why_unreachable(conninfo: str) -> str:
-    params = conninfo_to_dict(conninfo)
-    where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
-    try:
-        with psycopg.connect(conninfo, connect_timeout=5):
-            pass
-    except psycopg.Error as exc:
-        return f"cannot connect to PostgreSQL at {where}: {str(exc).strip()}"
-    return f"cannot open a connection pool to PostgreSQL at {where} in time"

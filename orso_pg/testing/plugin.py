@@ -7,9 +7,10 @@ environment. It provides these fixtures (all prefixed ``orso_``, so they do not
 clash with a project's own ``db`` or ``server``):
 
 ``orso_server`` (session)
-    The server: ``$ORSO_PG_TEST_DSN`` when set, else an embedded PostgreSQL started in a
-    temporary directory and deleted at the end. Under pytest-xdist the workers of one run share
-    one embedded server.
+    The server: ``$ORSO_PG_TEST_DSN`` when set, else an embedded PostgreSQL started in a new
+    directory under the system's temporary directory and deleted at the end (the plugin opts
+    in to the embedded server; it needs ``orso_pg[embedded]``). Under pytest-xdist the workers
+    of one run share one embedded server.
 ``orso_db`` (function)
     A :class:`~orso_pg.Database` on a fresh schema of this test's own, dropped afterwards.
     Work is committed for real, so transactions and several connections behave as in
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -43,17 +45,21 @@ from orso_pg.testing.tables import fresh_tables, migrate
 __all__ = ["orso_db", "orso_fresh", "orso_migrate", "orso_server"]
 
 
-def _data_dir(factory: pytest.TempPathFactory) -> Path:
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # The workers of one run share the parent of their base directories, hence one server.
-        return factory.getbasetemp().parent / "orso_pg_pgdata"
-    return factory.mktemp("orso_pg") / "pgdata"
+def _data_dir() -> Path:
+    # Under the system's temporary directory rather than pytest's base directory: run as root,
+    # the server runs as an unprivileged user, who cannot enter pytest's private directories
+    # (and orso_pg never widens permissions outside the data directory).
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if os.environ.get("PYTEST_XDIST_WORKER") and run:
+        # The workers of one run share one directory, named after the run, hence one server.
+        return Path(tempfile.gettempdir()) / f"orso_pg_{run}"
+    return Path(tempfile.mkdtemp(prefix="orso_pg_"))
 
 
 @pytest.fixture(scope="session")
-def orso_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def orso_server() -> Iterator[PgServer]:
     """The PostgreSQL server of this session (``$ORSO_PG_TEST_DSN`` or an embedded one)."""
-    with session_server(_data_dir(tmp_path_factory)) as server:
+    with session_server(_data_dir()) as server:
         yield server
 
 

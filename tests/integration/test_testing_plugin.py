@@ -10,7 +10,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -175,11 +177,12 @@ def test_xdist_workers_share_one_server_and_clean_it_up(tmp_path: Path):
     out.mkdir()
     run = tmp_path / "run"  # what pytest-xdist gives: one base directory per worker below it
     run.mkdir()
+    run_id = uuid.uuid4().hex
     workers = {
         name: subprocess.Popen(  # noqa: S603 - this interpreter running pytest
             pytest_command(project, run / f"popen-{name}", "test_notes.py"),
             cwd=project,
-            env=clean_env(PYTEST_XDIST_WORKER=name, OUT=str(out)),
+            env=clean_env(PYTEST_XDIST_WORKER=name, PYTEST_XDIST_TESTRUNUID=run_id, OUT=str(out)),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -191,17 +194,22 @@ def test_xdist_workers_share_one_server_and_clean_it_up(tmp_path: Path):
         assert proc.returncode == 0, f"{name}:\n{output}"
         assert "4 passed" in output
     assert (out / "gw0").read_text() == (out / "gw1").read_text()
-    assert not (run / "orso_pg_pgdata").exists()
+    assert not (Path(tempfile.gettempdir()) / f"orso_pg_{run_id}").exists()
 
 
 def test_data_dir_is_per_run_alone_and_shared_between_xdist_workers(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ):
-    """Alone, each session gets a new directory; an xdist worker uses one beside its siblings'."""
+    """Alone, each session gets a new directory; the xdist workers of one run share one."""
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    alone = plugin._data_dir(tmp_path_factory)
-    assert alone.parent.is_dir()
-    assert alone != plugin._data_dir(tmp_path_factory)
+    alone, other = plugin._data_dir(), plugin._data_dir()
+    try:
+        assert alone.is_dir()
+        assert alone != other
+        assert alone.parent == Path(tempfile.gettempdir())
+    finally:
+        alone.rmdir()
+        other.rmdir()
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
-    shared = plugin._data_dir(tmp_path_factory)
-    assert shared == tmp_path_factory.getbasetemp().parent / "orso_pg_pgdata"
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "abc123")
+    assert plugin._data_dir() == Path(tempfile.gettempdir()) / "orso_pg_abc123"

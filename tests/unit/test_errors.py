@@ -50,7 +50,7 @@ def test_errors_refine_builtins(cls: type[Exception], builtin: type[Exception]):
         ("57014", errors.QueryCanceledError),
         ("57P01", errors.ConnectionLostError),
         ("08006", errors.ConnectionLostError),
-        ("42P01", errors.DatabaseError),
+        ("42P01", errors.MissingTableError),
         (None, errors.DatabaseError),
     ],
 )

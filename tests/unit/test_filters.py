@@ -264,7 +264,7 @@ def test_bad_values_are_validation_errors(f: Filter, column: str, value: object)
         (Filter.overlaps("doc", ["a"]), "overlaps needs an array column"),
         (Filter.contains("symbol", "a"), "contains needs an array or JSONB column"),
         (Filter.has_key("tags", "a"), "has_key needs a JSONB column"),
-        (Filter.json_eq("symbol", "a", "b"), "json_eq needs a JSONB column"),
+        (Filter.json_eq("symbol", "a", "b"), "json_eq needs a JSON or JSONB column"),
         (Filter.json_eq("doc", "a", None), "json_eq on uf_trades.doc compares"),  # type: ignore[arg-type]
         (Filter.json_eq("doc", "a", float("nan")), "json_eq on uf_trades.doc compares"),
         (Filter.in_values("tags", [[1]]), "needs a scalar column"),
@@ -511,3 +511,25 @@ def test_update_where_reuses_its_statement_per_column_set() -> None:
     both = compiler.update_where(META, None, ["qty", "price"], [2, 1.0], where_b, params_b)
     assert both.query is not set_qty.query
     assert '"qty" = %s, "price" = %s' in both.as_string()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Filter.eq("a", 1),
+        lambda: Filter.eq("a", 1) & Filter.gt("b", 2),
+        lambda: Filter.eq("a", 1) | Filter.gt("b", 2),
+        lambda: ~Filter.is_null("a"),
+        Filter.all_of,
+        lambda: Filter.raw(sql.SQL("TRUE")),
+    ],
+    ids=["condition", "and", "or", "not", "empty", "raw"],
+)
+def test_a_filter_has_no_truth_value(make: Any):
+    """`and`/`or`/`not`/`if` on a filter raise instead of silently keeping one side."""
+    f = make()
+    with pytest.raises(TypeError, match=r"& \(and\), \| \(or\) and ~ \(not\)"):
+        bool(f)
+    with pytest.raises(TypeError):
+        _ = f and Filter.gt("b", 2)
+    assert f is not None  # identity tests still work

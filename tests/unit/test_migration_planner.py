@@ -7,7 +7,7 @@ about the data. Here the probe is a small fixed-answer class, and the tables are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -110,6 +110,7 @@ class Answers:
     nulls: dict[str, int] = attrs.Factory(dict)
     coercible: set[tuple[int, int]] = attrs.Factory(set)
     taken: set[str] = attrs.Factory(set)
+    stored: dict[str, list[str]] = attrs.Factory(dict)
 
     def has_rows(self) -> bool:
         return self.rows
@@ -122,6 +123,9 @@ class Answers:
 
     def name_taken(self, name: str) -> bool:
         return name in self.taken
+
+    def values_outside(self, column: str, allowed: Sequence[str]) -> list[str]:
+        return [v for v in self.stored.get(column, []) if v not in allowed]
 
 
 @table("quotes")
