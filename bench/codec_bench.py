@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from bench.datasets import synthetic
+from bench.datasets import TIMESTAMP, real, synthetic
 from orso_pg import codec
 
-__all__ = ["TARGETS", "codecs", "format_markdown", "run"]
+__all__ = ["TARGETS", "codecs", "format_markdown", "many_markdown", "real_markdown", "run"]
 
 Encoder = Callable[[np.ndarray], Any]
 Decoder = Callable[[Any], np.ndarray]
@@ -45,8 +45,18 @@ TARGETS = {
     "encode_speedup_vs_pcodec_1m": 3.0,
     "encode_us_1k": 65.0,
     "decode_us_1k": 20.0,
+    # issue 21
+    "real_ratio_vs_pcodec": 1.0,
+    "real_price_ratio_vs_pcodec_min": 0.95,
+    "real_ratio_vs_numcodecs": 1.5,
+    "many_decode_speedup_vs_numcodecs": 2.0,
+    "many_decode_speedup_vs_pcodec": 0.8,
 }
-"""Issue 3's targets, checked by :func:`run` (``kind == "target"`` rows)."""
+"""Issues 3 and 21's targets, checked by :func:`run` (``kind == "target"`` rows)."""
+
+PRICE_PARTS = ("_open", "_high", "_low", "_close")
+"""Real series whose name ends so are float prices (each must reach 0.95x pcodec)."""
+MANY_FRAMES, MANY_VALUES = 10_000, 1_000
 
 
 def codecs() -> dict[str, tuple[Encoder, Decoder]]:
@@ -237,6 +247,110 @@ def _targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _real_rows(peers: dict[str, tuple[Encoder, Decoder]]) -> list[dict[str, Any]]:
+    """Ratios of every codec on the real series, a summary and issue 21's ratio targets."""
+    rows: list[dict[str, Any]] = []
+    for dataset, values in real().items():
+        flat = np.ascontiguousarray(values)
+        for name, (encoder, decoder) in peers.items():
+            frame = encoder(flat)
+            rows.append(
+                {
+                    "kind": "real",
+                    "codec": name,
+                    "dataset": dataset,
+                    "dtype": str(flat.dtype),
+                    "n": flat.size,
+                    "ratio": flat.nbytes / len(frame),
+                    "exact": decoder(frame).tobytes() == flat.tobytes(),
+                }
+            )
+    if not rows:
+        return rows
+
+    def geomean(name: str) -> float:
+        mine = [r["ratio"] for r in rows if r["codec"] == name and TIMESTAMP not in r["dataset"]]
+        return math.exp(statistics.fmean(math.log(x) for x in mine))
+
+    ours = geomean("orso_pg")
+    by_set = {(r["codec"], r["dataset"]): r["ratio"] for r in rows}
+    prices = [
+        by_set["orso_pg", d] / by_set["pcodec", d]
+        for (c, d) in by_set
+        if c == "orso_pg" and d.endswith(PRICE_PARTS) and by_set.get(("pcodec", d))
+    ]
+    summary = {
+        "kind": "real_summary",
+        "sets": len({r["dataset"] for r in rows}),
+        "geomean": {name: geomean(name) for name in peers},
+        "worst_price_vs_pcodec": min(prices) if prices else float("nan"),
+        "all_exact": all(r["exact"] for r in rows if r["codec"] == "orso_pg"),
+    }
+    targets = [
+        ("real_ratio_vs_pcodec", ours / geomean("pcodec")),
+        ("real_price_ratio_vs_pcodec_min", summary["worst_price_vs_pcodec"]),
+        ("real_ratio_vs_numcodecs", ours / geomean("nc:Delta+Zstd3")),
+    ]
+    return [*rows, summary] + [
+        {"kind": "target", "target": t, "value": v, "goal": TARGETS[t], "met": v >= TARGETS[t]}
+        for t, v in targets
+    ]
+
+
+def _many_rows(peers: dict[str, tuple[Encoder, Decoder]]) -> list[dict[str, Any]]:
+    """Decode 10,000 frames of 1,000 values: decode_many against each peer's per-frame decode.
+
+    The frames are the rows of a column of small-step walks (as a compressed column holds),
+    timed by CPU time, best of three rounds.
+    """
+    rng = np.random.default_rng(21)
+    start = rng.integers(0, 10**9, MANY_FRAMES)[:, None]
+    arrays = list(start + np.cumsum(rng.integers(-3, 4, (MANY_FRAMES, MANY_VALUES)), axis=1))
+    calls: dict[str, Callable[[], object]] = {}
+    sizes: dict[str, int] = {}
+    for name, (encoder, decoder) in peers.items():
+        if name == "zstd3":
+            continue
+        frames = [encoder(a) for a in arrays]
+        sizes[name] = sum(len(f) for f in frames)
+        calls[name] = functools.partial(lambda fs, dec: [dec(f) for f in fs], frames, decoder)
+        if name == "orso_pg":
+            assert all(
+                out.tobytes() == a.tobytes()
+                for out, a in zip(codec.decode_many(frames), arrays, strict=True)
+            )
+            calls["orso_pg decode_many"] = functools.partial(codec.decode_many, frames)
+            sizes["orso_pg decode_many"] = sizes[name]
+    best = dict.fromkeys(calls, math.inf)
+    for _ in range(3):
+        for name, call in calls.items():
+            begin = time.thread_time()
+            call()
+            best[name] = min(best[name], time.thread_time() - begin)
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": "many",
+            "codec": name,
+            "frames": MANY_FRAMES,
+            "values": MANY_VALUES,
+            "us_per_frame": seconds / MANY_FRAMES * 1e6,
+            "bytes_per_frame": sizes[name] / MANY_FRAMES,
+        }
+        for name, seconds in best.items()
+    ]
+    many = best["orso_pg decode_many"]
+    for target, peer in (
+        ("many_decode_speedup_vs_numcodecs", "nc:Delta+Zstd3"),
+        ("many_decode_speedup_vs_pcodec", "pcodec"),
+    ):
+        value = best[peer] / many
+        goal = TARGETS[target]
+        rows.append(
+            {"kind": "target", "target": target, "value": value, "goal": goal, "met": value >= goal}
+        )
+    return rows
+
+
 def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
     """Measure every codec on every synthetic set at each size.
 
@@ -258,7 +372,7 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[
         for dataset, full in data.items():
             rows += _measure_set(peers, dataset, full[:n].copy(), budget)
     summaries = _summaries(rows, sizes)
-    return rows + summaries + _targets(summaries)
+    return rows + summaries + _targets(summaries) + _real_rows(peers) + _many_rows(peers)
 
 
 def _fmt(value: float) -> str:
@@ -273,7 +387,7 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
     """Return *rows* from :func:`run` as markdown tables."""
     measures = [r for r in rows if r["kind"] == "measure"]
     names = list(dict.fromkeys(r["codec"] for r in measures))
-    lines: list[str] = []
+    lines: list[str] = real_markdown(rows) + many_markdown(rows)
     for n in dict.fromkeys(r["n"] for r in measures):
         lines += [
             f"### n = {n:,}: ratio (encode / decode MB/s)",
@@ -321,7 +435,7 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
     ]
     lines += [
         "",
-        "### Targets (issue 3)",
+        "### Targets (issues 3 and 21)",
         "",
         "| target | value | goal | met |",
         "|---|---:|---:|---|",
@@ -332,6 +446,58 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
         if r["kind"] == "target"
     ]
     return "\n".join(lines)
+
+
+def real_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the real-series table of *rows* from :func:`run`."""
+    real_rows = [r for r in rows if r["kind"] == "real"]
+    if not real_rows:
+        return ["### Real series: none (install the [bench] extra)", ""]
+    names = list(dict.fromkeys(r["codec"] for r in real_rows))
+    lines = [
+        "### Real series (backtesting and vega_datasets CSV files): ratio",
+        "",
+        "| data set | dtype | n | " + " | ".join(names) + " | orso_pg / pcodec |",
+        "|---|---|---:|" + "---:|" * (len(names) + 1),
+    ]
+    by = {(r["codec"], r["dataset"]): r for r in real_rows}
+    for dataset in dict.fromkeys(r["dataset"] for r in real_rows):
+        first = by[names[0], dataset]
+        cells = [
+            f"{_fmt(by[n, dataset]['ratio'])}{'' if by[n, dataset]['exact'] else '*'}"
+            for n in names
+        ]
+        versus = by["orso_pg", dataset]["ratio"] / by["pcodec", dataset]["ratio"]
+        lines.append(
+            f"| {dataset} | {first['dtype']} | {first['n']:,} | {' | '.join(cells)} | "
+            f"{versus:.3f} |"
+        )
+    (summary,) = (r for r in rows if r["kind"] == "real_summary")
+    means = ", ".join(f"{n} {v:.2f}" for n, v in summary["geomean"].items())
+    lines += [
+        "",
+        (
+            f"Geometric means over {summary['sets']} sets, timestamps left out: {means}; "
+            f"worst float price vs pcodec {summary['worst_price_vs_pcodec']:.3f}."
+        ),
+        "",
+    ]
+    return lines
+
+
+def many_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the decode-many table of *rows* from :func:`run`."""
+    many = [r for r in rows if r["kind"] == "many"]
+    lines = [
+        f"### Decoding {MANY_FRAMES:,} frames of {MANY_VALUES:,} values (CPU time, best of 3)",
+        "",
+        "| codec | us per frame | bytes per frame |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {r['codec']} | {r['us_per_frame']:.1f} | {r['bytes_per_frame']:.0f} |" for r in many
+    ]
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

@@ -1,16 +1,27 @@
-"""Deterministic synthetic arrays for the codec benchmark (compression.md, section 2).
+"""Arrays for the codec benchmark: synthetic sets (compression.md, section 2) and real series.
 
-Every set is int64 or float64 and seeded; each random component draws from its own generator,
-so ``synthetic(1_000)`` is an exact prefix of ``synthetic(1_000_000)``. The real EURUSD and GOOG
-series of the reference come from the ``backtesting`` package, which this project does not
-install; they are left out.
+Every synthetic set is int64 or float64 and seeded; each random component draws from its own
+generator, so ``synthetic(1_000)`` is an exact prefix of ``synthetic(1_000_000)``.
+
+:func:`real` reads the CSV files that two PyPI packages ship inside their wheels (the
+``[bench]`` extra installs them; nothing is downloaded at run time): ``backtesting`` (hourly
+EUR/USD 2017-2018, daily GOOG 2004-2013, monthly BTC/USD) and ``vega_datasets`` (monthly closes
+of five equities, Seattle daily weather, hourly San Francisco and Seattle temperatures, US
+employment). They are read with pandas' default CSV parser, as most exports are, so some prices
+come back one ulp away from their printed decimals.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["SYNTHETIC", "synthetic"]
+__all__ = ["SYNTHETIC", "TIMESTAMP", "real", "synthetic"]
+
+TIMESTAMP = "_time_ms"
+"""Suffix of the real series that are timestamps (left out of the real-data summaries)."""
 
 SYNTHETIC = (
     "ts_1m_ms",
@@ -92,4 +103,73 @@ def synthetic(n: int) -> dict[str, np.ndarray]:
     for name in SYNTHETIC:
         values = sets[name]
         out[name] = values if values.dtype == np.float64 else values.astype(np.int64)
+    return out
+
+
+def _package_file(package: str, *parts: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    return path if path.is_file() else None
+
+
+def _columns(prefix: str, frame: object, names: dict[str, str]) -> dict[str, np.ndarray]:
+    """Return the named columns of a pandas frame as int64 (when integral) or float64."""
+    out = {}
+    for column, label in names.items():
+        values = np.asarray(frame[column].dropna())  # type: ignore[index]
+        if values.dtype.kind == "f" and np.array_equal(values, np.round(values)):
+            values = values.astype(np.int64)
+        out[f"{prefix}_{label}"] = values.astype(np.int64 if values.dtype.kind in "iu" else float)
+    return out
+
+
+def _times_ms(index: object) -> np.ndarray:
+    import pandas as pd
+
+    stamps = pd.DatetimeIndex(pd.to_datetime(index)).as_unit("ms")  # type: ignore[call-overload]
+    return np.asarray(stamps.asi8, dtype=np.int64)
+
+
+def real() -> dict[str, np.ndarray]:
+    """Return the real series the installed packages ship, by name (empty without them)."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas comes with the [bench] extra
+        return {}
+    out: dict[str, np.ndarray] = {}
+    ohlcv = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}
+    for name, prefix in (("EURUSD.csv", "eurusd_1h"), ("GOOG.csv", "goog_1d"),
+                         ("BTCUSD.csv", "btcusd_1mo")):  # fmt: skip
+        path = _package_file("backtesting", "test", name)
+        if path is None:
+            continue
+        frame = pd.read_csv(path, index_col=0)
+        out[prefix + TIMESTAMP] = _times_ms(frame.index)
+        out.update(_columns(prefix, frame, ohlcv))
+    path = _package_file("vega_datasets", "_data", "stocks.csv")
+    if path is not None:
+        stocks = pd.read_csv(path)
+        for symbol, rows in stocks.groupby("symbol"):
+            out[f"{str(symbol).lower()}_1mo_close"] = np.asarray(rows["price"], dtype=float)
+    path = _package_file("vega_datasets", "_data", "seattle-weather.csv")
+    if path is not None:
+        weather = pd.read_csv(path)
+        out["seattle_1d" + TIMESTAMP] = _times_ms(weather["date"])
+        names = {"precipitation": "rain", "temp_max": "temp_max", "temp_min": "temp_min",
+                 "wind": "wind"}  # fmt: skip
+        out.update(_columns("seattle_1d", weather, names))
+    for name, prefix, column in (("sf-temps.csv", "sf_1h", "temp"),
+                                 ("seattle-temps.csv", "seattle_1h", "temp")):  # fmt: skip
+        path = _package_file("vega_datasets", "_data", name)
+        if path is not None:
+            temps = pd.read_csv(path)
+            out[prefix + TIMESTAMP] = _times_ms(temps["date"])
+            out[f"{prefix}_temp"] = np.asarray(temps[column], dtype=float)
+    path = _package_file("vega_datasets", "_data", "us-employment.csv")
+    if path is not None:
+        jobs = pd.read_csv(path)
+        for column in ("nonfarm", "manufacturing", "construction"):
+            out[f"us_jobs_{column}"] = np.asarray(jobs[column]).astype(np.int64)
     return out

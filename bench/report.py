@@ -303,9 +303,15 @@ def codec_lines(codec: dict[str, Any]) -> list[str]:
         for r in found
         if r["kind"] == "summary"
     ]
+    from bench.codec_bench import many_markdown, real_markdown
+
+    if any(r["kind"] == "real" for r in found):
+        lines += ["", *real_markdown(found)]
+    if any(r["kind"] == "many" for r in found):
+        lines += ["", *many_markdown(found)]
     checks = [r for r in found if r["kind"] == "target"]
     if checks:
-        lines += ["", "| codec target (issue 3) | value | goal | met |", "|---|---:|---:|---|"]
+        lines += ["", "| codec target (issues 3, 21) | value | goal | met |", "|---|---:|---:|---|"]
         lines += [
             f"| {r['target']} | {r['value']:.2f} | {r['goal']} | "
             f"{'yes' if r['met'] else '**missed**'} |"

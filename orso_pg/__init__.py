@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orso_pg import codec
 from orso_pg._model import Orso
 from orso_pg._schema import Column, ForeignKey, Index, TableMeta, column, table, table_of
 from orso_pg.batch._batch import BatchOptions, UpsertResult
@@ -107,6 +108,7 @@ __all__ = [
     "UpsertResult",
     "ValidationError",
     "Window",
+    "codec",
     "col",
     "column",
     "migration",

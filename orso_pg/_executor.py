@@ -616,14 +616,16 @@ def refused(
 # --- rows to models ---------------------------------------------------------------------------
 
 
-def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
+def loader(meta: TableMeta, *, preloaded: bool = False) -> Callable[[Sequence[Any]], Any]:
     """Return a function building a model instance from a row of every column, in order.
 
     Instances are made without calling ``__init__`` (as SQLAlchemy does on load): the row came
     from the table, so attrs validators and converters have nothing to check, and skipping them
-    keeps reads close to building tuples. Loaders are generated once per model.
+    keeps reads close to building tuples. Loaders are generated once per model. With
+    *preloaded*, the columns that load in batches (``load_many``) are taken as already loaded
+    (see :func:`load_rows`).
     """
-    cached = _LOADERS.get(meta)
+    cached = _LOADERS.get((meta, preloaded))
     if cached is not None:
         return cached
     cls = meta.cls
@@ -638,7 +640,7 @@ def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
     lines = ["def load(row):", "  try:", "    o = _new(_cls)"]
     for i, col in enumerate(meta.columns):
         expr = f"row[{i}]"
-        if col.type.load is not None:
+        if col.type.load is not None and not (preloaded and col.type.load_many is not None):
             namespace[f"_l{i}"] = col.type.load
             expr = f"(None if row[{i}] is None else _l{i}(row[{i}]))"
         if direct:
@@ -650,11 +652,64 @@ def loader(meta: TableMeta) -> Callable[[Sequence[Any]], Any]:
     lines.extend(["  except _Unloadable:", "    raise _unloadable(row) from None"])
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
     func: Callable[[Sequence[Any]], Any] = namespace["load"]
-    _LOADERS[meta] = func
+    _LOADERS[meta, preloaded] = func
     return func
 
 
-_LOADERS: dict[TableMeta, Callable[[Sequence[Any]], Any]] = {}
+def load_rows(meta: TableMeta, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """Build model instances from rows; each batch-loading column is loaded in one call.
+
+    Compressed array columns decode all the rows' frames with ``codec.decode_many`` rather
+    than one ``decode`` per row; other columns load row by row, as :func:`loader` does.
+    """
+    batched = [(i, col.type.load_many) for i, col in enumerate(meta.columns) if col.type.load_many]
+    if not batched or len(rows) < 2:  # noqa: PLR2004
+        load = loader(meta)
+        return [load(row) for row in rows]
+    mutable = [list(row) for row in rows]
+    for i, load_many in batched:
+        present = [k for k, row in enumerate(mutable) if row[i] is not None]
+        try:
+            loaded = load_many([mutable[k][i] for k in present])
+        except errors.CompressionError as exc:
+            row = present[exc.position] if exc.position is not None else None
+            name = meta.columns[i].name
+            error = errors.CompressionError(
+                f"{meta.name}.{name}, row {row} of the result: {exc}", table=meta.name, column=name
+            )
+            error.position = row
+            raise error from exc
+        for k, value in zip(present, loaded, strict=True):
+            mutable[k][i] = value
+    load = loader(meta, preloaded=True)
+    return [load(row) for row in mutable]
+
+
+def load_stream(meta: TableMeta, rows: Iterable[Sequence[Any]], batch_size: int) -> Iterator[Any]:
+    """Yield model instances from streamed rows, loading them *batch_size* rows at a time.
+
+    When loading fails (a damaged frame), the row iterator is closed at once, so that a
+    server-side cursor gives its connection back rather than wait for garbage collection.
+    """
+    try:
+        if not any(col.type.load_many for col in meta.columns):
+            load = loader(meta)
+            yield from (load(row) for row in rows)
+            return
+        batch: list[Sequence[Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                yield from load_rows(meta, batch)
+                batch = []
+        yield from load_rows(meta, batch)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+_LOADERS: dict[tuple[TableMeta, bool], Callable[[Sequence[Any]], Any]] = {}
 
 
 def fill(instance: object, meta: TableMeta, row: Sequence[Any]) -> None:
@@ -677,7 +732,8 @@ def unloadable_row(
     key = None if pk is None else row[meta.columns.index(pk)]
     where = "a row" if pk is None else f"the row with {pk.name} = {key!r}"
     for col, value in zip(meta.columns, row, strict=True):
-        if value is None or col.type.load is None:
+        # Batch-loaded (compressed) columns may hold loaded arrays here, and never raise this.
+        if value is None or col.type.load is None or col.type.load_many is not None:
             continue
         try:
             col.type.load(value)

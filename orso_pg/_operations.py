@@ -16,7 +16,7 @@ from psycopg import sql
 from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
-from orso_pg._executor import Executor, fill, loader, refused
+from orso_pg._executor import Executor, fill, load_rows, loader, refused
 from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
 from orso_pg.errors import NotFoundError, QueryError, ValidationError, describe_value
@@ -252,8 +252,7 @@ def find_all(cls: type[M], db: object, table_name: object = None) -> list[M]:
     meta, table, label, session = setup(cls, db, table_name)
     stmt = compiler.select_all(meta, table)
     rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
-    load = loader(meta)
-    return [load(r) for r in rows]
+    return load_rows(meta, rows)
 
 
 def _key_of(meta: TableMeta, table: str | None, obj: object, action: str) -> Any:

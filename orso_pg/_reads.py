@@ -20,7 +20,7 @@ from psycopg import sql
 from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
-from orso_pg._executor import loader
+from orso_pg._executor import load_rows, load_stream, loader
 from orso_pg._operations import check_session, dump_keys, dump_value, setup
 from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
@@ -38,7 +38,7 @@ from orso_pg.query._filters import (
 )
 from orso_pg.query._locks import RowLock, locked
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
-from orso_pg.query._results import aggregate_value, check_batch_size, loaded, unloadable_value
+from orso_pg.query._results import aggregate_value, check_batch_size, unloadable_value
 from orso_pg.session._database import Session
 
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ def _order(meta: TableMeta, label: str, sorts: Sequence[Sort]) -> sql.Composable
 
 
 def _load_all(meta: TableMeta, rows: Iterable[Sequence[Any]]) -> list[Any]:
-    load = loader(meta)
-    return [load(r) for r in rows]
+    return load_rows(meta, rows if isinstance(rows, list) else list(rows))
 
 
 # --- finders ----------------------------------------------------------------------------------
@@ -197,10 +196,8 @@ def find_by_ids(
         rows, stored = session._read(lambda ex: ex.fetch_together([stmt, cast], table=label))
         load_key = pk.type.load
         asked = [k if k is None or load_key is None else load_key(k) for (k,) in stored]
-    load = loader(meta)
     found = {}
-    for row in rows:
-        obj = load(row)
+    for obj in load_rows(meta, rows):
         found[getattr(obj, pk.name)] = obj
     ordered = []
     for k in asked:
@@ -317,8 +314,7 @@ def _page(
 ) -> PaginatedResult[Any]:
     """Run a page's count and rows together (one round trip, one snapshot) and load them."""
     counted, found = session._read(lambda ex: ex.fetch_together([count, rows], table=label))
-    load = loader(meta)
-    return PaginatedResult([load(r) for r in found], page.with_total(int(counted[0][0])))
+    return PaginatedResult(load_rows(meta, found), page.with_total(int(counted[0][0])))
 
 
 def find_page(
@@ -468,7 +464,7 @@ def stream(
     where, params = _where(meta, label, f)
     order = _order(meta, label, sorts)
     stmt = compiler.select_where(meta, table, where, params, order_by=order)
-    return loaded(session._iterate(stmt, batch_size, label, timeout), loader(meta))
+    return load_stream(meta, session._iterate(stmt, batch_size, label, timeout), batch_size)
 
 
 # --- aggregates -------------------------------------------------------------------------------

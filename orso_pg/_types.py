@@ -84,6 +84,8 @@ class ColumnType:
         load: Turn a fetched value into the Python value, or ``None`` when psycopg's own
             loader already gives the right type.
         compressed: True when values are codec frames in a BYTEA column.
+        load_many: Turn many fetched non-NULL values into Python values at once (compressed
+            columns decode a batch of frames in one call), or ``None``.
         declared_family: The family of a type declared with ``sql_type=`` (see
             :func:`family`); empty for a type derived from the annotation alone.
         choices: The stored values an enum column allows (its CHECK constraint), else None.
@@ -99,6 +101,7 @@ class ColumnType:
     dump: Dump
     load: Load | None = None
     compressed: bool = False
+    load_many: Callable[[list[Any]], list[Any]] | None = None
     declared_family: str = ""
     choices: tuple[str, ...] | None = None
     fit: Dump | None = None
@@ -560,6 +563,10 @@ def compressed(
                 raise CompressionError(f"a stored frame: {exc}") from None
         return arr.tolist() if as_list else arr
 
+    def load_many(values: list[Any]) -> list[Any]:
+        arrays = codec.decode_many(values)
+        return [arr.tolist() for arr in arrays] if as_list else arrays
+
     label = "bytea (compressed " + (
         ("ndarray" if dtype is None else f"ndarray {dtype}")
         if not as_list
@@ -573,6 +580,7 @@ def compressed(
         dump=dump,
         load=load,
         compressed=True,
+        load_many=load_many,
     )
 
 

@@ -7,6 +7,7 @@ import sys
 import types
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
@@ -47,6 +48,29 @@ def test_composite_keys_section_runs(server: Server, schema: str, monkeypatch: p
     exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
     assert module.__dict__["bar"].close == 181.0  # read before the upsert changed the row
     assert module.__dict__["page"].next_cursor is not None
+
+
+def test_codec_outside_orso_pg_runs(server: Server, schema: str):
+    """The codec block runs, and its psycopg reader reads what orso_pg wrote."""
+    namespace: dict[str, object] = {}
+    block = python_block("Reading compressed columns outside orso_pg")
+    exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE series (id bigint PRIMARY KEY, closes bytea)")
+        frames = namespace["frames"]
+        assert isinstance(frames, list)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO series VALUES (%s, %s)", [(i, f) for i, f in enumerate(frames)]
+            )
+    read = namespace["read_closes"]
+    assert callable(read)
+    closes = read(dsn)
+    walks = namespace["walks"]
+    assert isinstance(walks, list)
+    assert sorted(closes) == list(range(100))
+    assert all(closes[i].tobytes() == walks[i].tobytes() for i in range(100))
 
 
 def test_enum_columns_block_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from orso_pg import (
+    CompressionError,
     Database,
     Filter,
     Orso,
@@ -139,6 +141,42 @@ def test_reads_and_pages(db_series: Database):
     newest = Series.find_one(Filter.eq("symbol", "S2"), db_series)
     assert newest is not None
     check([newest])
+
+
+def test_reads_decode_each_column_in_one_batch(db_series: Database, raw: psycopg.Connection[Any]):
+    """Finders and streams decode a column's frames together: format-1 and format-2 frames,
+    NULLs and many rows come back as stored; a damaged frame names its table, column and row."""
+    made = [_series(i, n=200 + i).insert(db_series) for i in range(30)]
+    golden = Path(__file__).resolve().parent.parent / "golden" / "codec" / "v1"
+    legacy = (golden / "int64_ticks_order1.bin").read_bytes()  # written by format 1
+    old = np.load(golden / "int64_ticks_order1.npy")
+    raw.execute("UPDATE series SET closes = %s WHERE id = %s", (legacy, made[4].id))
+    made[4].closes = old
+
+    by_id = {s.id: s for s in made}
+    for loaded in (
+        Series.find_all(db_series),
+        list(Series.stream_where(None, db_series, batch_size=7)),
+        Series.find_by_ids([s.id for s in made[::-1]], db_series),
+    ):
+        assert len(loaded) == len(made)
+        for s in loaded:
+            assert_same(s, by_id[s.id])
+            assert s.closes.dtype == by_id[s.id].closes.dtype
+
+    raw.execute(
+        "UPDATE series SET times = overlay(times placing '\\xff'::bytea from 20) WHERE id = %s",
+        (made[6].id,),
+    )
+    with pytest.raises(CompressionError, match=r"series\.times, row 6 of the result") as caught:
+        Series.find_all(db_series)
+    assert (caught.value.table, caught.value.column, caught.value.position) == (
+        "series",
+        "times",
+        6,
+    )
+    with pytest.raises(CompressionError, match="checksum"):
+        list(Series.stream_where(None, db_series, batch_size=4))
 
 
 def test_batch_methods(db_series: Database):

@@ -22,7 +22,7 @@ from orso_pg import CompressionError, codec
 
 DTYPES: list[np.dtype[Any]] = list(codec.SUPPORTED_DTYPES)
 FLOATS: list[np.dtype[Any]] = [dt for dt in DTYPES if dt.kind == "f"]
-HEADER = 40  # the fixed part of a frame
+HEADER = 40  # the fixed part of a format-1 frame
 
 
 def assert_round_trip(values: np.ndarray, *, decimals: int | None = None, level: int = 1) -> bytes:
@@ -79,6 +79,68 @@ def build_frame(
     )
     tail = struct.pack(f"<{len(shape)}Q{len(seeds)}q", *shape, *seeds) + payload
     return resign(head + b"\0\0\0\0" + tail)
+
+
+def build_frame2(
+    *,
+    dtype: int = 5,
+    model: int = 0,
+    shape: tuple[int, ...] = (4,),
+    places: int = 0,
+    step: int | None = None,
+    streams: tuple[dict[str, Any], ...] = ({},),
+    raw: bytes | None = None,
+    corrections: bool = False,
+    byte6: int = 0,
+    byte7: int = 0,
+    tail: bytes = b"",
+) -> bytes:
+    """Build a format-2 frame from the module docstring's tables, every sized field 8 bytes."""
+    fields = list(shape) + ([] if step is None else [step])
+    head = struct.pack(
+        "<4s4B",
+        b"OPGA",
+        2,
+        dtype | model << 4,
+        len(shape) | (64 if corrections else 0) | byte6,
+        3 | places << 2 | byte7,
+    ) + struct.pack(f"<{len(fields)}Q", *fields)
+    payloads = b""
+    if raw is not None:
+        payloads, streams = raw, ()
+    for stream in streams:
+        payload = stream.get("payload", b"\0\1\2\3")
+        order = stream.get("order", 0)
+        divisor = stream.get("divisor")
+        flags = (
+            stream.get("layout", 1)
+            | stream.get("mask", 0) << 2
+            | order << 3
+            | (32 if divisor is not None else 0)
+            | stream.get("reserved", 0)
+        )
+        seeds = stream.get("seeds", ())
+        head += bytes((flags, stream.get("width", 8), 0xFF))
+        head += struct.pack(
+            f"<Qq{'Q' if divisor is not None else ''}{len(seeds)}q",
+            len(payload),
+            stream.get("reference", 0),
+            *([] if divisor is None else [divisor]),
+            *seeds,
+        )
+        payloads += payload
+    body = head + payloads + tail
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def model_of(frame: bytes) -> int:
+    """Return the model code of a format-2 frame (byte 5, high bits)."""
+    return frame[5] >> 4
+
+
+def streams_of(frame: bytes) -> list[Any]:
+    """Return the parsed stream descriptors of a format-2 frame."""
+    return list(codec._parse2(frame).packings)
 
 
 @st.composite
@@ -228,9 +290,13 @@ def test_bool_views_are_stored_as_zero_and_one():
 
 def test_decode_accepts_any_contiguous_buffer_view():
     """Memoryviews of other item sizes decode; non-contiguous ones raise CompressionError."""
-    frame = codec.encode(np.arange(0, 500, 5))
-    assert len(frame) == 56
-    assert (codec.decode(np.frombuffer(frame, np.int64).data) == np.arange(0, 500, 5)).all()
+    values = next(
+        values
+        for values in (np.arange(0, 5 * k, 5) for k in (10, 1000, 100_000, 10**7))
+        if len(codec.encode(values)) % 4 == 0
+    )
+    frame = codec.encode(values)
+    assert (codec.decode(np.frombuffer(frame, np.uint32).data) == values).all()
     with pytest.raises(CompressionError, match="memoryview"):
         codec.decode(memoryview(frame + frame)[::2])
 
@@ -264,20 +330,26 @@ def test_levels(level):
 
 
 def test_regular_series_compress_to_the_header():
-    """A constant step stores only the header, the shape and one seed."""
+    """A constant step stores only the header, the length, the step and one seed."""
     minutes = np.arange(1_700_000_000_000, 1_700_000_000_000 + 60_000 * 10**5, 60_000)
     frame = codec.encode(minutes)
-    assert len(frame) == HEADER + 8 + 8
-    assert frame == build_frame(
-        shape=(10**5,), order=1, width=0, reference=60_000, seeds=(minutes[0],), payload=b""
-    )
+    # head 8, length 4, stream 3 + payload length 1 + reference 4 + seed 8, CRC 4
+    assert len(frame) == 8 + 4 + 3 + 1 + 4 + 8 + 4
+    hand_built = build_frame2(
+        shape=(10**5,),
+        streams=({"order": 1, "width": 0, "reference": 60_000, "seeds": (minutes[0],),
+                  "payload": b""},),
+    )  # fmt: skip
+    assert (codec.decode(hand_built) == minutes).all()
+    assert len(codec.encode(minutes[:500])) == 8 + 2 + 3 + 1 + 4 + 8 + 4
 
 
 def test_decimal_prices_are_stored_as_integers():
     """Two-decimal float prices compress like integer ticks."""
     ticks = 3_000_000 + np.cumsum(np.random.default_rng(1).integers(-50, 51, 10_000))
     frame = codec.encode(ticks / 100)
-    assert frame[10] == 2  # decimals
+    assert model_of(frame) == 1  # decimals
+    assert frame[7] >> 2 == 2  # places
     assert len(frame) < len(codec.encode(ticks * 1.0000001))
     assert_round_trip(ticks / 100)
 
@@ -289,9 +361,11 @@ def test_floats_needing_ever_more_places_keep_their_bits():
         values[block : block + 100] = np.round(values[block : block + 100] + 0.1**places, places)
     values[::156] = 1.5  # what the first sample sees
     frame = assert_round_trip(values)
-    assert frame[10] == 255  # no decimals
+    assert model_of(frame) in {0, 1}  # float bits, or decimals with corrections
+    assert len(frame) < len(codec.encode(values * 1.0000001))
     values[100:500] = 2.5
-    assert assert_round_trip(values)[10] == 2
+    exact = assert_round_trip(values)
+    assert (model_of(exact), exact[7] >> 2, exact[6] & 64) == (1, 2, 0)
 
 
 def test_common_divisor_found_beyond_the_sample():
@@ -300,9 +374,9 @@ def test_common_divisor_found_beyond_the_sample():
     lots[5] = 1_000_070  # not a sampled position: the whole array's divisor is 10
     out = codec.decode(frame := codec.encode(lots))
     assert (out == lots).all()
-    assert struct.unpack_from("<Q", frame, 28)[0] == 10
+    assert streams_of(frame)[0].divisor == 10
     lots[5] = 1_000_007  # now nothing but 1 divides everything
-    assert struct.unpack_from("<Q", assert_round_trip(lots), 28)[0] == 1
+    assert streams_of(assert_round_trip(lots))[0].divisor == 1
 
 
 def test_zero_mask_choice_on_large_arrays():
@@ -310,11 +384,11 @@ def test_zero_mask_choice_on_large_arrays():
     rng = np.random.default_rng(8)
     n = 300_000
     repeats = np.cumsum(np.where(rng.random(n) < 0.4, 0, rng.integers(1, 90_000, n)))
-    assert assert_round_trip(repeats)[11] == 1
+    assert streams_of(assert_round_trip(repeats))[0].flags == 1
     rare_gaps = np.cumsum(np.where(rng.random(n) < 0.9999, 60, 600))
-    assert assert_round_trip(rare_gaps)[11] in {0, 1}
+    assert streams_of(assert_round_trip(rare_gaps))[0].flags in {0, 1}
     steps = np.cumsum(np.where(rng.random(n) < 0.6, 0, rng.integers(-3, 4, n)))
-    assert assert_round_trip(steps)[11] == 0
+    assert streams_of(assert_round_trip(steps))[0].flags == 0
 
 
 def test_incompressible_data_grows_by_the_header_at_most():
@@ -442,7 +516,7 @@ def test_lossy_mode_keeps_raw_fallback_rounded():
     """Rounded values stay rounded even when the frame falls back to raw storage."""
     wild = np.random.default_rng(5).uniform(-1e6, 1e6, 50).astype(np.float32)
     frame = codec.encode(wild, decimals=6)
-    assert frame[6] == 0  # raw: five-byte integers do not beat four-byte floats
+    assert model_of(frame) == 5  # raw: five-byte integers do not beat four-byte floats
     out = codec.decode(frame)
     assert (out == (np.rint(wild.astype(np.float64) * 1e6) / 1e6).astype(np.float32)).all()
 
@@ -482,16 +556,41 @@ def small_frames() -> dict[str, bytes]:
         ),
         "float_bits": codec.encode(rng.standard_normal(30).cumsum().reshape(5, 6)),
         "bool": codec.encode(rng.random(64) < 0.5),
+        "v1_planes": build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2])),
+        **model_frames(200),
     }
+
+
+def model_frames(n: int) -> dict[str, bytes]:
+    """Return a frame of each format-2 model that needs two streams or a float32 form."""
+    rng = np.random.default_rng(n)
+    prices = np.round(100 + np.cumsum(rng.normal(0, 0.5, n)), 2)
+    near = np.where(rng.random(n) < 0.2, np.nextafter(prices, np.inf), prices)
+    narrow = np.cumsum(rng.normal(0, 1, n)).astype(np.float32).astype(np.float64)
+    narrow[3] = 0.1
+    yahoo = prices.astype(np.float32).astype(np.float64)
+    yahoo[5] = np.nan
+    clock = 1_700_000_000_000 + 1000 * np.arange(n) + rng.integers(-20, 21, n)
+    frames = {
+        "near_decimals": codec.encode(near),
+        "float32": codec.encode(narrow),
+        "float32_decimals": codec.encode(yahoo),
+        "grid": codec.encode(clock),
+    }
+    assert [model_of(frame) for frame in frames.values()] == [1, 2, 3, 4]
+    assert all(frame[6] & 64 for frame in list(frames.values())[:3])  # corrections
+    return frames
 
 
 FRAMES = small_frames()
 
 
 def test_small_frames_cover_every_layout():
-    """The frames that the damage tests use include every layout and a zero mask."""
-    assert {frame[6] for frame in FRAMES.values()} == {0, 1, 2}
-    assert FRAMES["mask"][11] == 1
+    """The frames that the damage tests use include every model, layout and a zero mask."""
+    current = [frame for name, frame in FRAMES.items() if not name.startswith("v1")]
+    assert {model_of(frame) for frame in current} == set(range(6))
+    assert {packing.layout for frame in current for packing in streams_of(frame)} == {1, 2}
+    assert streams_of(FRAMES["mask"])[0].flags == 1
 
 
 @pytest.mark.parametrize("name", FRAMES)
@@ -510,7 +609,7 @@ def test_random_bit_flips_of_a_large_frame_never_decode():
     rng = np.random.default_rng(2000)
     values = 3_000_000_000_000 + np.cumsum(rng.integers(-300, 301, 200_000)) * 1_000_000
     frame = codec.encode(values)
-    assert frame[6] == 2  # zstd
+    assert streams_of(frame)[0].layout == 2  # zstd
     flips = random.Random(2000)
     silent = 0
     for _ in range(2000):
@@ -589,7 +688,7 @@ def test_non_bytes_are_refused(value):
         codec.decode(value)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_other_versions_are_refused(version):
     """A frame with another format version raises CompressionError naming the version."""
     frame = bytearray(FRAMES["planes"])
@@ -747,12 +846,12 @@ def test_array_codec_holds_settings():
 def test_constants():
     """The documented constants have their documented values."""
     assert codec.MAGIC == b"OPGA"
-    assert codec.FORMAT_VERSION == 1
+    assert codec.FORMAT_VERSION == 2
     assert codec.DEFAULT_MAX_BYTES == 256 * 2**20
     assert " ".join(dt.name for dt in codec.SUPPORTED_DTYPES) == (
         "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64"
     )
-    assert codec.encode([1])[:5] == b"OPGA\x01"
+    assert codec.encode([1])[:5] == b"OPGA\x02"
 
 
 def test_docstring_example():
@@ -780,3 +879,317 @@ def test_thread_safety(values):
     assert all(
         out.tobytes() == values.astype(values.dtype.newbyteorder("=")).tobytes() for out in decoded
     )
+
+
+# --- format 2 models --------------------------------------------------------------------------
+
+
+@st.composite
+def near_decimals(draw: st.DrawFn) -> np.ndarray:
+    """Decimal prices (float32 or float64) with some values one or two ulps off."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n = draw(st.integers(1, 300))
+    places = draw(st.integers(0, 4 if dtype == np.float32 else 6))
+    start = draw(st.integers(0, 10**6))
+    steps = draw(hnp.arrays(np.int64, n, elements=st.integers(-500, 500)))
+    prices = ((start + np.cumsum(steps)) / 10**places).astype(dtype)
+    off = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([0, 0, 0, 1, -1, 2])))
+    bits = prices.view(f"i{prices.itemsize}") + off.astype(f"i{prices.itemsize}")
+    near: np.ndarray = bits.view(dtype)
+    return near
+
+
+@st.composite
+def jittered_grid(draw: st.DrawFn) -> np.ndarray:
+    """int64 clocks on a round step with small jitter and occasional gaps."""
+    n = draw(st.integers(1, 400))
+    step = draw(st.sampled_from([10, 60, 1000, 60_000, 3_600_000, 86_400_000]))
+    jitter = draw(st.integers(1, max(1, step // 10)))
+    gaps = draw(hnp.arrays(np.int64, n, elements=st.sampled_from([1, 1, 1, 1, 2, 30])))
+    noise = draw(hnp.arrays(np.int64, n, elements=st.integers(-jitter, jitter)))
+    start = draw(st.integers(-(2**62), 2**62))
+    clock: np.ndarray = start + step * np.cumsum(gaps) + noise
+    return clock
+
+
+@st.composite
+def float32_rounded(draw: st.DrawFn) -> np.ndarray:
+    """float64 values that are float32s (decimals or not), with a few that are not."""
+    n = draw(st.integers(1, 300))
+    places = draw(st.integers(0, 4))
+    steps = draw(hnp.arrays(np.int64, n, elements=st.integers(-300, 300)))
+    values = (draw(st.integers(0, 10**7)) + np.cumsum(steps)) / 10**places
+    if draw(st.booleans()):
+        values = values * draw(st.floats(0.1, 10))
+    wide: np.ndarray = values.astype(np.float32).astype(np.float64)
+    strays = draw(hnp.arrays(np.bool_, n)) & draw(hnp.arrays(np.bool_, n))
+    specials = np.array([0.1, np.nan, -0.0, np.inf, 1e300])
+    wide[strays] = specials[np.arange(int(strays.sum())) % specials.size]
+    return wide
+
+
+@st.composite
+def with_outliers(draw: st.DrawFn) -> np.ndarray:
+    """Small-step walks (int64 or 2-decimal floats) with a few huge outliers."""
+    n = draw(st.integers(3, 400))
+    walk = np.cumsum(draw(hnp.arrays(np.int64, n, elements=st.integers(-3, 3))))
+    where = draw(hnp.arrays(np.int64, draw(st.integers(1, 3)), elements=st.integers(0, n - 1)))
+    walk[where] = draw(st.sampled_from([-(2**62), 10**12, 2**62]))
+    return walk / 100 if draw(st.booleans()) else walk
+
+
+@given(near_decimals())
+def test_round_trip_near_decimals(values):
+    """Decimal prices with values a few ulps off come back bit for bit."""
+    assert_round_trip(values)
+
+
+@given(jittered_grid())
+def test_round_trip_jittered_grid(values):
+    """Clocks with jitter come back bit for bit."""
+    assert_round_trip(values)
+
+
+@given(float32_rounded())
+def test_round_trip_float32_rounded(values):
+    """float32-rounded float64 values (and strays) come back bit for bit."""
+    assert_round_trip(values)
+
+
+@given(with_outliers())
+def test_round_trip_outliers(values):
+    """Walks with huge outliers come back bit for bit."""
+    assert_round_trip(values)
+
+
+def test_models_are_chosen_for_their_data():
+    """Each model is picked by the data it is made for, and beats the plain float bits."""
+    rng = np.random.default_rng(31)
+    prices = np.round(100 + np.cumsum(rng.normal(0, 0.5, 5000)), 2)
+    near = np.where(rng.random(5000) < 0.2, np.nextafter(prices, np.inf), prices)
+    frame = assert_round_trip(near)
+    assert (model_of(frame), frame[7] >> 2, frame[6] & 64) == (1, 2, 64)
+    assert len(frame) < len(codec.encode(prices)) * 1.5
+
+    yahoo = prices.astype(np.float32).astype(np.float64)
+    frame = assert_round_trip(yahoo)
+    assert (model_of(frame), frame[7] >> 2) == (3, 2)
+    assert len(frame) < len(codec.encode(prices)) * 1.2
+
+    clock = 1_700_000_000_000 + 1000 * np.arange(5000) + rng.integers(0, 25, 5000)
+    frame = assert_round_trip(clock)
+    assert model_of(frame) == 4
+    assert codec._parse2(frame).param == 1000
+
+    outlier = np.cumsum(rng.integers(-2, 3, 5000))
+    outlier[2500] = -(10**12)
+    assert streams_of(assert_round_trip(outlier))[0].order == 1
+
+
+@pytest.mark.parametrize("name", ["near_decimals", "float32", "float32_decimals", "grid"])
+def test_random_damage_to_every_model_never_decodes(name):
+    """2,000 random flips of 1 to 3 bits in a frame of each model all raise CompressionError."""
+    frame = model_frames(2000)[name]
+    flips = random.Random(name)
+    for _ in range(2000):
+        damaged = bytearray(frame)
+        for _ in range(flips.randint(1, 3)):
+            bit = flips.randrange(8 * len(frame))
+            damaged[bit // 8] ^= 1 << (bit % 8)
+        if damaged == frame:
+            continue
+        with pytest.raises(CompressionError):
+            codec.decode(damaged)
+
+
+def test_hand_built_format2_frames_decode():
+    """Frames built from the documented format-2 tables decode to the values they describe."""
+    planes = build_frame2(
+        dtype=4, streams=({"width": 16, "payload": bytes([1, 2, 3, 4, 0, 1, 0, 2])},)
+    )
+    assert codec.decode(planes).tolist() == [1, 258, 3, 516]
+    bits = build_frame2(
+        dtype=3,
+        shape=(5,),
+        streams=({"width": 4, "order": 1, "seeds": (-5,), "reference": -2, "divisor": 3,
+                  "payload": bytes([0x12, 0x30])},),
+    )  # fmt: skip
+    assert codec.decode(bits).tolist() == [-5, -4, 0, 7, 5]
+    cents = build_frame2(
+        dtype=12, model=1, places=2, streams=({"payload": bytes([1, 5, 250, 100])},)
+    )
+    assert codec.decode(cents).tolist() == [0.01, 0.05, 2.5, 1.0]
+    # Corrections: +1 on the bits of the second value, -1 on the fourth.
+    fixed = build_frame2(
+        dtype=12, model=1, places=2, corrections=True,
+        streams=({"payload": bytes([1, 5, 250, 100])},
+                 {"reference": -1, "payload": bytes([1, 2, 1, 0])}),
+    )  # fmt: skip
+    expected = np.array([0.01, 0.05, 2.5, 1.0])
+    expected[1], expected[3] = np.nextafter(0.05, 1), np.nextafter(1.0, 0)
+    assert codec.decode(fixed).tobytes() == expected.tobytes()
+    # float32 bits stored as int32 working integers, widened to float64.
+    narrow = np.array([1.5, -2.25, 0.1, 7], np.float32)
+    as_float32 = build_frame2(
+        dtype=12, model=2,
+        streams=({"width": 32, "reference": int(narrow.view(np.int32).min()),
+                  "payload": (narrow.view(np.int32) - narrow.view(np.int32).min())
+                  .astype("<u4").view(np.uint8).reshape(4, 4).T.tobytes()},),
+    )  # fmt: skip
+    assert codec.decode(as_float32).tolist() == narrow.astype(np.float64).tolist()
+    yahoo = build_frame2(
+        dtype=12, model=3, places=1, streams=({"payload": bytes([1, 5, 250, 100])},)
+    )
+    assert codec.decode(yahoo).tolist() == [float(np.float32(x)) for x in (0.1, 0.5, 25.0, 10.0)]
+    grid = build_frame2(
+        model=4, step=1000,
+        streams=({"order": 1, "seeds": (7,), "width": 0, "reference": 1, "payload": b""},
+                 {"reference": -3, "payload": bytes([0, 5, 3, 6])}),
+    )  # fmt: skip
+    assert codec.decode(grid).tolist() == [6997, 8002, 9000, 10003]
+    raw = build_frame2(dtype=7, model=5, raw=struct.pack("<4H", 1, 2, 3, 65535))
+    assert codec.decode(raw).tolist() == [1, 2, 3, 65535]
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"dtype": 0}, "header"),
+        ({"dtype": 13}, "header"),
+        ({"model": 6}, "header"),
+        ({"shape": (1,) * 33}, "header"),
+        ({"byte6": 128}, "header"),
+        ({"places": 19, "model": 1, "dtype": 12}, "header"),
+        ({"places": 2}, "header"),
+        ({"corrections": True, "streams": ({}, {})}, "header"),
+        ({"model": 2, "dtype": 11}, "model 2"),
+        ({"model": 3, "dtype": 11}, "model 3"),
+        ({"model": 4, "dtype": 4, "step": 10, "streams": ({}, {})}, "model 4"),
+        ({"model": 4, "step": 1, "streams": ({}, {})}, "grid step"),
+        ({"model": 3, "dtype": 12, "places": 9}, "float32"),
+        ({"streams": ({"divisor": 1},)}, "divisor of 1"),
+        ({"streams": ({"reserved": 64},)}, "stream flags"),
+        ({"streams": ({"layout": 0},)}, "stream flags"),
+        ({"streams": ({"layout": 3},)}, "stream flags"),
+        ({"streams": ({"order": 3},)}, "stream flags"),
+        ({"tail": b"\0"}, "after the payloads"),
+        ({"streams": ({"payload": b"\0" * 3},)}, "packed bytes"),
+        ({"streams": ({"width": 3},)}, "out of range"),
+        ({"dtype": 3, "streams": ({"reference": 2**15},)}, "out of range"),
+        ({"model": 5, "raw": b"\0" * 5}, "raw bytes"),
+        ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
+        ({"shape": (2**40, 2**40, 0), "model": 5, "raw": b""}, "shape"),
+    ],
+    ids=repr,
+)
+def test_inconsistent_format2_fields_are_refused(fields, match):
+    """A format-2 frame with a valid checksum but fields no encoder writes is refused."""
+    with pytest.raises(CompressionError, match=match):
+        codec.decode(build_frame2(**fields))
+
+
+def test_format2_header_running_past_the_end_is_refused():
+    """A descriptor cut off by the frame's end raises CompressionError, not struct.error."""
+    whole = build_frame2()
+    body = whole[:12]  # the head and part of the length field
+    with pytest.raises(CompressionError, match="past its end"):
+        codec.decode(body + struct.pack("<I", zlib.crc32(body)))
+
+
+# --- decode_many ----------------------------------------------------------------------------
+
+
+@settings(max_examples=40)
+@given(st.lists(st.one_of(structured(), near_decimals(), jittered_grid(), float32_rounded()),
+                max_size=12), st.integers(1, 6))  # fmt: skip
+def test_decode_many_equals_decode(arrays, copies):
+    """decode_many gives, frame by frame, exactly what decode gives (groups of equal layout)."""
+    frames = [codec.encode(values) for values in arrays] * copies
+    many = codec.decode_many(frames)
+    assert len(many) == len(frames)
+    for frame, out in zip(frames, many, strict=True):
+        single = codec.decode(frame)
+        assert out.dtype == single.dtype
+        assert out.shape == single.shape
+        assert out.tobytes() == single.tobytes()
+        assert out.flags.c_contiguous
+        assert out.flags.writeable
+
+
+def test_decode_many_rebuilds_groups_of_rows():
+    """Rows of one column (same length and packing) decode together and independently."""
+    rng = np.random.default_rng(41)
+    walks = [np.cumsum(rng.integers(-3, 4, 1000)) + k * 10**9 for k in range(50)]
+    prices = [np.round(100 + np.cumsum(rng.normal(0, 0.1, 300)), 2) for _ in range(20)]
+    old = [build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2]))] * 5
+    frames = [codec.encode(w) for w in walks] + [codec.encode(p) for p in prices] + old
+    out = codec.decode_many(frames)
+    for values, got in zip([*walks, *prices], out, strict=False):
+        assert got.tobytes() == values.tobytes()
+    assert all(got.tolist() == [1, 258, 3, 516] for got in out[-5:])
+    out[0][:] = 0  # rows share a block but not their values
+    assert out[1].tobytes() == walks[1].tobytes()
+    assert codec.decode_many([]) == []
+    assert codec.decode_many(frames[:1])[0].tobytes() == walks[0].tobytes()
+
+
+def test_decode_many_names_the_bad_frame():
+    """A bad frame among many raises CompressionError naming its index."""
+    rng = np.random.default_rng(43)
+    frames = [codec.encode(np.cumsum(rng.integers(-3, 4, 500))) for _ in range(10)]
+    v1 = [build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2]))] * 6
+    for bad, match in (
+        (frames[3][:-1] + bytes([frames[3][-1] ^ 1]), "frame 3: checksum"),
+        (b"", "frame 3: cannot decode an empty"),
+        (b"junk" * 10, "frame 3: not an orso_pg"),
+    ):
+        with pytest.raises(CompressionError, match=match) as caught:
+            codec.decode_many([*frames[:3], bad, *frames[4:]])
+        assert caught.value.position == 3
+    damaged = bytearray(v1[2])
+    damaged[50] ^= 4
+    with pytest.raises(CompressionError, match="frame 2: checksum"):
+        codec.decode_many([*v1[:2], bytes(damaged), *v1[3:]])
+    with pytest.raises(CompressionError, match="frame 1: cannot decode"):
+        codec.decode_many([frames[0], "text"])  # type: ignore[list-item]
+    with pytest.raises(CompressionError, match="sequence of frames"):
+        codec.decode_many(frames[0])  # type: ignore[arg-type]
+    with pytest.raises(CompressionError, match="max_bytes"):
+        codec.decode_many(frames, max_bytes=100)
+
+
+def test_decode_many_of_inconsistent_groups_falls_back_to_single_decodes():
+    """Frames whose shared fields no encoder writes are refused one by one, with their index."""
+    v1 = [build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2]))] * 5
+    bad = [build_frame(dtype=2, width=16, payload=b"\0" * 8)] * 5
+    with pytest.raises(CompressionError, match="frame 5: corrupt"):
+        codec.decode_many(v1 + bad)
+    bools = [build_frame(dtype=1, width=8, payload=b"\0\1\2\0")] * 5
+    with pytest.raises(CompressionError, match="frame 0: corrupt frame: bool"):
+        codec.decode_many(bools)
+
+
+def test_decode_many_groups_every_packing():
+    """Groups of every width, with divisors, decimals, orders and both versions, decode exactly."""
+    rng = np.random.default_rng(47)
+    families: dict[str, list[np.ndarray]] = {
+        "divisor": [np.cumsum(rng.integers(-9, 10, 300)) * 1000 for _ in range(6)],
+        "one bit": [rng.integers(0, 2, 300).astype(np.uint8) for _ in range(6)],
+        "two bits": [rng.integers(0, 4, 300).astype(np.int16) for _ in range(6)],
+        "constant": [np.arange(k, k + 3000, 10) for k in range(6)],
+        "planes": [rng.integers(0, 2**40, 300) for _ in range(6)],
+        "order 2": [np.cumsum(np.cumsum(rng.integers(-2, 3, 300))) for _ in range(6)],
+        "decimals": [np.round(rng.uniform(1, 9, 300), 2) for _ in range(6)],
+        "bools": [rng.random(300) < 0.5 for _ in range(6)],
+    }
+    for name, arrays in families.items():
+        frames = [codec.encode(a) for a in arrays]
+        assert len({frame[5:8] for frame in frames}) == 1, name  # one group
+        for values, out in zip(arrays, codec.decode_many(frames), strict=True):
+            assert out.dtype == values.dtype, name
+            assert out.tobytes() == values.tobytes(), name
+    v1 = [build_frame(dtype=4, width=w, order=1, seeds=(k,), divisor=3, payload=p)
+          for k in range(5) for w, p in ((16, bytes(range(6))),)]  # fmt: skip
+    assert [out.tolist() for out in codec.decode_many(v1)] == [
+        codec.decode(frame).tolist() for frame in v1
+    ]

@@ -177,7 +177,59 @@ CASES: dict[str, tuple[Callable[[], np.ndarray], dict[str, Any], str]] = {
         {},
         "a zero-dimensional array",
     ),
+    # Cases added with format 2, for its models.
+    "float64_near_decimals": (
+        lambda: _one_ulp_off(np.round(100 + np.cumsum(_rng(20).normal(0, 0.5, 1000)), 2), 21),
+        {},
+        "2-decimal prices with a fifth one ulp off: decimals with a corrections stream",
+    ),
+    "float32_near_decimals": (
+        lambda: _one_ulp_off(np.round(_rng(22).uniform(10, 20, 600), 3).astype(np.float32), 23),
+        {},
+        "float32 3-decimal values, some one ulp off: float32 corrections",
+    ),
+    "float64_float32_bits": (
+        lambda: _with_tenth(np.cumsum(_rng(24).normal(0, 1, 800)).astype(np.float32)),
+        {},
+        "float32 values stored as float64 but one: the float32 model and a correction",
+    ),
+    "float64_float32_decimals": (
+        lambda: _with_nan(
+            np.round(50 + np.cumsum(_rng(25).normal(0, 0.2, 900)), 2).astype(np.float32)
+        ).astype(np.float64),
+        {},
+        "float32-rounded 2-decimal prices as float64, one NaN: float32 decimals and corrections",
+    ),
+    "int64_jittered_grid": (
+        lambda: 1_700_000_000_000 + 1000 * np.arange(2000) + _rng(26).integers(-30, 31, 2000),
+        {},
+        "a 1 s clock in ms with jitter: the grid model, quotients and remainders",
+    ),
+    "int64_walk_outlier": (
+        lambda: (
+            np.cumsum(_rng(27).integers(-2, 3, 500)) + np.where(np.arange(500) == 250, -(10**9), 0)
+        ),
+        {},
+        "a small-step walk with one large outlier: a compact header, order 1 despite it",
+    ),
 }
+
+
+def _one_ulp_off(values: np.ndarray, seed: int) -> np.ndarray:
+    off = _rng(seed).random(values.size) < 0.2
+    return np.where(off, np.nextafter(values, np.inf), values).astype(values.dtype)
+
+
+def _with_tenth(values: np.ndarray) -> np.ndarray:
+    wide = values.astype(np.float64)
+    wide[7] = 0.1
+    return wide
+
+
+def _with_nan(values: np.ndarray) -> np.ndarray:
+    values = values.copy()
+    values[values.size // 2] = np.nan
+    return values
 
 
 def _cases(version: Path) -> dict[str, dict[str, Any]]:
@@ -221,17 +273,32 @@ def test_current_version_has_every_case():
 
 
 def test_golden_frames_cover_every_path():
-    """The frozen frames include every dtype, layout, delta order and packing."""
-    frames = [
-        (version / f"{name}.bin").read_bytes() for version in VERSIONS for name in _cases(version)
-    ]
-    assert {frame[5] for frame in frames} == set(range(1, 13))  # dtypes
-    assert {frame[6] for frame in frames} == {0, 1, 2}  # raw, packed, zstd
-    assert {frame[8] for frame in frames} >= {0, 1, 2}  # delta orders
-    assert {frame[9] for frame in frames} >= {0, 1, 2, 4, 8, 16, 24, 40, 64}  # widths
-    assert any(frame[10] != 255 for frame in frames)  # decimals
-    assert any(frame[11] for frame in frames)  # a zero mask
-    assert {frame[7] for frame in frames} >= {0, 1, 2, 3}  # ndim
+    """The frozen frames include every dtype, layout, delta order and packing of each version."""
+    frames = {
+        version.name: [(version / f"{name}.bin").read_bytes() for name in _cases(version)]
+        for version in VERSIONS
+    }
+    first = frames["v1"]
+    assert {frame[5] for frame in first} == set(range(1, 13))  # dtypes
+    assert {frame[6] for frame in first} == {0, 1, 2}  # raw, packed, zstd
+    assert {frame[8] for frame in first} >= {0, 1, 2}  # delta orders
+    assert {frame[9] for frame in first} >= {0, 1, 2, 4, 8, 16, 24, 40, 64}  # widths
+    assert any(frame[10] != 255 for frame in first)  # decimals
+    assert any(frame[11] for frame in first)  # a zero mask
+    assert {frame[7] for frame in first} >= {0, 1, 2, 3}  # ndim
+
+    second = frames["v2"]
+    assert {frame[5] & 15 for frame in second} == set(range(1, 13))  # dtypes
+    assert {frame[5] >> 4 for frame in second} == set(range(6))  # every model
+    assert {frame[6] & 63 for frame in second} >= {0, 1, 2, 3}  # ndim
+    assert any(frame[6] & 64 for frame in second)  # a corrections stream
+    streams = [codec._parse2(frame).packings for frame in second]
+    flat = [packing for packings in streams for packing in packings]
+    assert {packing.layout for packing in flat} == {1, 2}
+    assert {packing.order for packing in flat} == {0, 1, 2}
+    assert {packing.width for packing in flat} >= {0, 1, 2, 4, 8, 16, 24, 40, 64}
+    assert any(packing.flags for packing in flat)  # a zero mask
+    assert any(packing.divisor != 1 for packing in flat)
 
 
 def write_missing(directory: Path) -> list[str]:
