@@ -54,6 +54,7 @@ LAYERS: dict[str, int] = {
     "batch._progress": 5,
     "batch._rows": 5,
     "batch._batch": 5,
+    "batch._columnar": 5,
     "migrate": 5,
     "migrate._introspect": 5,
     "migrate._history": 5,
