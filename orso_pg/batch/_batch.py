@@ -947,12 +947,16 @@ def insert_rows(
     Args:
         cls: The model whose table receives the rows.
         rows: Any iterable of tuples or lists holding the values of *columns* in order, or of
-            mappings from column name to value.
+            mappings from column name to value; or columnar input (a pandas ``DataFrame``, a
+            pyarrow ``Table`` or ``RecordBatch``, a dict of numpy arrays, Series or lists),
+            whose columns are matched to the model by name and checked once per column
+            (:mod:`orso_pg.batch._columnar`).
         db: A ``Database`` or a ``Transaction``.
         table_name: Insert into this table instead of the model's.
         columns: The columns the rows hold; by default every column the server does not fill
             (generated keys, ``created_at``/``updated_at`` and server defaults get the
-            server's value).
+            server's value). With columnar input, the input's columns to write (default:
+            all of them).
         **options: :class:`BatchOptions`.
 
     Returns:
@@ -1232,7 +1236,7 @@ def upsert_rows(
     Args:
         cls: The model whose table receives the rows.
         rows: Any iterable of tuples or lists holding the values of *columns* in order, or of
-            mappings from column name to value.
+            mappings from column name to value; or columnar input, as for :func:`insert_rows`.
         db: A ``Database`` or a ``Transaction``.
         table_name: Upsert into this table instead of the model's.
         columns: The columns the rows hold; they must include the key and every NOT NULL

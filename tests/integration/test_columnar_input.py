@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from orso_pg import Database, Filter, Migrations, Orso, UpsertResult, ValidationError, column
-from orso_pg import migration, table, table_of
+from orso_pg import (
+    Database,
+    Filter,
+    Migrations,
+    Orso,
+    UpsertResult,
+    ValidationError,
+    column,
+    migration,
+    table,
+    table_of,
+)
 from orso_pg.testing import batches
 from tests.helpers import create_tables
 from tests.models import Narrowed, Nullable, Scalars
@@ -98,16 +107,16 @@ def test_an_arrow_table_and_a_record_batch_load(ticks: Database):
 def test_a_dict_of_arrays_and_lists_loads(ticks: Database):
     """numpy arrays (datetime64 read as UTC, as fetch_arrays gives it) and plain lists."""
     n = 3
-    data = {
+    stamps = ["2024-03-01T14:30:00", "2024-03-01T14:30:01", "2024-03-01T14:30:02"]
+    data: dict[str, Any] = {
         "symbol": ["A", "B", "C"],
-        "ts": np.array(["2024-03-01T14:30:00", "NaT", "2024-03-01T14:30:02"], "datetime64[us]"),
+        "ts": np.array(stamps, "datetime64[us]"),
         "price": np.array([1.5, np.nan, 2.5]),
         "qty": np.arange(n, dtype=np.int32),
         "live": np.array([True, False, True]),
         "size": np.ma.masked_array([1, 2, 3], mask=[False, True, False]),
         "day": np.array(["2024-03-01", "NaT", "2024-03-03"], "datetime64[D]"),
     }
-    data["ts"][1] = np.datetime64("2024-03-01T14:30:01", "us")
     assert Tick.batch_create_rows(data, ticks) == n
     rows = stored(ticks)
     assert [t.ts for t in rows] == [T0 + dt.timedelta(seconds=i) for i in range(n)]
@@ -196,8 +205,8 @@ MISSING_NULL = [
     ("None text", "note", lambda: ["a", None, "c"]),
     ("pd.NA text", "note", lambda: pd.array(["a", None, "c"], dtype="string")),
     ("NaN text", "note", lambda: pd.Series(["a", np.nan, "c"], dtype=object)),
-    ("masked int", "size", lambda: np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])),
-    ("masked float", "bid", lambda: np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0])),
+    ("masked int", "size", lambda: np.ma.masked_array([1, 2, 3], mask=[False, True, False])),
+    ("masked float", "bid", lambda: np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False])),
     ("arrow null int", "size", lambda: pa.array([1, None, 3])),
     ("arrow null ts", "seen", lambda: pa.array([T0, None, T0], pa.timestamp("us", tz="UTC"))),
     ("arrow null text", "note", lambda: pa.array(["a", None, "c"])),
@@ -226,9 +235,12 @@ def test_nan_in_a_float_column_is_a_value(ticks: Database):
     Tick.batch_create_rows(data, ticks)
     data["bid"] = pa.array([1.0, float("nan"), None])
     Tick.batch_create_rows(data, ticks)
-    bids = [t.bid for t in stored(ticks)]
-    assert bids[0] == 1.0 and math.isnan(bids[1]) and bids[2] == math.inf
-    assert math.isnan(bids[4]) and bids[5] is None
+    bids: list[Any] = [t.bid for t in stored(ticks)]
+    assert bids[0] == 1.0
+    assert math.isnan(bids[1])
+    assert bids[2] == math.inf
+    assert math.isnan(bids[4])
+    assert bids[5] is None
 
 
 MISSING_REFUSED = [
@@ -236,8 +248,18 @@ MISSING_REFUSED = [
     ("boolean pd.NA", "live", lambda: pd.array([True, None, False], dtype="boolean"), pd.NA),
     ("NaT", "ts", lambda: pd.Series([T0, pd.NaT, T0], dtype="datetime64[ns, UTC]"), pd.NaT),
     ("NaT numpy", "ts", lambda: np.array(["2024-01-01", "NaT", "2024-01-01"], "M8[us]"), None),
-    ("masked", "qty", lambda: np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]), np.ma.masked),
-    ("masked float", "price", lambda: np.ma.masked_array([1.0, 2, 3], mask=[0, 1, 0]), None),
+    (
+        "masked",
+        "qty",
+        lambda: np.ma.masked_array([1, 2, 3], mask=[False, True, False]),
+        np.ma.masked,
+    ),
+    (
+        "masked float",
+        "price",
+        lambda: np.ma.masked_array([1.0, 2, 3], mask=[False, True, False]),
+        None,
+    ),
     ("arrow null", "qty", lambda: pa.array([1, None, 3]), None),
     ("arrow null ts", "ts", lambda: pa.array([T0, None, T0], pa.timestamp("us", tz="UTC")), None),
     ("None text", "symbol", lambda: ["a", None, "c"], None),
@@ -340,7 +362,7 @@ def test_shapes_that_are_not_columns_are_refused(ticks: Database):
     with pytest.raises(ValidationError, match="different lengths"):
         Tick.batch_create_rows(data, ticks)
     with pytest.raises(ValidationError, match="must be str"):
-        Tick.batch_create_rows({1: [1, 2, 3]}, ticks)
+        Tick.batch_create_rows({1: [1, 2, 3]}, ticks)  # type: ignore[dict-item]
     df = frame().set_index("symbol")
     with pytest.raises(ValidationError, match=r"index \['symbol'\] is not written"):
         Tick.batch_create_rows(df, ticks)
@@ -472,7 +494,7 @@ def _printed(raw: psycopg.Connection[Any], name: str, names: list[str]) -> list[
 
 
 @pytest.fixture
-def twins(db: Database) -> Iterator[Database]:
+def twins(db: Database) -> Database:
     models = [Scalars, Nullable, Narrowed]
     Migrations.init(
         db,
@@ -482,7 +504,7 @@ def twins(db: Database) -> Iterator[Database]:
             for m in (migration(model), migration(model, f"{table_of(model).name}_twin"))
         ],
     )
-    yield db
+    return db
 
 
 @pytest.mark.parametrize("model", [Scalars, Nullable, Narrowed], ids=lambda m: m.__name__)
