@@ -533,3 +533,45 @@ def test_columnar_input_stores_what_tuples_store(
     model.batch_create_rows(rows, twins, columns=names)
     model.batch_create_rows_with_table(columnar, twins, twin)
     assert _printed(raw, twin, names) == _printed(raw, meta.name, names)
+
+
+@table("ci_series")
+class Series(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    points: np.ndarray = column(compress=True)
+    span: dt.timedelta | None = None
+    at: dt.datetime | None = column(sql_type="timestamp(3) with time zone", default=None)
+
+
+def test_arrays_intervals_and_declared_timestamps(db: Database):
+    """A 2-D array is a column of rows; timedelta64 and sql_type timestamps take the slow path."""
+    create_tables(db, Series)
+    data = {
+        "points": np.arange(6, dtype=np.int64).reshape(3, 2),
+        "span": np.array([1, 2_000, 3], dtype="m8[ns]") * 1000,
+        "at": np.array(["2024-01-01T00:00:00.001", "NaT", "2024-01-01"], "M8[ms]"),
+    }
+    assert Series.batch_create_rows(data, db) == 3
+    rows = sorted(Series.find_all(db), key=lambda s: s.id or 0)
+    assert [r.points.tolist() for r in rows] == [[0, 1], [2, 3], [4, 5]]
+    assert rows[1].span == dt.timedelta(milliseconds=2)
+    assert rows[0].at == dt.datetime(2024, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    assert rows[1].at is None
+    data["span"] = np.array([1, 2, 3], dtype="m8[ns]")
+    with pytest.raises(ValidationError, match=r"row 0 of the batch: .*nanoseconds"):
+        Series.batch_create_rows(data, db)
+
+
+def test_more_refusals(ticks: Database):
+    """Far timestamps, duplicate Arrow names and a str for columns= are refused clearly."""
+    data = base()
+    data["seen"] = np.array(["2024-01-01", "10000-01-01", "2024-01-01"], "M8[us]")
+    with pytest.raises(ValidationError, match=r"row 1 of the batch: .*years 1-9999"):
+        Tick.batch_create_rows(data, ticks)
+    tbl = pa.Table.from_pandas(frame(), preserve_index=False)
+    twice = pa.Table.from_arrays([*tbl.columns, tbl.column("qty")], [*tbl.column_names, "qty"])
+    with pytest.raises(ValidationError, match="more than once"):
+        Tick.batch_create_rows(twice, ticks)
+    with pytest.raises(ValidationError, match="not the str"):
+        Tick.batch_create_rows(frame(), ticks, columns="qty")
+    assert Tick.count(ticks) == 0
