@@ -372,7 +372,7 @@ def _timestamps(
     values = raw.values
     if values.dtype.kind != "M":
         raise _refused(label, col, raw, "cannot be written to a datetime column")
-    if raw.aware is False:
+    if raw.aware is False and not np.isnat(values).all():  # all NaT: no time to misread
         reason = (
             "has no time zone; give an aware one (e.g. Series.dt.tz_localize('UTC')) for a "
             "TIMESTAMPTZ column"
@@ -394,10 +394,10 @@ def _missing(label: str, col: Column, raw: _Raw, out: _Column) -> _Column:
     if out.mask is not None and col.not_null:
         i = _first(out.mask)
         marker = raw.marker
-        what = "a server-filled column, which takes no" if col.generated else "NOT NULL; no"
+        what = "filled by the server only when left out" if col.generated else "NOT NULL"
         msg = (
-            f"row {i} of the batch: {label}.{col.name} is {what} missing value "
-            f"({describe_value(marker)} given)"
+            f"row {i} of the batch: {label}.{col.name} is {what}; a missing value "
+            f"({describe_value(marker)}) given"
         )
         err = ValidationError(msg, table=label, column=col.name, value=marker)
         err.position = i
