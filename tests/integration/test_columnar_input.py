@@ -586,3 +586,53 @@ def test_readme_columnar_input_runs(server: Any, schema: str, monkeypatch: pytes
 
     namespace = run_section("Columnar input", server, schema, monkeypatch)
     assert namespace["Quote"].__name__ == "Quote"
+
+
+def test_upsert_keeps_the_last_row_of_a_key(ticks: Database):
+    """Duplicate keys in a columnar upsert: the last row wins, as for tuples."""
+    df = frame(3)
+    df.insert(0, "id", [7, 7, 8])
+    result = Tick.batch_upsert_rows(df, ticks, key=["id"])
+    assert result == UpsertResult(inserted=2, updated=0, skipped=1)
+    assert {t.id: t.symbol for t in stored(ticks)} == {7: "S1", 8: "S2"}
+    assert stored(ticks)[0].ts == T0 + dt.timedelta(seconds=1)
+
+
+def test_chunked_and_start_work_on_columns(ticks: Database):
+    """chunked=True and start= count rows of the columnar input like rows of tuples."""
+    df = frame(10)
+    df.loc[7, "symbol"] = None
+    with pytest.raises(ValidationError, match="row 7 of the batch") as info:
+        Tick.batch_create_rows(df, ticks, chunked=True, chunk_size=3)
+    assert info.value.committed == 6
+    assert Tick.count(ticks) == 6
+    df.loc[7, "symbol"] = "S7"
+    assert Tick.batch_create_rows(df, ticks, start=6) == 4
+    assert [t.symbol for t in stored(ticks)] == [f"S{i}" for i in range(10)]
+
+
+@table("ci_fills")
+class Fill(Orso):
+    id: int = column(primary_key=True)
+    tick_id: int = column(ref="ci_ticks")
+    at: dt.datetime
+
+
+def test_a_row_postgresql_refuses_is_named(ticks: Database):
+    """A foreign key refused at the end of the COPY, or of the upsert, names the row."""
+    from orso_pg import ForeignKeyViolationError
+
+    create_tables(ticks, Fill)
+    Tick.batch_create_rows(frame(1), ticks)
+    tick = stored(ticks)[0].id
+    df = pd.DataFrame(
+        {"id": [1, 2, 3], "tick_id": [tick, 999, tick], "at": pd.date_range(T0, periods=3)}
+    )
+    with pytest.raises(ForeignKeyViolationError) as info:
+        Fill.batch_create_rows(df, ticks)
+    assert info.value.position == 1
+    with pytest.raises(ForeignKeyViolationError) as info:
+        Fill.batch_upsert_rows(df, ticks, key=["id"])
+    assert info.value.position == 1
+    assert "999" in str(info.value)
+    assert Fill.count(ticks) == 0
