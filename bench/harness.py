@@ -84,6 +84,10 @@ class Target:
     text: str
 
 
+class NotApplicable(Exception):  # noqa: N818 - a verdict, not an error
+    """Raised by a variant that cannot run in this environment; the message says why."""
+
+
 @attrs.define
 class Measurement:
     """Everything measured for one variant of one workload.
@@ -91,7 +95,7 @@ class Measurement:
     Attributes:
         times: Seconds of each verified repetition.
         latencies: Per-call seconds of the median repetition (per-call kinds only).
-        status: ``ok`` or ``failed: ...``.
+        status: ``ok``, ``failed: ...``, or ``n/a: ...`` (the variant cannot run here).
         capped: A repetition took longer than the cap, so it was not repeated.
         extra: Workload-specific figures (stored bytes...).
     """
@@ -334,6 +338,11 @@ def _repeat(
         elapsed, result, latencies = _timed(workload, variant)
         workload.clients.idle()
         workload.verify(variant, result)
+    except NotApplicable as exc:
+        measurement.status = f"n/a: {' '.join(str(exc).split())[:160]}"
+        log(f"   {variant.label:<42} n/a ({exc})")
+        workload.clients.idle()
+        return
     except Exception as exc:
         text = " ".join(f"{type(exc).__name__}: {exc}".split())
         measurement.status = f"failed: {text[:160]}"

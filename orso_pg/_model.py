@@ -850,7 +850,9 @@ class Orso:
         """Insert plain tuples or dicts through COPY without building instances; the row count.
 
         Tuples hold the values of *columns* in order (by default every column the server does
-        not fill, in declaration order); dicts map column names to values. See
+        not fill, in declaration order); dicts map column names to values. *rows* may also be
+        columnar: a pandas DataFrame, a pyarrow Table or RecordBatch, or a dict of column
+        arrays, matched to the model by column name. See
         :func:`orso_pg.batch._batch.insert_rows`.
         """
         return batch.insert_rows(cls, rows, db, columns=columns, **options)
@@ -883,7 +885,8 @@ class Orso:
         """Upsert plain tuples or dicts without building instances; the last duplicate wins.
 
         Tuples hold the values of *columns* in order (by default the key and every column the
-        server does not fill). See :func:`orso_pg.batch._batch.upsert_rows`.
+        server does not fill); *rows* may also be columnar, as for :meth:`batch_create_rows`.
+        See :func:`orso_pg.batch._batch.upsert_rows`.
         """
         return batch.upsert_rows(
             cls,

@@ -9,6 +9,7 @@ It must not format results.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, any_, bindparam, delete, insert, update
@@ -45,6 +46,48 @@ def _models(rows: list[tuple[Any, ...]]) -> list[Trade]:
     ]
 
 
+def _columns(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """The rows as a numpy user holds them: one array per column (JSON stays a list)."""
+    import numpy as np
+
+    symbols, stamps, prices, qtys, sides, metas = zip(*rows, strict=True)
+    utc = [t.astimezone(dt.UTC).replace(tzinfo=None) for t in stamps]
+    return {
+        "symbol": np.array(symbols, dtype=object),
+        "ts": np.array(utc, dtype="datetime64[us]"),
+        "price": np.array(prices, dtype=np.float64),
+        "qty": np.array(qtys, dtype=np.int64),
+        "side": np.array(sides, dtype=object),
+        "meta": list(metas),
+    }
+
+
+def _frame(rows: list[tuple[Any, ...]]) -> Any:
+    import pandas as pd
+
+    cols = _columns(rows)
+    cols["ts"] = pd.Series(cols["ts"]).dt.tz_localize("UTC")
+    cols["meta"] = pd.Series(cols["meta"], dtype=object)
+    return pd.DataFrame(cols)
+
+
+def _arrow(rows: list[tuple[Any, ...]]) -> Any:
+    import pyarrow as pa
+
+    cols = _columns(rows)
+    return pa.table(
+        {
+            "symbol": pa.array(cols["symbol"], pa.string()),
+            "ts": pa.array(cols["ts"], pa.timestamp("us", tz="UTC")),
+            "price": pa.array(cols["price"]),
+            "qty": pa.array(cols["qty"]),
+            "side": pa.array(cols["side"], pa.string()),
+            # JSON objects of one shape: an Arrow struct column, read back as dicts.
+            "meta": pa.array(cols["meta"]),
+        }
+    )
+
+
 def _models_with_ids(rows: list[tuple[Any, ...]]) -> list[Trade]:
     return [
         Trade(id=i, symbol=s, ts=ts, price=p, qty=q, side=side, meta=m)
@@ -64,6 +107,11 @@ class BulkInsert(TradesWorkload):
         super().setup()
         self.rows = self.data.rows
         self.dicts = [{k: v for k, v in d.items() if k != "id"} for d in self.data.dicts]
+        self.columnar = {
+            "dict": _columns(self.rows),
+            "pandas": _frame(self.rows),
+            "arrow": _arrow(self.rows),
+        }
 
     def units(self) -> int:
         return self.data.n
@@ -97,6 +145,10 @@ class BulkInsert(TradesWorkload):
             # The same prebuilt tuples raw COPY writes, loaded without building instances.
             Trade.batch_create_rows(rows, clients.db)
 
+        def orso_columnar(data: Any) -> None:
+            # The same data held as columns (built untimed, as a user holds it already).
+            Trade.batch_create_rows(data, clients.db)
+
         def core() -> None:
             with clients.engine.begin() as conn:
                 conn.execute(insert(trades_core), dicts)
@@ -117,6 +169,24 @@ class BulkInsert(TradesWorkload):
             Variant("raw", "executemany", raw_executemany),
             Variant("orso_pg", "batch_insert", orso_batch),
             Variant("orso_pg", "batch_create_rows (tuples)", orso_rows),
+            Variant(
+                "orso_pg",
+                "batch_create_rows (dict of arrays)",
+                orso_columnar,
+                prepare=lambda: self.columnar["dict"],
+            ),
+            Variant(
+                "orso_pg",
+                "batch_create_rows (DataFrame)",
+                orso_columnar,
+                prepare=lambda: self.columnar["pandas"],
+            ),
+            Variant(
+                "orso_pg",
+                "batch_create_rows (Arrow)",
+                orso_columnar,
+                prepare=lambda: self.columnar["arrow"],
+            ),
             Variant(
                 "orso_pg",
                 "batch_insert, models built untimed",

@@ -15,14 +15,14 @@ import json
 import subprocess
 import sys
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import numpy as np
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from bench import memory
-from bench.harness import Target, Variant, Workload, expect
+from bench.harness import NotApplicable, Target, Variant, Workload, expect
 from orso_pg import Database, Orso, QueryBuilder, column, table
 
 _TABLE = "col_bench"
@@ -73,12 +73,7 @@ class Columnar(Workload):
         ).fetchone()
         assert row is not None
         self.qty_sum, self.live_count = int(row[0]), int(row[1])
-        params = conninfo_to_dict(self.env.dsn)
-        host = params.get("host", "localhost")
-        # ConnectorX takes a URI; a unix-socket directory goes in as a percent-encoded host.
-        where = quote(host, safe="") if host.startswith("/") else host
-        user = params.get("user", "postgres")
-        self.uri = f"postgresql://{user}@{where}:{params.get('port', '5432')}/{params['dbname']}"
+        self.uri, self.no_uri = connectorx_uri(self.env.base_dsn)
 
     def units(self) -> int:
         return self.n
@@ -119,9 +114,20 @@ class Columnar(Workload):
             return {name: tbl.column(name).to_numpy() for name in tbl.column_names}
 
         def connectorx() -> dict[str, Any]:
-            import connectorx as cx
-
-            tbl = cx.read_sql(self.uri, select, return_type="arrow")
+            if self.uri is None:
+                raise NotApplicable(self.no_uri)
+            try:
+                import connectorx as cx
+            except ImportError as exc:
+                msg = f"connectorx is not installed ({exc})"
+                raise NotApplicable(msg) from exc
+            try:
+                tbl = cx.read_sql(self.uri, select, return_type="arrow")
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # a Rust panic is a BaseException: report, never crash
+                msg = f"connectorx failed: {type(exc).__name__}: {exc}"
+                raise RuntimeError(msg) from exc
             return {name: tbl.column(name).to_numpy() for name in tbl.column_names}
 
         def orso_arrays() -> dict[str, Any]:
@@ -160,6 +166,36 @@ class Columnar(Workload):
             Variant("orso_pg", "fetch() + pd.DataFrame", orso_fetch_df, ref=True),
             Variant("sqlalchemy_core", "pd.read_sql", read_sql, ref=True),
         ]
+
+
+# Connection settings a ConnectorX URI can carry; any other setting (a service file, client
+# certificates, several hosts...) makes the peer not applicable rather than silently different.
+_URI_KEYS = frozenset({"host", "port", "user", "password", "dbname", "sslmode", "options"})
+
+
+def connectorx_uri(dsn: str) -> tuple[str | None, str]:
+    """Return ConnectorX's URI for *dsn*, or None and the reason it cannot express it.
+
+    A unix-socket directory goes in as a percent-encoded host, which ConnectorX (rust-postgres)
+    reads as a socket path; the user and password are percent-encoded too.
+    """
+    params = conninfo_to_dict(dsn)
+    extra = sorted(set(params) - _URI_KEYS)
+    if extra:
+        return None, f"the DSN sets {', '.join(extra)}, which a ConnectorX URI cannot carry"
+    host = str(params.get("host") or "localhost")
+    if "," in host:
+        return None, f"ConnectorX connects to one host; the DSN names several ({host})"
+    if "dbname" not in params:
+        return None, "the DSN names no database"
+    where = quote(host, safe="") if host.startswith("/") else host
+    user = quote(str(params.get("user", "postgres")), safe="")
+    password = params.get("password")
+    auth = f"{user}:{quote(str(password), safe='')}" if password else user
+    port = params.get("port", "5432")
+    query = {k: str(params[k]) for k in ("sslmode", "options") if k in params}
+    tail = ("?" + urlencode(query, quote_via=quote)) if query else ""
+    return f"postgresql://{auth}@{where}:{port}/{quote(str(params['dbname']), safe='')}{tail}", ""
 
 
 def _peak_child(dsn: str, schema: str) -> None:

@@ -38,6 +38,7 @@ from orso_pg import _compiler as compiler
 from orso_pg import _operations as ops
 from orso_pg._executor import CopyRowError, Executor
 from orso_pg._schema import TableMeta
+from orso_pg.batch import _columnar as batch_columnar
 from orso_pg.batch import _rows as batch_rows
 from orso_pg.batch import _sql as batch_sql
 from orso_pg.batch._progress import ProgressOption, reporter
@@ -824,37 +825,58 @@ def _copy_plain(
     offset: int,
     *,
     stage: bool,
+    wire: batch_columnar.Wire | None = None,
 ) -> tuple[int, bool]:
     """COPY plain rows (tuples or mappings) of *names*, recording each in *rows*.
 
-    Returns the rows loaded and whether they are mappings (the first row decides).
+    Returns the rows loaded and whether they are mappings (the first row decides). *wire*
+    says how the rows of a columnar input travel.
     """
     first = next(source)
     mapping = isinstance(first, Mapping)
     shape = batch_rows.shape(meta, names)
     feed = batch_rows.row_feeder(meta, names, mapping=mapping)
     query = batch_sql.copy(meta, table, names, binary=shape.binary, stage=stage)
+    types = shape.types if wire is None or wire.types is None else wire.types
     try:
         stream = feed(itertools.chain((first,), source), rows)
-        return ex.copy_rows(query, shape.types, stream, table=label), mapping
+        return ex.copy_rows(query, types, stream, table=label), mapping
     except CopyRowError as exc:
         i = len(rows) - 1
+        _mixed(label, rows[i], offset + i, mapping=mapping)
         _unsent(
             meta,
             label,
             names,
-            _instance(meta, label, names, rows[i], offset + i),
+            _instance(meta, label, names, _given(wire, rows[i]), offset + i),
             offset + i,
             exc.__cause__,
         )
     except DatabaseError as exc:
+        given = rows if wire is None else list(map(wire.restore, rows))
         _copy_failed(
             exc,
             meta,
             label,
-            _Group(names, _instances(meta, label, names, rows, offset), None),
+            _Group(names, _instances(meta, label, names, given, offset), None),
             offset,
         )
+
+
+def _given(wire: batch_columnar.Wire | None, row: Any) -> Any:
+    return row if wire is None else wire.restore(row)
+
+
+def _mixed(label: str, row: object, position: int, *, mapping: bool) -> None:
+    """Refuse a plain row of the other kind than the batch's first (a tuple among mappings)."""
+    if isinstance(row, Mapping) == mapping and not isinstance(row, (str, bytes, bytearray)):
+        return
+    first = "mappings" if mapping else "tuples or lists"
+    msg = (
+        f"{label}: the row is a {type(row).__name__} {describe_value(row)} but the batch's "
+        f"first row made it a batch of {first}; give every row the same way"
+    )
+    raise _mark(ValidationError(msg, table=label, value=row), position=position)
 
 
 def _instance(
@@ -896,10 +918,13 @@ class _InsertRows(_Operation[int]):
     table: str | None
     label: str
     names: tuple[str, ...]
+    wire: batch_columnar.Wire | None = None
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
         meta, table, label, names = self.meta, self.table, self.label, self.names
-        loaded, _ = _copy_plain(ex, meta, table, label, names, source, rows, offset, stage=False)
+        loaded, _ = _copy_plain(
+            ex, meta, table, label, names, source, rows, offset, stage=False, wire=self.wire
+        )
         return loaded
 
 
@@ -922,18 +947,26 @@ def insert_rows(
     Args:
         cls: The model whose table receives the rows.
         rows: Any iterable of tuples or lists holding the values of *columns* in order, or of
-            mappings from column name to value.
+            mappings from column name to value; or columnar input (a pandas ``DataFrame``, a
+            pyarrow ``Table`` or ``RecordBatch``, a dict of numpy arrays, Series or lists),
+            whose columns are matched to the model by name and checked once per column
+            (:mod:`orso_pg.batch._columnar`).
         db: A ``Database`` or a ``Transaction``.
         table_name: Insert into this table instead of the model's.
         columns: The columns the rows hold; by default every column the server does not fill
             (generated keys, ``created_at``/``updated_at`` and server defaults get the
-            server's value).
+            server's value). With columnar input, the input's columns to write (default:
+            all of them).
         **options: :class:`BatchOptions`.
 
     Returns:
         The number of rows inserted.
     """
     meta, table, label, session = ops.setup(cls, db, table_name)
+    if batch_columnar.is_columnar(rows):
+        data = batch_columnar.prepare(meta, label, rows, columns)
+        op = _InsertRows(meta, table, label, data.names, data.wire)
+        return sum(_run(op, session, label, data, _options(label, options)))
     default = tuple(c.name for c in meta.columns if not c.generated)
     op = _InsertRows(meta, table, label, _plain_columns(meta, label, columns, default))
     return sum(_run(op, session, label, rows, _options(label, options)))
@@ -1147,13 +1180,17 @@ def upsert(
 @attrs.define
 class _UpsertRows(_Upsert):
     names: tuple[str, ...] = ()
+    wire: batch_columnar.Wire | None = None
 
     def chunk(
         self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]
     ) -> UpsertResult:
         meta, table, label, names = self.meta, self.table, self.label, self.names
         self.ready(ex)
-        _, mapping = _copy_plain(ex, meta, table, label, names, source, rows, offset, stage=True)
+        wire = self.wire
+        _, mapping = _copy_plain(
+            ex, meta, table, label, names, source, rows, offset, stage=True, wire=wire
+        )
         staged: list[Any] = rows
         kept: list[int] | None = None
         if not self.do_nothing:
@@ -1163,12 +1200,15 @@ class _UpsertRows(_Upsert):
                 # Rare: keep the last row of each key, as for instances, and stage those again.
                 staged = [rows[i] for i in kept]
                 self.ready(ex)
-                _copy_plain(ex, meta, table, label, names, iter(staged), [], 0, stage=True)
+                _copy_plain(
+                    ex, meta, table, label, names, iter(staged), [], 0, stage=True, wire=wire
+                )
         stmt = self.statement(names)
         try:
             row = ex.fetch_one(stmt, table=label)
         except DatabaseError as exc:
-            group = _Group(names, _instances(meta, label, names, staged, offset), kept)
+            given = staged if wire is None else list(map(wire.restore, staged))
+            group = _Group(names, _instances(meta, label, names, given, offset), kept)
             _apply_failed(exc, meta, label, group, offset)
         assert row is not None  # noqa: S101 - an aggregate always returns a row
         return UpsertResult(row[0], row[1], len(rows) - row[0] - row[1])
@@ -1196,7 +1236,7 @@ def upsert_rows(
     Args:
         cls: The model whose table receives the rows.
         rows: Any iterable of tuples or lists holding the values of *columns* in order, or of
-            mappings from column name to value.
+            mappings from column name to value; or columnar input, as for :func:`insert_rows`.
         db: A ``Database`` or a ``Transaction``.
         table_name: Upsert into this table instead of the model's.
         columns: The columns the rows hold; they must include the key and every NOT NULL
@@ -1215,8 +1255,13 @@ def upsert_rows(
     conflict, update, do_nothing, assign = _upsert_options(
         meta, label, key, update_columns, on_conflict
     )
-    default = tuple(c.name for c in meta.columns if not c.generated or c.name in conflict)
-    names = _plain_columns(meta, label, columns, default)
+    data = None
+    if batch_columnar.is_columnar(rows):
+        data = batch_columnar.prepare(meta, label, rows, columns)
+        names = data.names
+    else:
+        default = tuple(c.name for c in meta.columns if not c.generated or c.name in conflict)
+        names = _plain_columns(meta, label, columns, default)
     missing = [c for c in conflict if c not in names]
     if missing:
         msg = f"columns {list(names)} leave out the conflict key column(s) {missing}"
@@ -1244,8 +1289,9 @@ def upsert_rows(
         do_nothing=do_nothing,
         assign=assign,
         names=names,
+        wire=None if data is None else data.wire,
     )
-    counts = _run(op, session, label, rows, _options(label, options))
+    counts = _run(op, session, label, rows if data is None else data, _options(label, options))
     return sum(counts, UpsertResult())
 
 

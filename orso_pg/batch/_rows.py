@@ -314,12 +314,24 @@ def row_feeder(meta: TableMeta, names: tuple[str, ...], *, mapping: bool) -> Fee
     yields it checked like an instance's values would be; no model instance is built.
     """
     head = ["    for r in source:", "        append(r)"]
+    namespace: dict[str, Any] = {}
     if mapping:
         head += [f"        v{i} = r[{n!r}]" for i, n in enumerate(names)]
-    elif names:
-        # Unpacking checks the row's length in C and names each value once.
-        head.append(f"        {', '.join(f'v{i}' for i in range(len(names)))}, = r")
-    return _generate(meta, names, head, {}, [f"v{i}" for i in range(len(names))])
+    else:
+        # Unpacking a mapping or a text would give its keys or characters: refuse those rows
+        # (the batch names the row); tuples and lists pass on one class check.
+        namespace.update(_isinstance=isinstance, _not_row=(Mapping, str, bytes, bytearray))
+        head += [
+            (
+                "        if r.__class__ is not tuple and r.__class__ is not list"
+                " and _isinstance(r, _not_row):"
+            ),
+            "            raise TypeError('not a plain row')",
+        ]
+        if names:
+            # Unpacking checks the row's length in C and names each value once.
+            head.append(f"        {', '.join(f'v{i}' for i in range(len(names)))}, = r")
+    return _generate(meta, names, head, namespace, [f"v{i}" for i in range(len(names))])
 
 
 def _generate(

@@ -95,7 +95,7 @@ def test_columns_choose_what_the_rows_hold(fills: Database):
         (("X", 1, T0, 1.0, [], {"x": float("nan")}), "NaN"),
         (("X", 1, T0, 1.0), "expected 6 values"),
         (42, "expected a tuple, list or mapping"),
-        ({"venue": "X"}, "no value for fill_no"),
+        ({"venue": "X"}, "a batch of tuples or lists; give every row the same way"),
     ],
 )
 def test_a_bad_row_fails_the_batch_naming_it(fills: Database, bad: Any, match: str):

@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "batch": 5,
     "batch._progress": 5,
     "batch._rows": 5,
+    "batch._columnar": 5,
     "batch._batch": 5,
     "migrate": 5,
     "migrate._introspect": 5,
