@@ -70,6 +70,7 @@ class ServerListener:
             inspect.Parameter.KEYWORD_ONLY,
         )
 
+
 _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 _SNAPSHOT: Final = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 _END_SNAPSHOT: Final = sql.SQL("COMMIT")

@@ -182,7 +182,7 @@ class _Member(Database):
         self._owner = owner
         super().__init__(dsn, replicas=(), **settings)
 
-    @property  # type: ignore[override]
+    @property
     def _listeners(self) -> tuple[Listener, ...]:
         return self._owner._listeners
 
@@ -298,15 +298,20 @@ class Router:
         started = False
         rows = member._iterate_primary(stmt, batch_size, table, timeout)
         try:
-            with contextlib.closing(rows):
-                for row in rows:
-                    started = True
-                    yield row
-            return
+            for row in rows:
+                started = True
+                yield row
         except _ELSEWHERE as exc:
             if started:
                 raise  # rows were seen: starting again elsewhere would repeat them
             self._failed(server, exc)
+        else:
+            return
+        finally:
+            # Left early (the caller stopped reading): the cursor's connection goes back now.
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
         yield from self._db._iterate_primary(stmt, batch_size, table, timeout)
 
     def _choose(self, failed: _Replica | None) -> _Replica | None:
@@ -473,10 +478,12 @@ class Router:
                     server.member.close()
 
 
-def _closed(conn: psycopg.Connection[Any] | None) -> None:
+def _closed(conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
+    """Close *conn* if there is one; return None (what the caller holds from now on)."""
     if conn is not None:
         with contextlib.suppress(psycopg.Error):
             conn.close()
+    return None
 
 
 class PrimarySession(Session):
@@ -493,9 +500,13 @@ class PrimarySession(Session):
         #: The primary, named as ``user@host:port/dbname``.
         self.server = db.server
 
-    @property  # type: ignore[override]
+    @property
     def _listeners(self) -> tuple[Listener, ...]:
         return self._db._listeners
+
+    @_listeners.setter
+    def _listeners(self, value: tuple[Listener, ...]) -> None:
+        pass  # the Database's are used
 
     def _read(self, work: Callable[[Executor], T]) -> T:
         return self._db._read_primary(work)
