@@ -86,7 +86,7 @@ _PRIMARY_LSN: Final = Statement(
 _REPLAY_LSN: Final = Statement(
     sql.SQL(
         "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, "
-        "pg_is_wal_replay_paused()"
+        "CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END"
     )
 )
 #: The replay position of a server that is not a standby: it has everything.
