@@ -500,14 +500,6 @@ class PrimarySession(Session):
         #: The primary, named as ``user@host:port/dbname``.
         self.server = db.server
 
-    @property
-    def _listeners(self) -> tuple[Listener, ...]:
-        return self._db._listeners
-
-    @_listeners.setter
-    def _listeners(self, value: tuple[Listener, ...]) -> None:
-        pass  # the Database's are used
-
     def _read(self, work: Callable[[Executor], T]) -> T:
         return self._db._read_primary(work)
 

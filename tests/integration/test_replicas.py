@@ -23,7 +23,9 @@ from orso_pg import (
     Orso,
     Pagination,
     PrimarySession,
+    QueryBuilder,
     ReplicaStatus,
+    Sort,
     column,
     table,
 )
@@ -75,7 +77,8 @@ def replicated(standby: Standby) -> Iterator[Opener]:
 
     def open_db(**options: Any) -> tuple[Database, Log]:
         options.setdefault("replicas", [standby.dsn])
-        db = Database(standby.primary_dsn, schema=name, max_size=4, **options)
+        options.setdefault("max_size", 4)
+        db = Database(standby.primary_dsn, schema=name, **options)
         opened.append(db)
         log = Log()
         db.add_listener(log)
@@ -340,3 +343,34 @@ def test_bad_replica_settings_are_refused(standby: Standby, embedded_dir: Any):
         Database(primary, replicas=["host=db.example.com sslmode=disable"], require_tls=True)
     with pytest.raises(ConfigError, match="embedded PostgreSQL has none"):
         Database(data_dir=embedded_dir, replicas=[standby.dsn])
+
+
+def test_busy_replicas_send_the_read_to_the_primary(replicated: Opener, standby: Standby):
+    """A read that gets no connection on any replica within the timeout runs on the primary."""
+    db, log = replicated(replicas=[standby.dsn, standby.dsn], max_size=1, timeout=0.3)
+    replica = _name_of(db, standby.dsn)
+    slow = Statement(sql.SQL("SELECT count(*) FROM pg_sleep(1.5)"))
+    holders = [threading.Thread(target=lambda: db._read(lambda ex: ex.scalar(slow))) for _ in "ab"]
+    for holder in holders:
+        holder.start()
+    running = sql.SQL(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE {}"
+    ).format(sql.Literal("%pg_sleep(1.5)%"))
+    with psycopg.connect(standby.dsn, autocommit=True) as watch:
+        _until(lambda: (watch.execute(running).fetchone() or (0,))[0] > 2)
+    assert Item.count(db) == 0
+    for holder in holders:
+        holder.join()
+    assert log.servers()[-1] == db.server
+    assert log.servers().count(replica) == 2
+    assert [s.state for s in db.replica_status()] == ["up", "up"]  # probed again on demand
+
+
+def test_the_primary_session_runs_batches_and_columnar_reads(replicated: Opener):
+    """Batches (several statements) and numpy results through db.primary() use the primary."""
+    db, log = replicated()
+    main = db.primary()
+    Item.batch_insert([Item(name="a", n=1), Item(name="b", n=2)], main)
+    arrays = QueryBuilder(Item).select("n").order_by(Sort.asc("n")).fetch_arrays(main)
+    assert arrays["n"].tolist() == [1, 2]
+    assert {server for server, _ in log.seen} == {db.server}
