@@ -6,6 +6,7 @@ test works in a schema of its own, created on the primary and waited for on the 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -53,6 +54,7 @@ class Log:
         self.seen: list[tuple[str, str]] = []
 
     def __call__(self, text: str, params: tuple[Any, ...], server: str) -> None:
+        del params
         self.seen.append((server, text))
 
     def servers(self, verb: str = "SELECT") -> list[str]:
@@ -166,7 +168,7 @@ def test_read_your_writes_never_misses(replicated: Opener, standby: Standby):
     replica = _name_of(db, standby.dsn)
     standby.wait_caught_up()
     log.seen.clear()
-    _until(lambda: (Item.count(db) == 1000 and log.servers()[-1] == replica))
+    _until(lambda: Item.count(db) == 1000 and log.servers()[-1] == replica)
 
 
 def test_read_your_writes_after_a_transaction_and_a_lent_connection(replicated: Opener):
@@ -269,7 +271,7 @@ def test_round_robin_over_the_replicas(replicated: Opener, standby: Standby):
         Item.count(db)
     servers = log.servers()
     assert set(servers) == {replica, db.server}
-    assert all(a != b for a, b in zip(servers, servers[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(servers))
     by_server = {s.server: s for s in db.replica_status()}
     assert by_server[db.server].in_recovery is False
     assert by_server[db.server].replay_lsn is None
@@ -305,7 +307,7 @@ def test_listeners_without_a_server_argument_still_work(replicated: Opener, stan
     """Two-argument listeners are called as before; a server-aware one can be removed."""
     db, log = replicated()
     seen: list[str] = []
-    db.add_listener(lambda text, params: seen.append(text))
+    db.add_listener(lambda text, _params: seen.append(text))
     Item.count(db)
     db.remove_listener(log)
     Item.count(db)
