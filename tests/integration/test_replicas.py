@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from orso_pg import (
     ConfigError,
@@ -32,7 +33,9 @@ from orso_pg import (
 )
 from orso_pg._compiler import Statement
 from orso_pg.testing.standby import Standby
+from tests.conftest import Server
 from tests.helpers import create_tables
+from tests.readme_run import run_section
 from tests.throwaway import free_port
 
 pytestmark = pytest.mark.own_server
@@ -376,3 +379,24 @@ def test_the_primary_session_runs_batches_and_columnar_reads(replicated: Opener)
     arrays = QueryBuilder(Item).select("n").order_by(Sort.asc("n")).fetch_arrays(main)
     assert arrays["n"].tolist() == [1, 2]
     assert {server for server, _ in log.seen} == {db.server}
+
+
+def test_the_readme_section_runs_with_a_standby(
+    replicated: Opener,
+    standby: Standby,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    """The README's replica block, with ORSO_PG_REPLICA_DSNS naming the standby, runs as is."""
+    db, _ = replicated()  # makes the schema, on the standby too
+    schema = db.schema
+    assert schema is not None
+    options = f"-c search_path={schema}"
+    monkeypatch.setenv("ORSO_PG_REPLICA_DSNS", make_conninfo(standby.dsn, options=options))
+    primary = Server("primary", standby.primary_dsn, 18)
+    for _ in range(2):
+        run_section("Read replicas", primary, schema, monkeypatch)
+    printed = capsys.readouterr().out
+    replica = _name_of(db, standby.dsn)
+    assert f"{replica} up" in printed
+    assert f"{db.server}: INSERT" in printed
