@@ -363,11 +363,14 @@ def test_busy_replicas_send_the_read_to_the_primary(replicated: Opener, standby:
     ).format(sql.Literal("%pg_sleep(1.5)%"))
     with psycopg.connect(standby.dsn, autocommit=True) as watch:
         _until(lambda: (watch.execute(running).fetchone() or (0,))[0] > 2)
-    assert Item.count(db) == 0
-    for holder in holders:
-        holder.join()
+    assert Item.count(db) == 0  # tried on both replicas, then run on the primary
     assert log.servers()[-1] == db.server
     assert log.servers().count(replica) == 2
+    assert [s.state for s in db.replica_status()] == ["up", "up"]  # they answer probes
+    assert list(Item.stream_where(None, db)) == []  # no connection on its replica either
+    assert log.servers()[-1] == db.server
+    for holder in holders:
+        holder.join()
     assert [s.state for s in db.replica_status()] == ["up", "up"]  # probed again on demand
 
 
