@@ -221,8 +221,11 @@ class ReplicaRouting(_Lookups):
     def variants(self) -> list[Variant]:
         clients, env = self.clients, self.env
 
-        def routed() -> PerOp:
-            db = Database(env.base_dsn, schema=env.schema, min_size=1, replicas=[env.base_dsn])
+        def orso(replicas: Sequence[str]) -> PerOp:
+            # Both Databases alike (one warm connection each), so only the routing differs.
+            db = Database(
+                env.base_dsn, schema=env.schema, min_size=1, max_size=4, replicas=replicas
+            )
             self._stack.callback(db.close)
             return _lookup(db)
 
@@ -237,6 +240,11 @@ class ReplicaRouting(_Lookups):
 
         return [
             Variant("raw", "prepared_binary", raw, "per_op"),
-            Variant("orso_pg", "find_by_id (Database)", lambda: _lookup(clients.db), "per_op"),
-            Variant("orso_pg", "find_by_id (routed to a replica)", routed, "per_op"),
+            Variant("orso_pg", "find_by_id (Database)", lambda: orso(()), "per_op"),
+            Variant(
+                "orso_pg",
+                "find_by_id (routed to a replica)",
+                lambda: orso([env.base_dsn]),
+                "per_op",
+            ),
         ]
