@@ -32,7 +32,7 @@ from orso_pg import (
     table,
 )
 from orso_pg._compiler import Statement
-from orso_pg.testing.standby import Standby
+from orso_pg.testing.standby import Standby, hot_standby
 from tests.conftest import Server
 from tests.helpers import create_tables
 from tests.readme_run import run_section
@@ -403,3 +403,26 @@ def test_the_readme_section_runs_with_a_standby(
     replica = _name_of(db, standby.dsn)
     assert f"{replica} up" in printed
     assert f"{db.server}: INSERT" in printed
+
+
+def test_hot_standby_makes_and_removes_a_standby(standby: Standby):
+    """hot_standby() yields a running standby in recovery and removes it with its slot."""
+    with hot_standby(standby.primary_dsn) as other:
+        assert other.running()
+        with psycopg.connect(other.dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        path, slot = other.path, other.slot
+    assert not path.exists()
+    with psycopg.connect(standby.primary_dsn, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+    assert found == (0,)
+
+
+def test_a_standby_of_no_server_is_a_config_error(standby: Standby):
+    """pg_basebackup failing raises ConfigError with its output; nothing is left behind."""
+    del standby  # only the binaries are needed, which the fixture proved present
+    nowhere = f"host=127.0.0.1 port={free_port()} user=postgres connect_timeout=2"
+    with pytest.raises(ConfigError, match="pg_basebackup failed"):
+        Standby(nowhere)
