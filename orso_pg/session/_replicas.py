@@ -253,8 +253,12 @@ class Router:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.primary = PrimarySession(db)
-        self._check()
         self._thread = threading.Thread(target=self._watch, name="orso_pg-replicas", daemon=True)
+        try:
+            self._check()
+        except BaseException:  # pragma: no cover - _check reports failures as states
+            self.close()
+            raise
         self._thread.start()
 
     # --- reads --------------------------------------------------------------------------------
