@@ -403,12 +403,12 @@ class Router:
     def _sample_primary(self) -> None:
         started = time.monotonic()
         try:
-            if self._primary_probe is None:
-                self._primary_probe = self._connect(self._db.conninfo)
-            row = Executor(self._primary_probe).fetch_one(_PRIMARY_LSN)
+            self._primary_probe, row = self._ask(
+                self._primary_probe, self._db.conninfo, _PRIMARY_LSN, self._db.server
+            )
         except (OrsoError, psycopg.Error) as exc:
             logger.debug("cannot read the primary's WAL position: %s", exc)
-            self._primary_probe = _closed(self._primary_probe)
+            self._primary_probe = None
             return
         if row is None or row[0] is None:  # pragma: no cover - the primary is a standby
             return
@@ -422,12 +422,12 @@ class Router:
             if server.member is None:
                 server.member = _Member(self._db, server.dsn, self._settings)
                 server.name = server.member.server
-            if server.probe is None:
-                server.probe = self._connect(server.member.conninfo)
             checked = time.monotonic()
-            row = Executor(server.probe, server=server.name).fetch_one(_REPLAY_LSN)
+            server.probe, row = self._ask(
+                server.probe, server.member.conninfo, _REPLAY_LSN, server.name
+            )
         except (OrsoError, psycopg.Error) as exc:
-            server.probe = _closed(server.probe)
+            server.probe = None
             self._down(server, str(exc).strip() or type(exc).__name__)
             return
         assert row is not None  # noqa: S101 - a SELECT without FROM has one row
@@ -451,6 +451,30 @@ class Router:
                 break
             first = started
         return 0.0 if first is None else max(0.0, checked - first)
+
+    def _ask(
+        self,
+        probe: psycopg.Connection[Any] | None,
+        conninfo: str,
+        stmt: Statement,
+        server: str,
+    ) -> tuple[psycopg.Connection[Any], tuple[Any, ...] | None]:
+        """Run *stmt* on *probe*; on a new connection if there is none or it turned out dead.
+
+        Returns the connection to keep and the row. A server that restarted since the last
+        check killed the old connection, so one failure there earns a second try on a new one.
+        """
+        if probe is not None:
+            try:
+                return probe, Executor(probe, server=server).fetch_one(stmt)
+            except (OrsoError, psycopg.Error):
+                _closed(probe)
+        conn = self._connect(conninfo)
+        try:
+            return conn, Executor(conn, server=server).fetch_one(stmt)
+        except BaseException:
+            _closed(conn)
+            raise
 
     def _connect(self, conninfo: str) -> psycopg.Connection[Any]:
         return psycopg.connect(

@@ -32,6 +32,7 @@ from orso_pg import (
     table,
 )
 from orso_pg._compiler import Statement
+from orso_pg.session import _replicas
 from orso_pg.testing.standby import Standby, hot_standby
 from tests.conftest import Server
 from tests.helpers import create_tables
@@ -426,3 +427,29 @@ def test_a_standby_of_no_server_is_a_config_error(standby: Standby):
     nowhere = f"host=127.0.0.1 port={free_port()} user=postgres connect_timeout=2"
     with pytest.raises(ConfigError, match="pg_basebackup failed"):
         Standby(nowhere)
+
+
+def test_a_read_finds_the_standby_gone_before_the_monitor_does(
+    replicated: Opener, standby: Standby, monkeypatch: pytest.MonkeyPatch
+):
+    """With no check in between, the read itself meets the dead standby and is served anyway."""
+    monkeypatch.setattr(_replicas, "CHECK_INTERVAL", 3600.0)  # the monitor stays asleep
+    db, log = replicated()
+    replica = _name_of(db, standby.dsn)
+    item = Item(name="here").insert(db)
+    standby.wait_caught_up()
+    assert Item.find_by_id(item.id, db) == item
+    assert log.servers()[-1] == replica
+    standby.stop()
+    try:
+        began = time.monotonic()
+        assert Item.find_by_id(item.id, db) == item
+        assert time.monotonic() - began < 2.0
+        assert log.servers()[-2:] == [replica, db.server]  # tried there, then the primary
+        assert Item.count(db) == 1  # skipped now: straight to the primary
+        assert log.servers()[-1] == db.server
+    finally:
+        standby.start()
+    assert db.replica_status()[0].state == "up"  # checked on demand
+    assert Item.count(db) == 1
+    assert log.servers()[-1] == replica  # its dead pooled connections were dropped
