@@ -96,6 +96,7 @@ def check_targets(
             value = mine["rate"] / orm["rate"] if mine else None
             out.append(_target("ahead of SQLAlchemy ORM", w["key"], value, 1.0, "x its best"))
     out.extend(_array_targets(rows))
+    out.extend(_routing_targets(rows))
     return out
 
 
@@ -110,6 +111,33 @@ def _target(
         "unit": unit,
         "met": None if value is None else value >= goal,
     }
+
+
+#: The most a read may lose at p50 by going through the replica router (issue 16), in µs.
+ROUTING_GOAL_US = 5.0
+
+
+def _routing_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """R1: the p50 of routed lookups minus that of a plain Database, at most 5 µs."""
+    p50 = {
+        r["variant"]: r["p50_us"]
+        for r in rows
+        if r["workload"] == "R1" and r["impl"] == "orso_pg" and r["p50_us"] is not None
+    }
+    plain, routed = p50.get("find_by_id (Database)"), p50.get("find_by_id (routed to a replica)")
+    if plain is None or routed is None:
+        return []
+    extra = routed - plain
+    return [
+        {
+            "target": "replica routing adds <= 5 µs per call at p50",
+            "workload": "R1",
+            "value": extra,
+            "goal": ROUTING_GOAL_US,
+            "unit": "µs more at p50",
+            "met": extra <= ROUTING_GOAL_US,
+        }
+    ]
 
 
 def _array_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOr
 from orso_pg.query._locks import LockStrength, RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
+from orso_pg.session._replicas import PrimarySession, ReplicaStatus
 
 # Everything public is re-exported here, so that `from orso_pg import X` is the one import
 # path users and type checkers need; the modules behind it are an implementation detail.
@@ -93,9 +94,11 @@ __all__ = [
     "Pagination",
     "PoolError",
     "PoolTimeoutError",
+    "PrimarySession",
     "QueryBuilder",
     "QueryCanceledError",
     "QueryError",
+    "ReplicaStatus",
     "RowLock",
     "SearchFilter",
     "SerializationError",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import re
 import time
@@ -33,12 +34,42 @@ from orso_pg.session import _watchdog
 if TYPE_CHECKING:
     from orso_pg._schema import Column, TableMeta
 
-__all__ = ["Executor", "Listener", "loader", "shorten", "translate"]
+__all__ = ["Executor", "Listener", "ServerListener", "loader", "shorten", "translate"]
 
 logger = logging.getLogger("orso_pg")
 
 M = TypeVar("M")
 Listener = Callable[[str, tuple[Any, ...]], None]
+
+
+class ServerListener:
+    """A listener that is also told the server: ``listener(text, params, server=name)``.
+
+    ``Database.add_listener`` wraps a listener in it when the listener takes a ``server``
+    argument, so the executor passes the name of the server the statement runs on (a primary
+    or a replica), while listeners written for two arguments keep being called with two.
+    """
+
+    __slots__ = ("listener",)
+
+    def __init__(self, listener: Callable[..., object]) -> None:
+        self.listener = listener
+
+    def __call__(self, text: str, params: tuple[Any, ...], server: str = "") -> None:
+        self.listener(text, params, server=server)
+
+    @staticmethod
+    def wanted(listener: Callable[..., object]) -> bool:
+        """Whether *listener* takes a ``server`` argument by keyword."""
+        try:
+            parameter = inspect.signature(listener).parameters.get("server")
+        except (TypeError, ValueError):
+            return False
+        return parameter is not None and parameter.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+
 
 _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 _SNAPSHOT: Final = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -104,7 +135,10 @@ class Executor:
         if self.listeners:
             text = query.decode("utf-8", "replace")
             for listener in self.listeners:
-                listener(text, params)
+                if type(listener) is ServerListener:
+                    listener(text, params, self.server)
+                else:
+                    listener(text, params)
 
     def _arm(self) -> _watchdog.Guard | None:
         return None if self.deadline is None else _watchdog.arm(self.conn, self.deadline)

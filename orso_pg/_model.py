@@ -30,10 +30,11 @@ from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
 from orso_pg.query._locks import RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, Transaction
+from orso_pg.session._replicas import PrimarySession
 
 __all__ = ["Orso"]
 
-Session = Database | Transaction
+Session = Database | Transaction | PrimarySession
 C = TypeVar("C")
 
 

@@ -240,3 +240,24 @@ def embedded_dir(empty_embedded_dir: Path) -> Path:
     """Like ``empty_embedded_dir``, holding a cluster that initdb made, not yet started."""
     clone_cluster(empty_embedded_dir)
     return empty_embedded_dir
+
+
+@pytest.fixture(scope="session")
+def standby() -> Iterator[Any]:
+    """A hot standby of the session's embedded server, made with ``pg_basebackup -R``.
+
+    It runs on a port of its own with the same binaries. When it cannot be made, the tests
+    using it are skipped with the reason, except under ``CI=true``, where they fail.
+    """
+    from orso_pg.testing.standby import Standby
+
+    try:
+        made = Standby(_start_embedded().dsn)
+    except Exception as exc:  # noqa: BLE001 - any reason is reported
+        if IN_CI:
+            pytest.fail(f"the hot standby did not start: {exc}")
+        pytest.skip(f"no hot standby could be made from the embedded server: {exc}")
+    try:
+        yield made
+    finally:
+        made.close()

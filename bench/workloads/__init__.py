@@ -22,6 +22,7 @@ from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
 from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
+from bench.workloads.replicas import ReplicaLookups, ReplicaRanges, ReplicaRouting
 from bench.workloads.vectors import VectorLoad, VectorNearest
 
 WORKLOADS: tuple[type[Workload], ...] = (
@@ -39,6 +40,9 @@ WORKLOADS: tuple[type[Workload], ...] = (
     RangeRead,
     Aggregates,
     Pages,
+    ReplicaRouting,
+    ReplicaLookups,
+    ReplicaRanges,
     Columnar,
     Arrays,
     VectorLoad,

@@ -34,7 +34,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from orso_pg import _adapters as _vector_adapters
 from orso_pg._compiler import Statement
-from orso_pg._executor import Executor, Listener, loader, translate
+from orso_pg._executor import Executor, Listener, ServerListener, loader, translate
 from orso_pg.errors import (
     ConfigError,
     ConnectionLostError,
@@ -51,6 +51,7 @@ from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
+    from orso_pg.session._replicas import PrimarySession, ReplicaStatus, Router
 
 __all__ = ["Database", "DatabaseConfig", "Session", "Transaction"]
 
@@ -278,6 +279,13 @@ class Database(Session):
             certificate (``sslmode=verify-full`` is set when the DSN has no ``sslmode``).
         max_idle: Seconds an idle connection above ``min_size`` is kept.
         max_lifetime: Seconds before a connection is replaced.
+        replicas: DSNs of hot standbys of this server; reads through the Database go to them
+            (see :mod:`orso_pg.session._replicas`). None: ``$ORSO_PG_REPLICA_DSNS`` when the
+            server itself comes from ``$ORSO_PG_DSN``, else none.
+        read_your_writes: After a write through the Database, reads from the same thread go
+            to the primary until a replica has replayed past it.
+        max_replica_lag: Seconds a replica may be behind the primary and still serve reads
+            (None: no limit).
 
     Raises:
         ConfigError: the DSN is invalid, or the server refuses the connection (unreachable,
@@ -305,7 +313,12 @@ class Database(Session):
         max_idle: float = 600.0,
         max_lifetime: float = 3600.0,
         require_tls: bool = False,
+        replicas: Sequence[str] | None = None,
+        read_your_writes: bool = False,
+        max_replica_lag: float | None = None,
     ) -> None:
+        shared = {k: v for k, v in locals().items() if k not in _NOT_SHARED}
+        self._router: Router | None = None
         self._listeners = ()
         self._lent: dict[int, _PythonState] = {}
         self._lent_lock = threading.Lock()
@@ -359,6 +372,15 @@ class Database(Session):
             reason = self._pool.outage.reason or "no connection in time"
             msg = f"cannot connect to PostgreSQL at {self.server}: {reason}"
             raise ConfigError(msg) from exc
+        from orso_pg.session import _replicas  # it imports this module
+
+        try:
+            self._router = _replicas.open_router(
+                self, target, replicas, shared, read_your_writes, max_replica_lag
+            )
+        except BaseException:
+            self.close()
+            raise
 
     def _probe(self, connect_timeout: int) -> bool:
         """Connect once, so that a wrong DSN fails now with libpq's reason.
@@ -409,6 +431,8 @@ class Database(Session):
 
     def close(self) -> None:
         """Close every connection; stop the embedded server if this process started it."""
+        if self._router is not None:
+            self._router.close()
         self._pool.close()
         if self._adbc is not None:
             self._adbc.close()
@@ -446,13 +470,41 @@ class Database(Session):
 
     # --- listeners ----------------------------------------------------------------------------
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call *listener(text, params)* before every statement orso_pg runs."""
-        self._listeners = (*self._listeners, listener)
+    def add_listener(self, listener: Listener | Callable[..., object]) -> None:
+        """Call *listener(text, params)* before every statement orso_pg runs.
 
-    def remove_listener(self, listener: Listener) -> None:
+        A listener that takes a ``server`` argument is called as ``listener(text, params,
+        server=name)``, *name* being the server the statement runs on (see
+        :attr:`server`; a replica's name when the read went to one).
+        """
+        if ServerListener.wanted(listener):
+            listener = ServerListener(listener)
+        self._listeners = (*self._listeners, listener)  # type: ignore[arg-type]
+
+    def remove_listener(self, listener: Listener | Callable[..., object]) -> None:
         """Stop calling *listener*."""
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
+        self._listeners = tuple(
+            x
+            for x in self._listeners
+            if x is not listener and getattr(x, "listener", None) is not listener
+        )
+
+    # --- replicas -----------------------------------------------------------------------------
+
+    def primary(self) -> Database | PrimarySession:
+        """Return a session whose reads go to the primary (this Database without replicas).
+
+        Usable as ``db`` in every Orso method: what the script just wrote is read back.
+        """
+        return self if self._router is None else self._router.primary
+
+    def replica_status(self) -> list[ReplicaStatus]:
+        """Check each replica now; return its state, lag and replay position (one per DSN)."""
+        return [] if self._router is None else self._router.status()
+
+    def _wrote(self) -> None:
+        if self._router is not None:
+            self._router.wrote()
 
     # --- connections --------------------------------------------------------------------------
 
@@ -518,6 +570,11 @@ class Database(Session):
         self._pool.check()
 
     def _read(self, work: Callable[[Executor], T]) -> T:
+        if self._router is not None:
+            return self._router.read(work)
+        return self._read_primary(work)
+
+    def _read_primary(self, work: Callable[[Executor], T]) -> T:
         try:
             with self._borrow() as conn:
                 return work(self._executor(conn))
@@ -537,13 +594,25 @@ class Database(Session):
             except ConnectionLostError:
                 self._sweep()
                 raise
+            finally:
+                self._wrote()
 
     def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
         local, deadline = _call_timeout(timeout)
-        with self._begun(local=local) as conn:
-            return work(self._executor(conn, deadline))
+        try:
+            with self._begun(local=local) as conn:
+                return work(self._executor(conn, deadline))
+        finally:
+            self._wrote()
 
     def _iterate(
+        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+    ) -> Iterator[Any]:
+        if self._router is not None:
+            return self._router.iterate(stmt, batch_size, table, timeout)
+        return self._iterate_primary(stmt, batch_size, table, timeout)
+
+    def _iterate_primary(
         self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
     ) -> Iterator[Any]:
         # A server-side cursor lives in a transaction; the connection is held until the
@@ -652,8 +721,12 @@ class Database(Session):
         deadline = None
         if statement_timeout is not None:
             deadline = statement_timeout / 1000.0 + _DEADLINE_GRACE
-        with self._begun(isolation=isolation, read_only=read_only, local=local) as conn:
-            yield Transaction(self, conn, deadline)
+        try:
+            with self._begun(isolation=isolation, read_only=read_only, local=local) as conn:
+                yield Transaction(self, conn, deadline)
+        finally:
+            if not read_only:
+                self._wrote()
 
     def run_transaction(
         self,
@@ -722,6 +795,7 @@ class Database(Session):
                 yield conn
             finally:
                 self._give_back(conn)
+                self._wrote()
 
     def _lend(self, conn: psycopg.Connection[Any]) -> None:
         with self._lent_lock:
@@ -847,6 +921,11 @@ def _translated() -> Iterator[None]:
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
         raise translate(exc) from exc
 
+
+#: The arguments of ``Database`` a replica's pool does not share with the primary's.
+_NOT_SHARED: Final = frozenset(
+    {"self", "dsn", "data_dir", "replicas", "read_your_writes", "max_replica_lag"}
+)
 
 #: Seconds added to a statement timeout to make the client-side deadline: the server cancels
 #: the statement first, and the deadline only ends a wait for a server that went silent.
