@@ -33,6 +33,7 @@ from orso_pg.errors import (
     UniqueViolationError,
     ValidationError,
 )
+from orso_pg.migrate._history import MigrationRecord
 from orso_pg.migrate._migrations import (
     MigrationAction,
     MigrationEntry,
@@ -81,6 +82,7 @@ __all__ = [
     "MigrationEntry",
     "MigrationError",
     "MigrationPlan",
+    "MigrationRecord",
     "MigrationResult",
     "MigrationStep",
     "Migrations",
@@ -115,6 +117,20 @@ __all__ = [
     "table",
     "table_of",
 ]
+
+
+def __getattr__(name: str) -> str:
+    # The version comes from the installed metadata, read on first use (svcs and stamina do
+    # the same): importing orso_pg does not pay for importlib.metadata.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("orso_pg")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree not installed
+            return "0+unknown"
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def _report_public_paths() -> None:

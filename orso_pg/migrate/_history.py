@@ -141,14 +141,14 @@ class MigrationRecord:
     schema_after: dict[str, Any] | None
 
 
-def entries(ex: Executor, table: str | None = None, entry_id: int | None = None) -> list[MigrationRecord]:
+def entries(
+    ex: Executor, table: str | None = None, entry_id: int | None = None
+) -> list[MigrationRecord]:
     """Return the history rows, oldest first, of *table* or with *entry_id* (or all of them)."""
     if not exists(ex):
         return []
     query = _ENTRIES if ex.scalar(_HAS_SCHEMAS) else _ENTRIES_WITHOUT_SCHEMAS
-    rows = ex.fetch_all(
-        Statement(query, (table, table, entry_id, entry_id)), table=HISTORY_TABLE
-    )
+    rows = ex.fetch_all(Statement(query, (table, table, entry_id, entry_id)), table=HISTORY_TABLE)
     return [
         MigrationRecord(
             id=int(r[0]),

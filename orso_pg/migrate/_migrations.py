@@ -299,7 +299,8 @@ class Migrations:
             target = rollback_target(ex, table, to)
             entry = MigrationEntry(target.meta)
             (result,) = _locked(ex, [entry], runner)
-            return attrs.evolve(result, notes=(*result.notes, *target.notes))
+            notes = (f"back to {target.what}", *result.notes, *target.notes)
+            return attrs.evolve(result, notes=notes)
 
         return session._write(work)
 

@@ -123,7 +123,9 @@ def snapshot(
     }
 
 
-def renames_of(after: Mapping[str, Any] | None, steps: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def renames_of(
+    after: Mapping[str, Any] | None, steps: Iterable[Mapping[str, Any]]
+) -> dict[str, str]:
     """Return ``{old: new}`` for the renames one history record made.
 
     Records with schemas list them; older ones are read from their steps' descriptions.
@@ -159,9 +161,7 @@ def meta_from_snapshot(
     table = str(recorded["table"])
     key = [str(c) for c in recorded["primary_key"]]
     notes: list[str] = []
-    by_fk = {
-        fk["columns"][0]: fk for fk in recorded["foreign_keys"] if len(fk["columns"]) == 1
-    }
+    by_fk = {fk["columns"][0]: fk for fk in recorded["foreign_keys"] if len(fk["columns"]) == 1}
     columns = []
     for item in recorded["columns"]:
         name = str(item["name"])
