@@ -411,14 +411,19 @@ def format_plans(plans: Sequence[MigrationPlan]) -> str:
 def format_results(results: Sequence[MigrationResult], *, dry_run: bool = False) -> str:
     """Return what a migration did (or, in a dry run, would do), as text."""
     lines: list[str] = []
-    would = "would be " if dry_run else ""
     for result in results:
+        count = len(result.steps)
+        steps = f"({count} step{'s' * (count != 1)})"
         if result.action is MigrationAction.SCHEMA_MATCHED:
             lines.append(f"{result.table}: matches its model")
         elif result.action is MigrationAction.TABLE_CREATED:
-            lines.append(f"{result.table}: {would}created")
+            lines.append(
+                f"{result.table}: would create {steps}" if dry_run else f"{result.table}: created"
+            )
+        elif dry_run:
+            lines.append(f"{result.table}: would migrate {steps}, {result.rows_migrated} rows kept")
         else:
-            lines.append(f"{result.table}: {would}migrated, {result.rows_migrated} rows kept")
+            lines.append(f"{result.table}: migrated, {result.rows_migrated} rows kept")
         if dry_run:
             lines.extend(_steps(result.steps))
         else:

@@ -80,6 +80,8 @@ def test_dry_run_then_apply_then_refuse(server, schema, raw, tmp_path, capsys):
     assert "cli_trades: migrated, 3000 rows kept" in out
     assert "done: rename column symbol to ticker" in out
     assert run(server, schema, v2, "--dry-run") == 0
+    assert capsys.readouterr().out.split("\n")[0] == "cli_trades: matches its model"
+    assert run(server, schema, v2, "--plan-only") == 0
     assert capsys.readouterr().out.strip() == "cli_trades: matches its model"
 
     assert run(server, schema, v3) == 1
