@@ -127,7 +127,7 @@ def _sql(args: argparse.Namespace) -> int:
         return entries
     if args.offline:
         print(
-            "orso-pg: offline: the SQL that creates every table in an empty database",
+            "orso-pg: offline, no server: the SQL that creates every table in an empty database",
             file=sys.stderr,
         )
         try:

@@ -143,9 +143,17 @@ def catalog(raw: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def data(raw: psycopg.Connection[Any], columns: str = "id, symbol, qty, prices, note") -> str:
+def data(raw: psycopg.Connection[Any]) -> str:
+    """Return an md5 of V1's columns of every row, in id order (a renamed column by position)."""
+    names = [
+        r[0]
+        for r in raw.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid ="
+            " 'tooled'::regclass AND attnum BETWEEN 1 AND 5 AND NOT attisdropped ORDER BY attnum"
+        )
+    ]
     query = sql.SQL("SELECT md5(string_agg(row({})::text, '|' ORDER BY id)) FROM tooled")
-    row = raw.execute(query.format(sql.SQL(columns))).fetchone()  # noqa: S608 - test constants
+    row = raw.execute(query.format(sql.SQL(", ").join(map(sql.Identifier, names)))).fetchone()
     assert row is not None
     return str(row[0])
 
