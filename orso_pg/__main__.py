@@ -130,12 +130,7 @@ def _sql(args: argparse.Namespace) -> int:
             "orso-pg: offline, no server: the SQL that creates every table in an empty database",
             file=sys.stderr,
         )
-        try:
-            plans = [_offline_plan(entry) for entry in entries]
-        except OrsoError as exc:
-            print(f"orso-pg: {exc}", file=sys.stderr)
-            return 1
-        print(format_sql(plans))
+        print(format_sql([_offline_plan(entry) for entry in entries]))
         return 0
     return _with_server(
         args, lambda db: print(format_sql(Migrations.plan(db, entries, **_options(args))))

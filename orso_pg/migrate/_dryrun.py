@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from orso_pg._executor import Executor
 from orso_pg.errors import ConnectionLostError, DatabaseError, LockTimeoutError, MigrationError
-from orso_pg.migrate._apply import apply_step
 from orso_pg.migrate._steps import BuildIndex, MigrationStep
 
 __all__ = ["build_in_transaction"]
@@ -31,9 +30,9 @@ def build_in_transaction(ex: Executor, steps: Sequence[MigrationStep]) -> None:
     """Run *steps* (built concurrently by a real run) inside the dry run's transaction."""
     for step in steps:
         for action in step.actions:
-            if not isinstance(action, BuildIndex) or action.plain is None:
-                apply_step(ex, MigrationStep(step.description, step.sql, actions=(action,)))
-                continue
+            # The planner's only steps outside a transaction are concurrent index builds.
+            assert isinstance(action, BuildIndex)  # noqa: S101
+            assert action.plain is not None  # noqa: S101
             try:
                 with ex.transaction():
                     ex.execute(action.plain, table=action.table)

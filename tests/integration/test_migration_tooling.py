@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
 
 import psycopg
@@ -356,3 +357,39 @@ def test_a_rollback_of_a_created_table_is_refused(db, raw):
         Migrations.rollback(db, "tooled", to=999)
     with pytest.raises(ValidationError, match="a table or a history record"):
         Migrations.rollback(db)
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class WiderSide(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+    HOLD = "hold"
+
+
+@table("sided")
+class Sided(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    side: Side
+    venue: str = column(server_default="XNAS")
+
+
+@table("sided")
+class WiderSided(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    side: WiderSide
+    venue: str = column(server_default="XNYS")
+
+
+def test_a_rollback_restores_enum_members_and_defaults(db, raw):
+    """The enum's CHECK and a server default come back as they were recorded."""
+    Migrations.init(db, [migration(Sided)])
+    raw.execute("INSERT INTO sided (side) VALUES ('buy'), ('sell')")
+    before = shape(raw, "sided")
+    Migrations.init(db, [migration(WiderSided)])
+    assert shape(raw, "sided") != before
+    Migrations.rollback(db, "sided")
+    assert shape(raw, "sided") == before

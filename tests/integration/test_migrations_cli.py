@@ -457,3 +457,21 @@ def test_the_script_imports_modules_beside_the_file_and_packages_here(
     assert "defines no @table models" in capsys.readouterr().err
     assert run_command(server, schema, "status", "app/missing.py") == 2
     assert "no Python file at app/missing.py" in capsys.readouterr().err
+
+
+def test_the_commands_in_process(server, schema, raw, tmp_path, capsys):
+    """status, sql --offline and a failing dry run, through main() as the script calls it."""
+    v1, v2 = write(tmp_path, "cli_ip_v1", LOSSY_V1), write(tmp_path, "cli_ip_v2", LOSSY_V2)
+    assert main(["sql", v1, "--offline"]) == 0
+    assert capsys.readouterr().out.startswith("-- cli_lossy: create table cli_lossy\n")
+    assert run_command(server, schema, "status", v1) == 1
+    assert "1 pending step in 1 table" in capsys.readouterr().err
+    assert run_command(server, schema, "migrate", v1) == 0
+    raw.execute("INSERT INTO cli_lossy (close) VALUES (0.5), (1.5)")
+    capsys.readouterr()
+    assert run_command(server, schema, "status", v2) == 1
+    assert "1 pending step in 1 table" in capsys.readouterr().err
+    assert run_command(server, schema, "migrate", v2, "--dry-run") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "the value '0.5' would become" in err[1]
+    assert err[2] == "orso-pg: dry run: the real run would fail; nothing was changed"
