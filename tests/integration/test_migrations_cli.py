@@ -175,7 +175,9 @@ def test_the_readme_migrations_example_runs(server, schema, db, raw, monkeypatch
 
     # The README's shell sample: the dry run from Candle to CandleV2, its SQL of step 3 cut.
     text = README.read_text(encoding="utf-8")
-    sample = re.compile(r"```text\n\$ python -m orso_pg migrate \S+ --dry-run\n(.*?)```", re.DOTALL)
+    sample = re.compile(
+        r"```text\n\$ python -m orso_pg migrate \S+ --plan-only\n(.*?)```", re.DOTALL
+    )
     found = sample.search(text, text.index("## Migrations\n"))
     assert found is not None
     shown = found.group(1).rstrip("\n").split("\n")
