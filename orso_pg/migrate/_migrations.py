@@ -296,10 +296,15 @@ class Migrations:
         runner = _Runner(options, lock_timeout, lock_retries, progress, dry=dry_run)
 
         def work(ex: Executor) -> MigrationResult:
-            target = rollback_target(ex, table, to)
-            entry = MigrationEntry(target.meta)
-            (result,) = _locked(ex, [entry], runner)
-            notes = (f"back to {target.what}", *result.notes, *target.notes)
+            found: list[Any] = []
+
+            def entries() -> list[MigrationEntry]:
+                # Read under the migration lock: no other migration writes history meanwhile.
+                found.append(rollback_target(ex, table, to))
+                return [MigrationEntry(found[0].meta)]
+
+            (result,) = _locked(ex, entries, runner)
+            notes = (f"back to {found[0].what}", *result.notes, *found[0].notes)
             return attrs.evolve(result, notes=notes)
 
         return session._write(work)
@@ -361,15 +366,21 @@ def _lock(ex: Executor) -> None:
 
 
 def _locked(
-    ex: Executor, entries: Sequence[MigrationEntry], runner: _Runner
+    ex: Executor,
+    entries: Sequence[MigrationEntry] | Callable[[], Sequence[MigrationEntry]],
+    runner: _Runner,
 ) -> list[MigrationResult]:
-    """Migrate *entries* under the migration lock (all in one rolled-back transaction if dry)."""
+    """Migrate *entries* under the migration lock (all in one rolled-back transaction if dry).
+
+    *entries* may be a function, called once the lock is held.
+    """
     _lock(ex)
     try:
+        chosen = entries() if callable(entries) else entries
         if not runner.dry:
-            return _in_order(entries, lambda entry: runner.migrate(ex, entry))
+            return _in_order(chosen, lambda entry: runner.migrate(ex, entry))
         with ex.transaction(force_rollback=True):
-            return _in_order(entries, lambda entry: runner.migrate(ex, entry))
+            return _in_order(chosen, lambda entry: runner.migrate(ex, entry))
     finally:
         with contextlib.suppress(OrsoError):
             ex.execute(_UNLOCK)
