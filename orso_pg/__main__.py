@@ -420,7 +420,7 @@ def format_results(results: Sequence[MigrationResult], *, dry_run: bool = False)
         else:
             lines.append(f"{result.table}: migrated, {result.rows_migrated} rows kept")
         if dry_run:
-            lines.extend(_steps(result.steps))
+            lines.extend(_steps(result.steps, dry_run=True))
         else:
             lines.extend(f"  done: {step.description}" for step in result.steps)
         if result.backup_table:
@@ -474,10 +474,12 @@ def format_history(records: Sequence[MigrationRecord]) -> str:
     return "\n".join(lines)
 
 
-def _steps(steps: Sequence[MigrationStep]) -> list[str]:
+def _steps(steps: Sequence[MigrationStep], *, dry_run: bool = False) -> list[str]:
     lines = []
     for number, step in enumerate(steps, 1):
         flag = "  [rewrites the table]" if step.rewrites else ""
+        if dry_run and not step.transactional:
+            flag = "  [dry run: built by a plain CREATE INDEX in its transaction]"
         lines.append(f"  {number}. {step.description}{flag}")
         lines.extend(f"       {text}" for text in step.sql.split("\n"))
     return lines

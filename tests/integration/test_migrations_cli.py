@@ -477,3 +477,11 @@ def test_the_commands_in_process(server, schema, raw, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert "the value '0.5' would become" in err[1]
     assert err[2] == "orso-pg: dry run: the real run would fail; nothing was changed"
+    raw.execute("UPDATE cli_lossy SET close = 1")
+    indexed = write(
+        tmp_path, "cli_ip_v3", LOSSY_V1.replace("close: float", "close: float = column(index=True)")
+    )
+    assert run_command(server, schema, "migrate", indexed, "--dry-run", "--concurrent-indexes") == 0
+    assert (
+        "  [dry run: built by a plain CREATE INDEX in its transaction]" in capsys.readouterr().out
+    )
