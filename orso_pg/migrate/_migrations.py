@@ -714,11 +714,13 @@ def _record(
 ) -> None:
     """Write the history record of one migration of *live*."""
     cls = entry.meta.cls
+    # A rollback's stand-in model says what it went back to.
+    label = getattr(cls, "__orso_history_label__", None)
     history.record(
         ex,
         schema=live.schema,
         table=live.name,
-        model=f"{cls.__module__}.{cls.__qualname__}",
+        model=label or f"{cls.__module__}.{cls.__qualname__}",
         action=action.value,
         target=target,
         steps=steps,

@@ -83,7 +83,9 @@ def rollback_target(ex: Executor, table: str | None, to: int | None) -> Rollback
         )
         raise MigrationError(msg, table=chosen.table)
     current = _names_now(recorded, since)
-    meta, notes = meta_from_snapshot(recorded, record_id=chosen.id, current=current)
+    meta, notes = meta_from_snapshot(
+        recorded, record_id=chosen.id, current=current, label=f"rollback to {what}"
+    )
     return RollbackTarget(meta, chosen.id, what, tuple(notes))
 
 

@@ -146,7 +146,7 @@ class _Recorded:
 
 
 def meta_from_snapshot(
-    recorded: Mapping[str, Any], *, record_id: int, current: Mapping[str, str]
+    recorded: Mapping[str, Any], *, record_id: int, current: Mapping[str, str], label: str = ""
 ) -> tuple[TableMeta, list[str]]:
     """Return a model of the recorded table, and what of it cannot be rebuilt.
 
@@ -154,6 +154,7 @@ def meta_from_snapshot(
         recorded: What :func:`snapshot` returned.
         record_id: The history record it comes from, named in the model.
         current: ``{recorded name: name now}`` for the columns renamed since.
+        label: What the history records as the model of a migration to it.
 
     Raises:
         MigrationError: a column's recorded type cannot be written again.
@@ -193,6 +194,7 @@ def meta_from_snapshot(
     cls = attrs.make_class(f"{table}_at_{record_id}", {}, bases=(_Recorded,))
     cls.__module__ = "orso_pg.history"
     cls.__qualname__ = f"record {record_id}"
+    cls.__orso_history_label__ = label or f"record {record_id}"  # type: ignore[attr-defined]
     meta = TableMeta(
         cls=cls,
         name=table,

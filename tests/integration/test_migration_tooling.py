@@ -341,6 +341,9 @@ def test_rolling_back_twice_undoes_the_rollback_and_to_goes_further(db, raw):
     first = Migrations.history(db, "tooled")[0]
     result = Migrations.rollback(db, to=first.id, drop_columns=True)
     assert result.notes[0] == f"back to the schema after record {first.id}"
+    models = [r.model for r in Migrations.history(db, "tooled")]
+    assert models[-1] == f"rollback to the schema after record {first.id}"
+    assert models[-3].startswith("rollback to the schema before record ")
     assert shape(raw) == v1
     assert V1.count(db) == ROWS
 
