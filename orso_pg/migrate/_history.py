@@ -66,11 +66,6 @@ _LATEST = sql.SQL(
     "SELECT checksum, target FROM orso_pg_migrations"
     " WHERE table_schema = %s AND table_name = %s ORDER BY id DESC LIMIT 1"
 )
-_INSERT = sql.SQL(
-    "INSERT INTO orso_pg_migrations"
-    " (table_schema, table_name, model, action, checksum, steps, target)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
 # Tables written by versions before the schemas were recorded get the two columns on the
 # next migration; their rows keep NULL there.
 _HAS_SCHEMAS = Statement(
@@ -86,7 +81,7 @@ _ADD_SCHEMAS = Statement(
         " ADD COLUMN IF NOT EXISTS schema_after JSONB"
     )
 )
-_INSERT_WITH_SCHEMAS = sql.SQL(
+_INSERT = sql.SQL(
     "INSERT INTO orso_pg_migrations"
     " (table_schema, table_name, model, action, checksum, steps, target, schema_before,"
     " schema_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -203,14 +198,11 @@ def record(
     action: str,
     target: dict[str, Any],
     steps: Sequence[MigrationStep],
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
 ) -> None:
-    """Insert one history record, with the table's schema before and after when given."""
+    """Insert one history record, with the table's schema before (None: created) and after."""
     shown = [{"description": s.description, "sql": s.sql, "rewrites": s.rewrites} for s in steps]
     params = (schema, table, model, action, checksum(target), Jsonb(shown), Jsonb(target))
-    if after is None:
-        ex.execute(Statement(_INSERT, params), table=HISTORY_TABLE)
-        return
     schemas = (None if before is None else Jsonb(before), Jsonb(after))
-    ex.execute(Statement(_INSERT_WITH_SCHEMAS, params + schemas), table=HISTORY_TABLE)
+    ex.execute(Statement(_INSERT, params + schemas), table=HISTORY_TABLE)
