@@ -46,7 +46,7 @@ from orso_pg.migrate._history import MigrationRecord
 from orso_pg.migrate._introspect import LiveTable, read_table, read_table_oid
 from orso_pg.migrate._planner import PlanOptions, describe, plan_create, plan_table
 from orso_pg.migrate._rollback import rollback_target
-from orso_pg.migrate._snapshot import snapshot
+from orso_pg.migrate._snapshot import renames_of, snapshot
 from orso_pg.migrate._steps import BuildIndex, MigrationStep
 from orso_pg.session._database import Transaction
 
@@ -687,8 +687,14 @@ class _Runner:
         assert live is not None  # noqa: S101 - migrated just before
         previous = history.latest(ex, live.schema, live.name)
         target = previous.target if previous is not None else {}
-        state = snapshot(live, compressed=_compressed(target))
-        before = attrs.evolve(live, indexes=tuple(i for i in live.indexes if not _built(i, steps)))
+        # The table's transaction wrote the latest record: this one, the rest of the same
+        # migration, starts from where that one started, so a rollback undoes both.
+        rows = [r for r in history.entries(ex, live.name) if r.schema == live.schema]
+        first = rows[-1].schema_before if rows else None
+        renamed = renames_of(rows[-1].schema_after, rows[-1].steps) if rows else {}
+        if first is None:
+            unbuilt = tuple(i for i in live.indexes if not _built(i, steps))
+            first = snapshot(attrs.evolve(live, indexes=unbuilt), compressed=_compressed(target))
         _record(
             ex,
             entry,
@@ -696,8 +702,8 @@ class _Runner:
             MigrationAction.DATA_MIGRATED,
             target,
             steps,
-            before=snapshot(before, compressed=_compressed(target)),
-            after=state,
+            before=first,
+            after=snapshot(live, compressed=_compressed(target), renamed=renamed),
         )
 
 

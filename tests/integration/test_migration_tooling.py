@@ -63,6 +63,11 @@ class RenamedCompressed(Renamed):
 
 
 @table("tooled")
+class RenamedIndexed(Renamed):
+    ticker: str = column(renamed_from="symbol", index=True)
+
+
+@table("tooled")
 class Retyped(V1):
     qty: float  # type: ignore[assignment]
 
@@ -395,3 +400,15 @@ def test_a_rollback_restores_enum_members_and_defaults(db, raw):
     assert shape(raw, "sided") != before
     Migrations.rollback(db, "sided")
     assert shape(raw, "sided") == before
+
+
+def test_a_rollback_undoes_the_concurrent_index_builds_with_the_rest(db, raw):
+    """A migration with concurrent indexes is two records; one rollback undoes both."""
+    fill(db, raw)
+    before, rows = shape(raw), data(raw)
+    Migrations.init(db, [migration(RenamedIndexed)], concurrent_indexes=True)
+    last = Migrations.history(db, "tooled")[-1]
+    assert last.steps[0]["description"].endswith("concurrently, after the transaction")
+    Migrations.rollback(db, "tooled")
+    assert shape(raw) == before
+    assert data(raw) == rows
