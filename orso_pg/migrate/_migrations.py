@@ -1,11 +1,14 @@
 """Migrations: bring live tables in line with their models, losing nothing.
 
-Owns ``Migrations.init`` and ``Migrations.plan`` (the dry run), the ``migration()`` entries and
-their results, and the safety around each table's migration: an advisory lock so two processes
-never migrate at once, one transaction per table (all of its steps or none), ``lock_timeout``
-with retries so readers never queue behind a stalled ``ALTER``, an exclusive lock on the table
-while its rows are converted, a row count checked before and after, the history record written
-in the same transaction, and concurrent index builds after it.
+Owns ``Migrations.init``, ``Migrations.plan`` (the plan alone), ``Migrations.dry_run`` (the
+migration in a transaction that is rolled back), ``Migrations.rollback`` (to a schema the
+history recorded) and ``Migrations.history``, the ``migration()`` entries and their results,
+and the safety around each table's migration: an advisory lock so two processes never migrate
+at once (polled, outside any transaction), one transaction per table (all of its steps or
+none), ``lock_timeout`` with retries so readers never queue behind a stalled ``ALTER``, an
+exclusive lock on the table while its rows are converted, a row count checked before and after,
+the history record (with the table's schema before and after) written in the same transaction,
+and concurrent index builds after it.
 
 It must not build DDL text itself (``_ddl`` and ``_planner`` do), read the
 catalog itself (``_introspect``) nor touch connections directly: work reaches a
@@ -197,9 +200,7 @@ class Migrations:
         if concurrent_indexes and isinstance(session, Transaction):
             msg = "concurrent_indexes=True cannot run inside a transaction; pass the Database"
             raise ValidationError(msg, value=db)
-        if lock_timeout <= 0 or lock_retries < 0:
-            msg = "lock_timeout must be positive and lock_retries zero or more"
-            raise ValidationError(msg, value=(lock_timeout, lock_retries))
+        _check_locks(lock_timeout, lock_retries)
         checked = _checked(entries)
         runner = _Runner(options, lock_timeout, lock_retries, progress)
         return session._write(lambda ex: _locked(ex, checked, runner))
@@ -242,9 +243,7 @@ class Migrations:
         """
         session = check_session(db)
         options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
-        if lock_timeout <= 0 or lock_retries < 0:
-            msg = "lock_timeout must be positive and lock_retries zero or more"
-            raise ValidationError(msg, value=(lock_timeout, lock_retries))
+        _check_locks(lock_timeout, lock_retries)
         checked = _checked(entries)
         runner = _Runner(options, lock_timeout, lock_retries, progress, dry=True)
         return session._write(lambda ex: _locked(ex, checked, runner))
@@ -292,6 +291,7 @@ class Migrations:
         if table is None and to is None:
             msg = "rollback needs a table or a history record id (to=)"
             raise ValidationError(msg, value=None)
+        _check_locks(lock_timeout, lock_retries)
         options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes=False)
         runner = _Runner(options, lock_timeout, lock_retries, progress, dry=dry_run)
 
@@ -350,6 +350,12 @@ class Migrations:
                 return _in_order(checked, lambda entry: _plan(ex, entry, options).plan)
 
         return session._write(work)
+
+
+def _check_locks(lock_timeout: float, lock_retries: int) -> None:
+    if lock_timeout <= 0 or lock_retries < 0:
+        msg = "lock_timeout must be positive and lock_retries zero or more"
+        raise ValidationError(msg, value=(lock_timeout, lock_retries))
 
 
 def _lock(ex: Executor) -> None:

@@ -364,6 +364,8 @@ def test_a_rollback_of_a_created_table_is_refused(db, raw):
         Migrations.rollback(db, "tooled", to=999)
     with pytest.raises(ValidationError, match="a table or a history record"):
         Migrations.rollback(db)
+    with pytest.raises(ValidationError, match="lock_timeout"):
+        Migrations.rollback(db, "tooled", lock_retries=-1)
 
 
 class Side(enum.Enum):
