@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -42,7 +43,16 @@ from orso_pg.migrate._steps import Convert
 from orso_pg.session._connect import EMBEDDED, ENV_DSN
 from orso_pg.session._database import Database
 
-__all__ = ["format_history", "format_plans", "format_results", "format_sql", "main", "summary"]
+__all__ = [
+    "format_history",
+    "format_plans",
+    "format_results",
+    "format_sql",
+    "history_json",
+    "main",
+    "plans_json",
+    "summary",
+]
 
 _USAGE_ERROR = 2
 NO_SERVER_CLI = (
@@ -106,7 +116,7 @@ def _status(args: argparse.Namespace) -> int:
     def work(db: Database) -> None:
         plans = Migrations.plan(db, entries, **_options(args))
         pending.extend(p for p in plans if p.steps)
-        print(format_plans(plans))
+        print(plans_json(plans) if args.json else format_plans(plans))
 
     status = _with_server(args, work)
     if status == 0 and pending:
@@ -138,7 +148,11 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    return _with_server(args, lambda db: print(format_history(Migrations.history(db, args.table))))
+    def work(db: Database) -> None:
+        records = Migrations.history(db, args.table)
+        print(history_json(records) if args.json else format_history(records))
+
+    return _with_server(args, work)
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -265,6 +279,7 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 0 when every table matches its model, 1 with the pending steps",
     )
     status.add_argument("module", help="a module name such as app.models, or a .py file")
+    status.add_argument("--json", action="store_true", help="print the plans as JSON")
     sql_command = commands.add_parser(
         "sql",
         parents=[server, changes],
@@ -282,6 +297,9 @@ def _parser() -> argparse.ArgumentParser:
         help="list the migrations recorded in orso_pg_migrations, with their steps and SQL",
     )
     history.add_argument("table", nargs="?", help="only this table's migrations")
+    history.add_argument(
+        "--json", action="store_true", help="print the records as JSON, schemas included"
+    )
     rollback = commands.add_parser(
         "rollback",
         parents=[server, changes],
@@ -455,6 +473,46 @@ def format_sql(plans: Sequence[MigrationPlan]) -> str:
             lines.append(step.sql + ";")
         lines.extend(f"-- {plan.table}: kept: {note}" for note in plan.notes)
     return "\n".join(lines)
+
+
+def plans_json(plans: Sequence[MigrationPlan]) -> str:
+    """Return *plans* as a JSON array: table, action, steps (description, SQL), notes."""
+    return json.dumps(
+        [
+            {
+                "table": plan.table,
+                "action": plan.action.value,
+                "steps": [
+                    {"description": s.description, "sql": s.sql, "rewrites": s.rewrites}
+                    for s in plan.steps
+                ],
+                "notes": list(plan.notes),
+            }
+            for plan in plans
+        ],
+        indent=2,
+    )
+
+
+def history_json(records: Sequence[MigrationRecord]) -> str:
+    """Return history records as a JSON array, times in ISO 8601 and schemas included."""
+    return json.dumps(
+        [
+            {
+                "id": r.id,
+                "applied_at": r.applied_at.isoformat(),
+                "schema": r.schema,
+                "table": r.table,
+                "model": r.model,
+                "action": r.action,
+                "steps": list(r.steps),
+                "schema_before": r.schema_before,
+                "schema_after": r.schema_after,
+            }
+            for r in records
+        ],
+        indent=2,
+    )
 
 
 def format_history(records: Sequence[MigrationRecord]) -> str:

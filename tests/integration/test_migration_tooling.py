@@ -459,6 +459,7 @@ def test_a_rollback_keeps_keys_defaults_references_and_declared_types(db, raw):
     """What the recorded schema holds beyond columns is rebuilt exactly."""
     Migrations.init(db, [migration(Parent), migration(Rich), migration(Pair)])
     parent = Parent(code="P1").insert(db)
+    assert parent.id is not None
     Rich(parent_id=parent.id, price=Decimal("1.5")).insert(db)
     raw.execute("INSERT INTO pairs VALUES (1, 'x', 2, 3)")
     before = (shape(raw, "rich"), shape(raw, "pairs"))

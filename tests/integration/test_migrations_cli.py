@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import re
 import subprocess
 import sys
@@ -348,6 +349,16 @@ def test_history_and_rollback_from_the_command_line(server, schema, raw, tmp_pat
     assert heads[1].split("  ")[3:] == ["data_migrated", "cli_h_v2.Trade"]
     assert "  1. rename column symbol to ticker" in lines
     assert '       ALTER TABLE "cli_trades" RENAME COLUMN "symbol" TO "ticker"' in lines
+
+    assert run_command(server, schema, "history", "cli_trades", "--json") == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["action"] for r in records] == ["table_created", "data_migrated"]
+    assert records[1]["schema_before"] == records[0]["schema_after"]
+    assert records[1]["schema_after"]["renamed"] == {"symbol": "ticker"}
+    assert dt.datetime.fromisoformat(records[1]["applied_at"]).tzinfo is not None
+    assert run_command(server, schema, "status", v2, "--json") == 0
+    (plan,) = json.loads(capsys.readouterr().out)
+    assert (plan["table"], plan["action"], plan["steps"]) == ("cli_trades", "schema_matched", [])
 
     assert run_command(server, schema, "rollback", "cli_trades", "--dry-run") == 0
     out = capsys.readouterr().out
