@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import random
 import time
 import typing
@@ -148,6 +149,8 @@ _TARGET = sql.Identifier("pg_temp", "orso_pg_target")
 _TARGET_OID = Statement(sql.SQL("SELECT 'pg_temp.orso_pg_target'::regclass::oid::int8"))
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("orso_pg")
 
 
 class Migrations:
@@ -367,6 +370,8 @@ def _lock(ex: Executor) -> None:
     """
     pause = 0.005
     while not ex.scalar(_TRY_LOCK):
+        if pause == 0.005:  # noqa: PLR2004 - the first wait
+            logger.info("another migration holds the migration lock; waiting for it")
         time.sleep(pause)
         pause = min(_LOCK_POLL_MAX, pause * 2)
 

@@ -7,6 +7,7 @@ concurrently would wait for the one waiting for the lock. The lock is polled ins
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -26,8 +27,11 @@ class WithIndex(Orso):
     symbol: str = column(index=True)
 
 
-def test_two_concurrent_migrations_with_a_concurrent_index_both_finish(server, schema, db, raw):
+def test_two_concurrent_migrations_with_a_concurrent_index_both_finish(
+    server, schema, db, raw, caplog
+):
     """The second migrator waits for the lock while the first builds its index concurrently."""
+    caplog.set_level(logging.INFO, logger="orso_pg")
     Migrations.init(db, [migration(Plain)])
     raw.execute("INSERT INTO locked (symbol) SELECT 'S' || g FROM generate_series(1, 2000) g")
     second = Database(server.dsn, schema=schema, application_name="orso_lock_second", max_size=2)
@@ -76,6 +80,7 @@ def test_two_concurrent_migrations_with_a_concurrent_index_both_finish(server, s
     finally:
         second.close()
     assert waited.is_set()
+    assert "another migration holds the migration lock" in caplog.text
     assert not isinstance(results["first"], Exception), results["first"]
     assert not isinstance(results["second"], Exception), results["second"]
     assert results["first"].action is MigrationAction.DATA_MIGRATED
