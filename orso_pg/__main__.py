@@ -79,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     if args.to is not None:
+        if args.module is not None or args.plan_only:
+            print(
+                "orso-pg: migrate --to ID takes no MODULE nor --plan-only: it goes back to the "
+                "schema history record ID left (use --dry-run to see the steps)",
+                file=sys.stderr,
+            )
+            return _USAGE_ERROR
         return _roll_back(args, table=None)
     if args.module is None:
         print("orso-pg: migrate needs MODULE (or --to ID)", file=sys.stderr)

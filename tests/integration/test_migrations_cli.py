@@ -378,6 +378,8 @@ def test_history_and_rollback_from_the_command_line(server, schema, raw, tmp_pat
     assert run_command(server, schema, "rollback", "cli_nothing") == 1
     assert "no migration of this table is recorded" in capsys.readouterr().err
     assert run_command(server, schema, "migrate") == 2
+    assert run_command(server, schema, "migrate", v1, "--to", first_id) == 2
+    assert "takes no MODULE" in capsys.readouterr().err
 
 
 def test_the_cli_names_its_server_and_refuses_without_one(server, schema, tmp_path):
