@@ -177,6 +177,7 @@ def _roll_back(args: argparse.Namespace, table: str | None) -> int:
             dry_run=args.dry_run,
             drop_columns=args.drop_columns,
             allow_data_loss=args.allow_data_loss,
+            concurrent_indexes=args.concurrent_indexes,
             lock_timeout=args.lock_timeout,
             progress=progress_bar(sys.stderr),
         )

@@ -200,9 +200,7 @@ class Migrations:
         """
         session = check_session(db)
         options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
-        if concurrent_indexes and isinstance(session, Transaction):
-            msg = "concurrent_indexes=True cannot run inside a transaction; pass the Database"
-            raise ValidationError(msg, value=db)
+        _check_concurrent(session, concurrent_indexes=concurrent_indexes)
         _check_locks(lock_timeout, lock_retries)
         checked = _checked(entries)
         runner = _Runner(options, lock_timeout, lock_retries, progress)
@@ -260,6 +258,7 @@ class Migrations:
         dry_run: bool = False,
         drop_columns: bool = False,
         allow_data_loss: bool = False,
+        concurrent_indexes: bool = False,
         lock_timeout: float = 5.0,
         lock_retries: int = 3,
         progress: Progress | None = None,
@@ -281,6 +280,7 @@ class Migrations:
             dry_run: Run it in a transaction that is rolled back (see :meth:`dry_run`).
             drop_columns: As for :meth:`init`.
             allow_data_loss: As for :meth:`init`.
+            concurrent_indexes: As for :meth:`init` (indexes the rollback brings back).
             lock_timeout: As for :meth:`init`.
             lock_retries: As for :meth:`init`.
             progress: As for :meth:`init`.
@@ -295,7 +295,8 @@ class Migrations:
             msg = "rollback needs a table or a history record id (to=)"
             raise ValidationError(msg, value=None)
         _check_locks(lock_timeout, lock_retries)
-        options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes=False)
+        _check_concurrent(session, concurrent_indexes=concurrent_indexes and not dry_run)
+        options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
         runner = _Runner(options, lock_timeout, lock_retries, progress, dry=dry_run)
 
         def work(ex: Executor) -> MigrationResult:
@@ -353,6 +354,12 @@ class Migrations:
                 return _in_order(checked, lambda entry: _plan(ex, entry, options).plan)
 
         return session._write(work)
+
+
+def _check_concurrent(session: object, *, concurrent_indexes: bool) -> None:
+    if concurrent_indexes and isinstance(session, Transaction):
+        msg = "concurrent_indexes=True cannot run inside a transaction; pass the Database"
+        raise ValidationError(msg, value=session)
 
 
 def _check_locks(lock_timeout: float, lock_retries: int) -> None:

@@ -468,3 +468,17 @@ def test_a_rollback_keeps_keys_defaults_references_and_declared_types(db, raw):
     result = Migrations.rollback(db, "pairs", drop_columns=True)
     assert (shape(raw, "rich"), shape(raw, "pairs")) == before
     assert not [n for n in result.notes if "not restored" in n]
+
+
+def test_a_rollback_can_build_the_indexes_it_brings_back_concurrently(db, raw):
+    """An index dropped by the last migration comes back, built concurrently when asked."""
+    Migrations.init(db, [migration(Indexed)])
+    raw.execute("INSERT INTO tooled (symbol, qty, prices) VALUES ('A', 1, '{}'), ('B', 2, '{}')")
+    indexed = shape(raw)
+    Migrations.init(db, [migration(V1)])
+    assert shape(raw) != indexed
+    result = Migrations.rollback(db, "tooled", concurrent_indexes=True)
+    assert result.steps[-1].description.endswith("concurrently, after the transaction")
+    assert shape(raw) == indexed
+    with db.transaction() as tx, pytest.raises(ValidationError, match="inside a transaction"):
+        Migrations.rollback(tx, "tooled", concurrent_indexes=True)
