@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from orso_pg import codec
 from orso_pg._model import Orso
 from orso_pg._schema import Column, ForeignKey, Index, TableMeta, column, table, table_of
@@ -33,6 +35,7 @@ from orso_pg.errors import (
     UniqueViolationError,
     ValidationError,
 )
+from orso_pg.migrate._history import MigrationRecord
 from orso_pg.migrate._migrations import (
     MigrationAction,
     MigrationEntry,
@@ -82,6 +85,7 @@ __all__ = [
     "MigrationEntry",
     "MigrationError",
     "MigrationPlan",
+    "MigrationRecord",
     "MigrationResult",
     "MigrationStep",
     "Migrations",
@@ -118,6 +122,25 @@ __all__ = [
     "table",
     "table_of",
 ]
+
+
+if TYPE_CHECKING:
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> str:
+        # The version comes from the installed metadata, read on first use (stamina does the
+        # same): importing orso_pg does not pay for importlib.metadata. Hidden from type
+        # checkers, which would otherwise accept any attribute of the package.
+        if name == "__version__":
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                return version("orso_pg")
+            except PackageNotFoundError:  # pragma: no cover - a source tree not installed
+                return "0+unknown"
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
 
 
 def _report_public_paths() -> None:

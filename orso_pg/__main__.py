@@ -1,9 +1,12 @@
-"""The command line: ``python -m orso_pg migrate MODULE [--dry-run] [--dsn ...]`` (``orso-pg``).
+"""The command line, ``orso-pg`` or ``python -m orso_pg``.
 
-It always names the server it talks to (on stderr) and, like ``Database()``, refuses to run
-without one: ``--dsn``, ``$ORSO_PG_DSN`` or ``--embedded``.
+Commands: ``migrate MODULE`` (``--dry-run``, ``--plan-only``, ``--to ID``), ``status MODULE``,
+``sql MODULE`` (``--offline``), ``history [TABLE]``, ``rollback TABLE``; and ``--version``.
+None of them prompts. Each names the server it talks to (on stderr) and, like ``Database()``,
+refuses to run without one: ``--dsn``, ``$ORSO_PG_DSN``, ``--embedded`` or ``--data-dir``.
 
-Owns argument parsing, finding the models of a module, printing plans and results, and the
+Owns argument parsing, importing the module of the models (as ``python -m`` would: its
+directory and the current one on the path), printing plans, results, SQL and history, and the
 progress bar of long conversions (tqdm, when it is installed and stderr is a terminal). It must
 not migrate anything itself: :class:`~orso_pg.migrate._migrations.Migrations` does.
 """
@@ -13,15 +16,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+import orso_pg
 from orso_pg.errors import OrsoError
 from orso_pg.migrate._apply import Progress
+from orso_pg.migrate._history import MigrationRecord
 from orso_pg.migrate._migrations import (
     MigrationAction,
     MigrationEntry,
@@ -31,10 +38,21 @@ from orso_pg.migrate._migrations import (
     MigrationStep,
     migration,
 )
+from orso_pg.migrate._planner import plan_create
+from orso_pg.migrate._steps import Convert
 from orso_pg.session._connect import EMBEDDED, ENV_DSN
 from orso_pg.session._database import Database
 
-__all__ = ["main"]
+__all__ = [
+    "format_history",
+    "format_plans",
+    "format_results",
+    "format_sql",
+    "history_json",
+    "main",
+    "plans_json",
+    "summary",
+]
 
 _USAGE_ERROR = 2
 NO_SERVER_CLI = (
@@ -44,23 +62,166 @@ NO_SERVER_CLI = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 done, 1 refused or failed, 2 usage)."""
+    """Run the command line; return the exit status.
+
+    0: done (``status``: every table matches its model); 1: refused, failed or (``status``)
+    steps are pending; 2: usage error (bad arguments, no server chosen, a module that does
+    not import).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
+    return command(args)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    if args.to is not None:
+        if args.module is not None or args.plan_only:
+            print(
+                "orso-pg: migrate --to ID takes no MODULE nor --plan-only: it goes back to the "
+                "schema history record ID left (use --dry-run to see the steps)",
+                file=sys.stderr,
+            )
+            return _USAGE_ERROR
+        return _roll_back(args, table=None)
+    if args.module is None:
+        print("orso-pg: migrate needs MODULE (or --to ID)", file=sys.stderr)
+        return _USAGE_ERROR
+    entries = _entries(args.module)
+    if isinstance(entries, int):
+        return entries
+    options = _options(args)
+    started = time.monotonic()
+
+    def work(db: Database) -> None:
+        if args.plan_only:
+            print(format_plans(Migrations.plan(db, entries, **options)))
+            return
+        run = Migrations.dry_run if args.dry_run else Migrations.init
+        results = run(
+            db,
+            entries,
+            **options,
+            lock_timeout=args.lock_timeout,
+            progress=progress_bar(sys.stderr),
+        )
+        print(format_results(results, dry_run=args.dry_run))
+        print(summary(results, time.monotonic() - started, dry_run=args.dry_run))
+
+    return _with_server(args, work, dry_run=args.dry_run)
+
+
+def _status(args: argparse.Namespace) -> int:
+    entries = _entries(args.module)
+    if isinstance(entries, int):
+        return entries
+    pending: list[MigrationPlan] = []
+
+    def work(db: Database) -> None:
+        plans = Migrations.plan(db, entries, **_options(args))
+        pending.extend(p for p in plans if p.steps)
+        print(plans_json(plans) if args.json else format_plans(plans))
+
+    status = _with_server(args, work)
+    if status == 0 and pending:
+        count = sum(len(p.steps) for p in pending)
+        tables = len(pending)
+        print(
+            f"orso-pg: {count} pending step{'s' * (count != 1)} in {tables} "
+            f"table{'s' * (tables != 1)}; run orso-pg migrate",
+            file=sys.stderr,
+        )
+        return 1
+    return status
+
+
+def _sql(args: argparse.Namespace) -> int:
+    entries = _entries(args.module)
+    if isinstance(entries, int):
+        return entries
+    if args.offline:
+        print(
+            "orso-pg: offline, no server: the SQL that creates every table in an empty database",
+            file=sys.stderr,
+        )
+        print(format_sql([_offline_plan(entry) for entry in entries]))
+        return 0
+    return _with_server(
+        args, lambda db: print(format_sql(Migrations.plan(db, entries, **_options(args))))
+    )
+
+
+def _history(args: argparse.Namespace) -> int:
+    def work(db: Database) -> None:
+        records = Migrations.history(db, args.table)
+        print(history_json(records) if args.json else format_history(records))
+
+    return _with_server(args, work)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    return _roll_back(args, table=args.table)
+
+
+def _roll_back(args: argparse.Namespace, table: str | None) -> int:
+    started = time.monotonic()
+
+    def work(db: Database) -> None:
+        result = Migrations.rollback(
+            db,
+            table,
+            to=args.to,
+            dry_run=args.dry_run,
+            drop_columns=args.drop_columns,
+            allow_data_loss=args.allow_data_loss,
+            concurrent_indexes=args.concurrent_indexes,
+            lock_timeout=args.lock_timeout,
+            progress=progress_bar(sys.stderr),
+        )
+        print(format_results([result], dry_run=args.dry_run))
+        print(summary([result], time.monotonic() - started, dry_run=args.dry_run))
+
+    return _with_server(args, work, dry_run=args.dry_run)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "migrate": _migrate,
+    "status": _status,
+    "sql": _sql,
+    "history": _history,
+    "rollback": _rollback,
+}
+
+
+def _entries(module_name: str) -> list[MigrationEntry] | int:
+    """Return the module's entries, or the exit status after saying why there are none."""
     try:
-        module = _load(args.module)
+        module = _load(module_name)
     except (ImportError, OSError) as exc:
-        print(f"orso-pg: cannot import {args.module}: {exc}", file=sys.stderr)
+        print(f"orso-pg: cannot import {module_name}: {exc}", file=sys.stderr)
         return _USAGE_ERROR
     entries = entries_of(module)
     if not entries:
-        print(f"orso-pg: {args.module} defines no @table models", file=sys.stderr)
+        print(f"orso-pg: {module_name} defines no @table models", file=sys.stderr)
         return _USAGE_ERROR
-    options = {
+    return entries
+
+
+def _options(args: argparse.Namespace) -> dict[str, bool]:
+    return {
         "drop_columns": args.drop_columns,
         "allow_data_loss": args.allow_data_loss,
         "concurrent_indexes": args.concurrent_indexes,
     }
+
+
+def _with_server(
+    args: argparse.Namespace, work: Callable[[Database], object], *, dry_run: bool = False
+) -> int:
+    """Open the chosen server, name it on stderr, run *work*; return the exit status."""
     dsn = EMBEDDED if args.embedded else args.dsn
     if dsn is None and args.data_dir is None and not os.environ.get(ENV_DSN):
         # The same rule as Database(): a missing DSN is refused, never replaced by a guess.
@@ -76,83 +237,160 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_tls=args.require_tls,
         ) as db:
             print(f"orso-pg: server {db.server}", file=sys.stderr)
-            if args.dry_run:
-                print(format_plans(Migrations.plan(db, entries, **options)))
-            else:
-                results = Migrations.init(
-                    db,
-                    entries,
-                    **options,
-                    lock_timeout=args.lock_timeout,
-                    progress=progress_bar(sys.stderr),
-                )
-                print(format_results(results))
+            work(db)
     except OrsoError as exc:
         print(f"orso-pg: {exc}", file=sys.stderr)
+        if dry_run:
+            print("orso-pg: dry run: the real run would fail; nothing was changed", file=sys.stderr)
         return 1
     return 0
 
 
+def _offline_plan(entry: MigrationEntry) -> MigrationPlan:
+    steps = plan_create(entry.meta, entry.table_name, entry.table, lambda _name: False).steps
+    return MigrationPlan(entry.table, MigrationAction.TABLE_CREATED, steps)
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orso-pg", description="orso_pg tools")
+    parser.add_argument("--version", action="version", version=f"orso-pg {orso_pg.__version__}")
+    server = _server_options()
+    changes = _change_options()
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser(
         "migrate",
+        parents=[server, changes],
         help="bring the tables of a module's models in line with them",
         description=(
             "Import MODULE (a dotted name or a .py file), find its @table models (or its "
-            "MIGRATIONS list of migration() entries) and migrate their tables."
+            "MIGRATIONS list of migration() entries) and migrate their tables. With --to ID, "
+            "bring the table of history record ID back to the schema that record left."
         ),
     )
-    migrate.add_argument("module", help="a module name such as app.models, or a .py file")
     migrate.add_argument(
-        "--dry-run", action="store_true", help="print the plan with its SQL; change nothing"
+        "module", nargs="?", help="a module name such as app.models, or a .py file"
     )
-    server = migrate.add_mutually_exclusive_group()
+    migrate.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="print the plan with its SQL, without running it (fast; checks only the plan)",
+    )
+    migrate.add_argument(
+        "--to", type=int, metavar="ID", help="go to the schema history record ID left"
+    )
+    status = commands.add_parser(
+        "status",
+        parents=[server, changes],
+        help="exit 0 when every table matches its model, 1 with the pending steps",
+    )
+    status.add_argument("module", help="a module name such as app.models, or a .py file")
+    status.add_argument("--json", action="store_true", help="print the plans as JSON")
+    sql_command = commands.add_parser(
+        "sql",
+        parents=[server, changes],
+        help="print the SQL a migration would run, for review",
+    )
+    sql_command.add_argument("module", help="a module name such as app.models, or a .py file")
+    sql_command.add_argument(
+        "--offline",
+        action="store_true",
+        help="no server: print the SQL creating every table in an empty database",
+    )
+    history = commands.add_parser(
+        "history",
+        parents=[server],
+        help="list the migrations recorded in orso_pg_migrations, with their steps and SQL",
+    )
+    history.add_argument("table", nargs="?", help="only this table's migrations")
+    history.add_argument(
+        "--json", action="store_true", help="print the records as JSON, schemas included"
+    )
+    rollback = commands.add_parser(
+        "rollback",
+        parents=[server, changes],
+        help="bring a table back to the schema before its last migration",
+    )
+    rollback.add_argument("table", help="the table")
+    rollback.add_argument(
+        "--to", type=int, metavar="ID", help="go to the schema history record ID left instead"
+    )
+    return parser
+
+
+def _server_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    server = options.add_mutually_exclusive_group()
     server.add_argument("--dsn", help="the database (default: $ORSO_PG_DSN)")
     server.add_argument(
         "--embedded",
         action="store_true",
         help="use the embedded PostgreSQL (in --data-dir, else $ORSO_PG_DATA or a default)",
     )
-    migrate.add_argument(
+    options.add_argument(
         "--data-dir", help="the embedded PostgreSQL's data directory (chooses it, as --embedded)"
     )
-    migrate.add_argument(
+    options.add_argument(
         "--require-tls",
         action="store_true",
         help="refuse a TCP connection without TLS and a verified server certificate",
     )
-    migrate.add_argument("--schema", help="put this schema first on the search_path")
-    migrate.add_argument(
+    options.add_argument("--schema", help="put this schema first on the search_path")
+    return options
+
+
+def _change_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the migration in a transaction, checks included, then roll it back",
+    )
+    options.add_argument(
         "--drop-columns",
         action="store_true",
         help="drop columns that left the models, after backing up their data",
     )
-    migrate.add_argument(
+    options.add_argument(
         "--allow-data-loss",
         action="store_true",
         help="let type changes through even when they change values",
     )
-    migrate.add_argument(
+    options.add_argument(
         "--concurrent-indexes",
         action="store_true",
         help="build new indexes with CREATE INDEX CONCURRENTLY after each table's transaction",
     )
-    migrate.add_argument(
+    options.add_argument(
         "--lock-timeout",
         type=float,
         default=5.0,
         help="seconds to wait for a table lock before retrying (default 5)",
     )
-    return parser
+    return options
 
 
 def _load(name: str) -> ModuleType:
-    if name.endswith(".py") or "/" in name:
-        path = Path(name)
+    """Import *name* as ``python -m orso_pg`` would, whichever way the command was started.
+
+    The current directory is on the path (packages under it import), and a ``.py`` file's own
+    directory too (so do modules beside it).
+    """
+    here = str(Path.cwd())
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    if name.endswith(".py") or "/" in name or os.sep in name:
+        path = Path(name).resolve()
+        if not path.is_file():
+            msg = f"no Python file at {name}"
+            raise ImportError(msg)
+        folder = str(path.parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None:
+        if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
             msg = f"no Python module at {name}"
             raise ImportError(msg)
         module = importlib.util.module_from_spec(spec)
@@ -191,27 +429,123 @@ def format_plans(plans: Sequence[MigrationPlan]) -> str:
     return "\n".join(lines)
 
 
-def format_results(results: Sequence[MigrationResult]) -> str:
-    """Return what a migration did, as text."""
+def format_results(results: Sequence[MigrationResult], *, dry_run: bool = False) -> str:
+    """Return what a migration did (or, in a dry run, would do), as text."""
     lines: list[str] = []
     for result in results:
+        count = len(result.steps)
+        steps = f"({count} step{'s' * (count != 1)})"
         if result.action is MigrationAction.SCHEMA_MATCHED:
             lines.append(f"{result.table}: matches its model")
         elif result.action is MigrationAction.TABLE_CREATED:
-            lines.append(f"{result.table}: created")
+            lines.append(
+                f"{result.table}: would create {steps}" if dry_run else f"{result.table}: created"
+            )
+        elif dry_run:
+            lines.append(f"{result.table}: would migrate {steps}, {result.rows_migrated} rows kept")
         else:
             lines.append(f"{result.table}: migrated, {result.rows_migrated} rows kept")
-        lines.extend(f"  done: {step.description}" for step in result.steps)
+        if dry_run:
+            lines.extend(_steps(result.steps, dry_run=True))
+        else:
+            lines.extend(f"  done: {step.description}" for step in result.steps)
         if result.backup_table:
             lines.append(f"  backup: {result.backup_table}")
-        lines.extend(f"  kept: {note}" for note in result.notes)
+        lines.extend(
+            f"  {'kept' if note.startswith('kept') else 'note'}: {note}" for note in result.notes
+        )
     return "\n".join(lines)
 
 
-def _steps(steps: Sequence[MigrationStep]) -> list[str]:
+def summary(results: Sequence[MigrationResult], seconds: float, *, dry_run: bool = False) -> str:
+    """Return the last line of a migration: the time it took and the rows it kept."""
+    changed = [r for r in results if r.action is not MigrationAction.SCHEMA_MATCHED]
+    rows = sum(r.rows_migrated or 0 for r in results)
+    tables = f"{len(changed)} of {len(results)} table{'s' * (len(results) != 1)} changed"
+    if dry_run:
+        return f"dry run: {tables}, {rows} rows checked in {seconds:.2f} s; all rolled back"
+    return f"done: {tables}, {rows} rows kept, in {seconds:.2f} s"
+
+
+def format_sql(plans: Sequence[MigrationPlan]) -> str:
+    """Return the SQL of *plans* as a script to review, each step under a comment."""
+    lines: list[str] = []
+    for plan in plans:
+        if not plan.steps:
+            lines.append(f"-- {plan.table}: matches its model")
+            continue
+        for step in plan.steps:
+            lines.append(f"-- {plan.table}: {step.description}")
+            if any(isinstance(a, Convert) for a in step.actions):
+                lines.append("-- (orso_pg re-encodes the rows between COPY and ALTER)")
+            lines.append(step.sql + ";")
+        lines.extend(f"-- {plan.table}: kept: {note}" for note in plan.notes)
+    return "\n".join(lines)
+
+
+def plans_json(plans: Sequence[MigrationPlan]) -> str:
+    """Return *plans* as a JSON array: table, action, steps (description, SQL), notes."""
+    return json.dumps(
+        [
+            {
+                "table": plan.table,
+                "action": plan.action.value,
+                "steps": [
+                    {"description": s.description, "sql": s.sql, "rewrites": s.rewrites}
+                    for s in plan.steps
+                ],
+                "notes": list(plan.notes),
+            }
+            for plan in plans
+        ],
+        indent=2,
+    )
+
+
+def history_json(records: Sequence[MigrationRecord]) -> str:
+    """Return history records as a JSON array, times in ISO 8601 and schemas included."""
+    return json.dumps(
+        [
+            {
+                "id": r.id,
+                "applied_at": r.applied_at.isoformat(),
+                "schema": r.schema,
+                "table": r.table,
+                "model": r.model,
+                "action": r.action,
+                "steps": list(r.steps),
+                "schema_before": r.schema_before,
+                "schema_after": r.schema_after,
+            }
+            for r in records
+        ],
+        indent=2,
+    )
+
+
+def format_history(records: Sequence[MigrationRecord]) -> str:
+    """Return history records as text: id, ISO 8601 time, table, action, model, steps, SQL."""
+    if not records:
+        return "no migrations recorded"
+    lines: list[str] = []
+    for record in records:
+        lines.append(
+            f"{record.id}  {record.applied_at.isoformat()}  {record.schema}.{record.table}  "
+            f"{record.action}  {record.model}"
+        )
+        for number, step in enumerate(record.steps, 1):
+            flag = "  [rewrites the table]" if step.get("rewrites") else ""
+            lines.append(f"  {number}. {step.get('description', '')}{flag}")
+            lines.extend(f"       {text}" for text in str(step.get("sql", "")).split("\n"))
+    return "\n".join(lines)
+
+
+def _steps(steps: Sequence[MigrationStep], *, dry_run: bool = False) -> list[str]:
     lines = []
     for number, step in enumerate(steps, 1):
         flag = "  [rewrites the table]" if step.rewrites else ""
+        if dry_run and not step.transactional:
+            flag = "  [dry run: built by a plain CREATE INDEX in its transaction]"
         lines.append(f"  {number}. {step.description}{flag}")
         lines.extend(f"       {text}" for text in step.sql.split("\n"))
     return lines

@@ -1,7 +1,8 @@
 """The migration history table, ``orso_pg_migrations``.
 
 Owns the table that records every migration applied to a table: when, what action, the steps
-with their SQL, the model's schema as it was then (JSON) and its checksum. The latest record of
+with their SQL, the model's schema as it was then (JSON) and its checksum, and the table's
+schema before and after (``_snapshot``), which rollbacks plan back to. The latest record of
 a table tells the next migration which indexes, unique keys, foreign keys and defaults orso_pg
 put there, so it drops only those. The table lives in the connection's current schema and is
 written in the same transaction as the migration it records. This module must not decide what
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import attrs
@@ -23,7 +25,17 @@ from orso_pg._compiler import Statement
 from orso_pg._executor import Executor
 from orso_pg.migrate._steps import MigrationStep
 
-__all__ = ["HISTORY_TABLE", "Record", "checksum", "ensure", "exists", "latest", "record"]
+__all__ = [
+    "HISTORY_TABLE",
+    "MigrationRecord",
+    "Record",
+    "checksum",
+    "ensure",
+    "entries",
+    "exists",
+    "latest",
+    "record",
+]
 
 HISTORY_TABLE: Final = "orso_pg_migrations"
 
@@ -38,7 +50,9 @@ _CREATE = Statement(
         " action TEXT NOT NULL,"
         " checksum TEXT NOT NULL,"
         " steps JSONB NOT NULL,"
-        " target JSONB NOT NULL)"
+        " target JSONB NOT NULL,"
+        " schema_before JSONB,"
+        " schema_after JSONB)"
     )
 )
 _EXISTS = Statement(
@@ -52,10 +66,37 @@ _LATEST = sql.SQL(
     "SELECT checksum, target FROM orso_pg_migrations"
     " WHERE table_schema = %s AND table_name = %s ORDER BY id DESC LIMIT 1"
 )
+# Tables written by versions before the schemas were recorded get the two columns on the
+# next migration; their rows keep NULL there.
+_HAS_SCHEMAS = Statement(
+    sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute"
+        " WHERE attrelid = to_regclass(quote_ident(current_schema()) || '.orso_pg_migrations')"
+        " AND attname = 'schema_after' AND NOT attisdropped)"
+    )
+)
+_ADD_SCHEMAS = Statement(
+    sql.SQL(
+        "ALTER TABLE orso_pg_migrations ADD COLUMN IF NOT EXISTS schema_before JSONB,"
+        " ADD COLUMN IF NOT EXISTS schema_after JSONB"
+    )
+)
 _INSERT = sql.SQL(
     "INSERT INTO orso_pg_migrations"
-    " (table_schema, table_name, model, action, checksum, steps, target)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " (table_schema, table_name, model, action, checksum, steps, target, schema_before,"
+    " schema_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_ENTRIES = sql.SQL(
+    "SELECT id, applied_at, table_schema, table_name, model, action, steps, schema_before,"
+    " schema_after FROM orso_pg_migrations"
+    " WHERE (%s::text IS NULL OR table_name = %s) AND (%s::bigint IS NULL OR id = %s)"
+    " ORDER BY id"
+)
+_ENTRIES_WITHOUT_SCHEMAS = sql.SQL(
+    "SELECT id, applied_at, table_schema, table_name, model, action, steps, NULL::jsonb,"
+    " NULL::jsonb FROM orso_pg_migrations"
+    " WHERE (%s::text IS NULL OR table_name = %s) AND (%s::bigint IS NULL OR id = %s)"
+    " ORDER BY id"
 )
 
 
@@ -65,6 +106,58 @@ class Record:
 
     checksum: str
     target: dict[str, Any]
+
+
+@attrs.frozen
+class MigrationRecord:
+    """One row of the history, as ``orso-pg history`` shows it.
+
+    Attributes:
+        id: The row's id (``migrate --to`` and ``rollback --to`` take it).
+        applied_at: When the migration committed its table's transaction.
+        schema: The table's schema.
+        table: The table.
+        model: The model it was migrated to (``module.Class``).
+        action: The :class:`~orso_pg.MigrationAction` value.
+        steps: Each step's ``description``, ``sql`` and ``rewrites``.
+        schema_before: The table as it was before (None for a created table and for rows
+            written before orso_pg recorded schemas).
+        schema_after: The table as the migration left it (None for older rows).
+    """
+
+    id: int
+    applied_at: datetime
+    schema: str
+    table: str
+    model: str
+    action: str
+    steps: tuple[dict[str, Any], ...]
+    schema_before: dict[str, Any] | None
+    schema_after: dict[str, Any] | None
+
+
+def entries(
+    ex: Executor, table: str | None = None, entry_id: int | None = None
+) -> list[MigrationRecord]:
+    """Return the history rows, oldest first, of *table* or with *entry_id* (or all of them)."""
+    if not exists(ex):
+        return []
+    query = _ENTRIES if ex.scalar(_HAS_SCHEMAS) else _ENTRIES_WITHOUT_SCHEMAS
+    rows = ex.fetch_all(Statement(query, (table, table, entry_id, entry_id)), table=HISTORY_TABLE)
+    return [
+        MigrationRecord(
+            id=int(r[0]),
+            applied_at=r[1],
+            schema=str(r[2]),
+            table=str(r[3]),
+            model=str(r[4]),
+            action=str(r[5]),
+            steps=tuple(dict(s) for s in r[6]),
+            schema_before=None if r[7] is None else dict(r[7]),
+            schema_after=None if r[8] is None else dict(r[8]),
+        )
+        for r in rows
+    ]
 
 
 def checksum(target: dict[str, Any]) -> str:
@@ -82,6 +175,8 @@ def ensure(ex: Executor) -> None:
     """Create the history table when it does not exist (callers hold the migration lock)."""
     if not exists(ex):
         ex.execute(_CREATE, table=HISTORY_TABLE)
+    elif not ex.scalar(_HAS_SCHEMAS):
+        ex.execute(_ADD_SCHEMAS, table=HISTORY_TABLE)
 
 
 def latest(ex: Executor, schema: str, table: str) -> Record | None:
@@ -103,8 +198,11 @@ def record(
     action: str,
     target: dict[str, Any],
     steps: Sequence[MigrationStep],
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
 ) -> None:
-    """Insert one history record."""
+    """Insert one history record, with the table's schema before (None: created) and after."""
     shown = [{"description": s.description, "sql": s.sql, "rewrites": s.rewrites} for s in steps]
     params = (schema, table, model, action, checksum(target), Jsonb(shown), Jsonb(target))
-    ex.execute(Statement(_INSERT, params), table=HISTORY_TABLE)
+    schemas = (None if before is None else Jsonb(before), Jsonb(after))
+    ex.execute(Statement(_INSERT, params + schemas), table=HISTORY_TABLE)

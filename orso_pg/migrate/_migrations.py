@@ -1,11 +1,14 @@
 """Migrations: bring live tables in line with their models, losing nothing.
 
-Owns ``Migrations.init`` and ``Migrations.plan`` (the dry run), the ``migration()`` entries and
-their results, and the safety around each table's migration: an advisory lock so two processes
-never migrate at once, one transaction per table (all of its steps or none), ``lock_timeout``
-with retries so readers never queue behind a stalled ``ALTER``, an exclusive lock on the table
-while its rows are converted, a row count checked before and after, the history record written
-in the same transaction, and concurrent index builds after it.
+Owns ``Migrations.init``, ``Migrations.plan`` (the plan alone), ``Migrations.dry_run`` (the
+migration in a transaction that is rolled back), ``Migrations.rollback`` (to a schema the
+history recorded) and ``Migrations.history``, the ``migration()`` entries and their results,
+and the safety around each table's migration: an advisory lock so two processes never migrate
+at once (polled, outside any transaction), one transaction per table (all of its steps or
+none), ``lock_timeout`` with retries so readers never queue behind a stalled ``ALTER``, an
+exclusive lock on the table while its rows are converted, a row count checked before and after,
+the history record (with the table's schema before and after) written in the same transaction,
+and concurrent index builds after it.
 
 It must not build DDL text itself (``_ddl`` and ``_planner`` do), read the
 catalog itself (``_introspect``) nor touch connections directly: work reaches a
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import random
 import time
 import typing
@@ -41,9 +45,13 @@ from orso_pg.migrate import _ddl as ddl
 from orso_pg.migrate import _extensions as extensions
 from orso_pg.migrate import _history as history
 from orso_pg.migrate._apply import Progress, apply_step
+from orso_pg.migrate._dryrun import build_in_transaction
+from orso_pg.migrate._history import MigrationRecord
 from orso_pg.migrate._introspect import LiveTable, read_table, read_table_oid
 from orso_pg.migrate._planner import PlanOptions, describe, plan_create, plan_table
-from orso_pg.migrate._steps import MigrationStep
+from orso_pg.migrate._rollback import rollback_target
+from orso_pg.migrate._snapshot import renames_of, snapshot
+from orso_pg.migrate._steps import BuildIndex, MigrationStep
 from orso_pg.session._database import Transaction
 
 __all__ = [
@@ -133,13 +141,16 @@ class MigrationPlan:
 
 # One lock id for every orso_pg migration: two migrators of the same database serialise.
 _LOCK_ID: Final = 0x6F72736F5F7067  # "orso_pg"
-_LOCK = Statement(sql.SQL("SELECT pg_advisory_lock(%s)"), (_LOCK_ID,))
+_TRY_LOCK = Statement(sql.SQL("SELECT pg_try_advisory_lock(%s)"), (_LOCK_ID,))
+_LOCK_POLL_MAX: Final = 0.25
 _UNLOCK = Statement(sql.SQL("SELECT pg_advisory_unlock(%s)"), (_LOCK_ID,))
 _LOCK_TIMEOUT = sql.SQL("SELECT set_config('lock_timeout', %s, %s)")  # value, local
 _TARGET = sql.Identifier("pg_temp", "orso_pg_target")
 _TARGET_OID = Statement(sql.SQL("SELECT 'pg_temp.orso_pg_target'::regclass::oid::int8"))
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("orso_pg")
 
 
 class Migrations:
@@ -189,24 +200,124 @@ class Migrations:
         """
         session = check_session(db)
         options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
-        if concurrent_indexes and isinstance(session, Transaction):
-            msg = "concurrent_indexes=True cannot run inside a transaction; pass the Database"
-            raise ValidationError(msg, value=db)
-        if lock_timeout <= 0 or lock_retries < 0:
-            msg = "lock_timeout must be positive and lock_retries zero or more"
-            raise ValidationError(msg, value=(lock_timeout, lock_retries))
+        _check_concurrent(session, concurrent_indexes=concurrent_indexes)
+        _check_locks(lock_timeout, lock_retries)
         checked = _checked(entries)
         runner = _Runner(options, lock_timeout, lock_retries, progress)
+        return session._write(lambda ex: _locked(ex, checked, runner))
 
-        def work(ex: Executor) -> list[MigrationResult]:
-            ex.execute(_LOCK)
-            try:
-                return _in_order(checked, lambda entry: runner.migrate(ex, entry))
-            finally:
-                with contextlib.suppress(OrsoError):
-                    ex.execute(_UNLOCK)
+    @staticmethod
+    def dry_run(
+        db: object,
+        entries: Sequence[MigrationEntry],
+        *,
+        drop_columns: bool = False,
+        allow_data_loss: bool = False,
+        concurrent_indexes: bool = False,
+        lock_timeout: float = 5.0,
+        lock_retries: int = 3,
+        progress: Progress | None = None,
+    ) -> list[MigrationResult]:
+        """Run :meth:`init` for real inside a transaction, then roll everything back.
+
+        Every step runs, value checks, conversions and row counts included, so the results
+        are what :meth:`init` would return, and the error is the one it would raise. It takes
+        the same locks as :meth:`init` (the migration's advisory lock, then each changed
+        table's ``ACCESS EXCLUSIVE`` lock) and holds the table locks until the end, when the
+        transaction rolls back. Indexes :meth:`init` would build ``CONCURRENTLY`` after a
+        table's transaction are built with a plain ``CREATE INDEX`` inside it (which blocks
+        writes to the table until the rollback).
+
+        Args:
+            db: A Database or a Transaction.
+            entries: ``migration(Model)`` or ``migration(Model, "table")`` entries.
+            drop_columns: As for :meth:`init`.
+            allow_data_loss: As for :meth:`init`.
+            concurrent_indexes: As for :meth:`init`.
+            lock_timeout: As for :meth:`init`.
+            lock_retries: As for :meth:`init`.
+            progress: As for :meth:`init`.
+
+        Raises:
+            MigrationError: the real migration would fail; the message is the one it raises.
+            ValidationError: an argument is invalid.
+        """
+        session = check_session(db)
+        options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
+        _check_locks(lock_timeout, lock_retries)
+        checked = _checked(entries)
+        runner = _Runner(options, lock_timeout, lock_retries, progress, dry=True)
+        return session._write(lambda ex: _locked(ex, checked, runner))
+
+    @staticmethod
+    def rollback(
+        db: object,
+        table: str | None = None,
+        *,
+        to: int | None = None,
+        dry_run: bool = False,
+        drop_columns: bool = False,
+        allow_data_loss: bool = False,
+        concurrent_indexes: bool = False,
+        lock_timeout: float = 5.0,
+        lock_retries: int = 3,
+        progress: Progress | None = None,
+    ) -> MigrationResult:
+        """Bring *table* back to the schema before its last migration, or after record *to*.
+
+        The schemas come from ``orso_pg_migrations`` (see :meth:`history`). The table is
+        migrated to the recorded schema under the rules of :meth:`init`: columns renamed since
+        are renamed back, type changes are value-checked (refused, naming a value, when one
+        would change), compressed columns are re-encoded, indexes and keys orso_pg added are
+        dropped. A column added since is kept (named in the result's notes) unless
+        *drop_columns*, when its data is first copied into a backup table. The rollback is
+        recorded in the history like any migration, so rolling back again undoes it.
+
+        Args:
+            db: A Database or a Transaction.
+            table: The table; optional when *to* is given.
+            to: A history record id: go to the schema that record left.
+            dry_run: Run it in a transaction that is rolled back (see :meth:`dry_run`).
+            drop_columns: As for :meth:`init`.
+            allow_data_loss: As for :meth:`init`.
+            concurrent_indexes: As for :meth:`init` (indexes the rollback brings back).
+            lock_timeout: As for :meth:`init`.
+            lock_retries: As for :meth:`init`.
+            progress: As for :meth:`init`.
+
+        Raises:
+            MigrationError: there is nothing recorded to go back to (or the last migration
+                created the table), or the rollback would lose data; nothing was changed.
+            ValidationError: neither a table nor a record was given.
+        """
+        session = check_session(db)
+        if table is None and to is None:
+            msg = "rollback needs a table or a history record id (to=)"
+            raise ValidationError(msg, value=None)
+        _check_locks(lock_timeout, lock_retries)
+        _check_concurrent(session, concurrent_indexes=concurrent_indexes and not dry_run)
+        options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
+        runner = _Runner(options, lock_timeout, lock_retries, progress, dry=dry_run)
+
+        def work(ex: Executor) -> MigrationResult:
+            found: list[Any] = []
+
+            def entries() -> list[MigrationEntry]:
+                # Read under the migration lock: no other migration writes history meanwhile.
+                found.append(rollback_target(ex, table, to))
+                return [MigrationEntry(found[0].meta)]
+
+            (result,) = _locked(ex, entries, runner)
+            notes = (f"back to {found[0].what}", *result.notes, *found[0].notes)
+            return attrs.evolve(result, notes=notes)
 
         return session._write(work)
+
+    @staticmethod
+    def history(db: object, table: str | None = None) -> list[MigrationRecord]:
+        """Return the recorded migrations (of *table*, or of every table), oldest first."""
+        session = check_session(db)
+        return session._write(lambda ex: history.entries(ex, table))
 
     @staticmethod
     def plan(
@@ -243,6 +354,54 @@ class Migrations:
                 return _in_order(checked, lambda entry: _plan(ex, entry, options).plan)
 
         return session._write(work)
+
+
+def _check_concurrent(session: object, *, concurrent_indexes: bool) -> None:
+    if concurrent_indexes and isinstance(session, Transaction):
+        msg = "concurrent_indexes=True cannot run inside a transaction; pass the Database"
+        raise ValidationError(msg, value=session)
+
+
+def _check_locks(lock_timeout: float, lock_retries: int) -> None:
+    if lock_timeout <= 0 or lock_retries < 0:
+        msg = "lock_timeout must be positive and lock_retries zero or more"
+        raise ValidationError(msg, value=(lock_timeout, lock_retries))
+
+
+def _lock(ex: Executor) -> None:
+    """Take the migration lock, for the session, outside any transaction.
+
+    It is polled rather than waited for: a backend waiting in ``pg_advisory_lock`` holds a
+    snapshot, which a ``CREATE INDEX CONCURRENTLY`` of the migrator holding the lock would
+    wait for, and each would wait for the other.
+    """
+    pause = 0.005
+    while not ex.scalar(_TRY_LOCK):
+        if pause == 0.005:  # noqa: PLR2004 - the first wait
+            logger.info("another migration holds the migration lock; waiting for it")
+        time.sleep(pause)
+        pause = min(_LOCK_POLL_MAX, pause * 2)
+
+
+def _locked(
+    ex: Executor,
+    entries: Sequence[MigrationEntry] | Callable[[], Sequence[MigrationEntry]],
+    runner: _Runner,
+) -> list[MigrationResult]:
+    """Migrate *entries* under the migration lock (all in one rolled-back transaction if dry).
+
+    *entries* may be a function, called once the lock is held.
+    """
+    _lock(ex)
+    try:
+        chosen = entries() if callable(entries) else entries
+        if not runner.dry:
+            return _in_order(chosen, lambda entry: runner.migrate(ex, entry))
+        with ex.transaction(force_rollback=True):
+            return _in_order(chosen, lambda entry: runner.migrate(ex, entry))
+    finally:
+        with contextlib.suppress(OrsoError):
+            ex.execute(_UNLOCK)
 
 
 def _checked(entries: Sequence[object]) -> Sequence[MigrationEntry]:
@@ -404,6 +563,7 @@ class _Runner:
     lock_timeout: float
     lock_retries: int
     progress: Progress | None
+    dry: bool = False
 
     def migrate(self, ex: Executor, entry: MigrationEntry) -> MigrationResult:
         """Migrate one table in its own transaction, retrying after lock timeouts."""
@@ -425,11 +585,15 @@ class _Runner:
                     raise MigrationError(msg, table=entry.table) from exc
                 # Full jitter: two migrators that collided do not collide again in step.
                 time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # noqa: S311
-        if extensions.needs_vector(entry.meta):
+        if extensions.needs_vector(entry.meta) and not self.dry:
             # Committed now: connections that found no extension before may look again.
             _adapters.extension_created()
         late = [s for s in result.steps if not s.transactional]
-        if late:
+        if late and self.dry:
+            with ex.transaction():
+                build_in_transaction(ex, late)
+                self.record_late(ex, entry, late)
+        elif late:
             self.build_late(ex, entry, late)
         return result
 
@@ -461,8 +625,19 @@ class _Runner:
         target = describe(entry.meta, planned.target)
         rows = self.apply(ex, entry, plan) if plan.steps else None
         if plan.steps or previous is None or previous.checksum != history.checksum(target):
+            after = read_table(ex, entry.table, _schema_of(entry))
+            assert after is not None  # noqa: S101 - migrated, not dropped
+            renamed = _renames(entry.meta, live)
+            before = snapshot(live, compressed=_compressed(previous.target if previous else {}))
             _record(
-                ex, entry, live, plan.action, target, [s for s in plan.steps if s.transactional]
+                ex,
+                entry,
+                live,
+                plan.action,
+                target,
+                [s for s in plan.steps if s.transactional],
+                before=before,
+                after=snapshot(after, compressed=target["compressed"], renamed=renamed),
             )
         return MigrationResult(
             plan.action,
@@ -502,7 +677,9 @@ class _Runner:
             self.run(ex, entry, step)
         live = read_table(ex, entry.table, _schema_of(entry))
         assert live is not None  # noqa: S101 - just created
-        _record(ex, entry, live, plan.action, describe(entry.meta, live), plan.steps)
+        target = describe(entry.meta, live)
+        after = snapshot(live, compressed=target["compressed"])
+        _record(ex, entry, live, plan.action, target, plan.steps, before=None, after=after)
         return MigrationResult(
             plan.action,
             schema_changes=tuple(s.description for s in plan.steps),
@@ -520,11 +697,32 @@ class _Runner:
             with contextlib.suppress(OrsoError):
                 ex.execute(Statement(sql.SQL("RESET lock_timeout")))
         with ex.transaction():
-            live = read_table(ex, entry.table, _schema_of(entry))
-            assert live is not None  # noqa: S101 - migrated just before
-            previous = history.latest(ex, live.schema, live.name)
-            target = previous.target if previous is not None else {}
-            _record(ex, entry, live, MigrationAction.DATA_MIGRATED, target, steps)
+            self.record_late(ex, entry, steps)
+
+    def record_late(self, ex: Executor, entry: MigrationEntry, steps: list[MigrationStep]) -> None:
+        """Record the steps run after the table's transaction (the indexes built then)."""
+        live = read_table(ex, entry.table, _schema_of(entry))
+        assert live is not None  # noqa: S101 - migrated just before
+        previous = history.latest(ex, live.schema, live.name)
+        target = previous.target if previous is not None else {}
+        # The table's transaction wrote the latest record: this one, the rest of the same
+        # migration, starts from where that one started, so a rollback undoes both.
+        rows = [r for r in history.entries(ex, live.name) if r.schema == live.schema]
+        first = rows[-1].schema_before if rows else None
+        renamed = renames_of(rows[-1].schema_after, rows[-1].steps) if rows else {}
+        if first is None:
+            unbuilt = tuple(i for i in live.indexes if not _built(i, steps))
+            first = snapshot(attrs.evolve(live, indexes=unbuilt), compressed=_compressed(target))
+        _record(
+            ex,
+            entry,
+            live,
+            MigrationAction.DATA_MIGRATED,
+            target,
+            steps,
+            before=first,
+            after=snapshot(live, compressed=_compressed(target), renamed=renamed),
+        )
 
 
 def _record(
@@ -534,15 +732,48 @@ def _record(
     action: MigrationAction,
     target: dict[str, Any],
     steps: Sequence[MigrationStep],
+    *,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
 ) -> None:
     """Write the history record of one migration of *live*."""
     cls = entry.meta.cls
+    # A rollback's stand-in model says what it went back to.
+    label = getattr(cls, "__orso_history_label__", None)
     history.record(
         ex,
         schema=live.schema,
         table=live.name,
-        model=f"{cls.__module__}.{cls.__qualname__}",
+        model=label or f"{cls.__module__}.{cls.__qualname__}",
         action=action.value,
         target=target,
         steps=steps,
+        before=before,
+        after=after,
+    )
+
+
+def _compressed(target: dict[str, Any]) -> list[str]:
+    return [str(name) for name in target.get("compressed", [])]
+
+
+def _renames(meta: TableMeta, live: LiveTable) -> dict[str, str]:
+    """Return ``{old: new}`` for the columns the planner renames (its rule, without a plan)."""
+    present = {c.name for c in live.columns}
+    found: dict[str, str] = {}
+    for column in meta.columns:
+        if column.name in present:
+            continue
+        for old in column.options.renamed_from:
+            if old in present and old not in meta.by_name and old not in found:
+                found[old] = column.name
+                break
+    return found
+
+
+def _built(index: Any, steps: Sequence[MigrationStep]) -> bool:
+    return any(
+        isinstance(action, BuildIndex) and action.name == index.name
+        for step in steps
+        for action in step.actions
     )

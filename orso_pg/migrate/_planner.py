@@ -947,7 +947,8 @@ class _Planner:
             if not concurrent:
                 self.late.append(_step(words, stmt))
                 continue
-            build = BuildIndex(self.label, self.live.schema, name, stmt)
+            plain = ddl.create_index(self.meta, index, self.table_name, name=name)
+            build = BuildIndex(self.label, self.live.schema, name, stmt, plain)
             self.late.append(
                 MigrationStep(
                     words + " concurrently, after the transaction",

@@ -80,12 +80,17 @@ class Convert:
 
 @attrs.frozen
 class BuildIndex:
-    """Build an index with ``CREATE INDEX CONCURRENTLY``, outside any transaction."""
+    """Build an index with ``CREATE INDEX CONCURRENTLY``, outside any transaction.
+
+    ``plain`` is the same index built by a plain ``CREATE INDEX``, which a dry run runs inside
+    its transaction instead (``CONCURRENTLY`` cannot run in one).
+    """
 
     table: str
     schema: str
     name: str
     stmt: Statement
+    plain: Statement | None = None
 
 
 Action = Run | CastCheck | Convert | BuildIndex
