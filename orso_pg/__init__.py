@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orso_pg import codec
 from orso_pg._model import Orso
+from orso_pg._partition import ListPartitioning, PartitionInfo, RangePartitioning, partition
 from orso_pg._schema import Column, ForeignKey, Index, TableMeta, column, table, table_of
 from orso_pg.batch._batch import BatchOptions, UpsertResult
 from orso_pg.errors import (
@@ -73,6 +74,7 @@ __all__ = [
     "ForeignKeyViolationError",
     "Index",
     "JoinType",
+    "ListPartitioning",
     "KeysetPage",
     "LockNotAvailableError",
     "LockStrength",
@@ -90,12 +92,14 @@ __all__ = [
     "Orso",
     "OrsoError",
     "PaginatedResult",
+    "PartitionInfo",
     "Pagination",
     "PoolError",
     "PoolTimeoutError",
     "QueryBuilder",
     "QueryCanceledError",
     "QueryError",
+    "RangePartitioning",
     "RowLock",
     "SearchFilter",
     "SerializationError",
@@ -112,6 +116,7 @@ __all__ = [
     "col",
     "column",
     "migration",
+    "partition",
     "table",
     "table_of",
 ]
