@@ -419,8 +419,9 @@ def _older(
         # Only a partition whose every row is older than the cutoff: its upper bound (which
         # is exclusive) is at most the cutoff. The default partition has none.
         if not info.default and info.upper is not None and info.upper <= limit:
-            old.append((name, schema, space))
-    return label, old
+            old.append((info, schema))
+    old.sort(key=lambda found: _order(found[0]))
+    return label, [(info.name, schema, info.tablespace) for info, schema in old]
 
 
 def drop_partitions_before(
