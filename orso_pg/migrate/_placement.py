@@ -77,11 +77,11 @@ def list_bound(values: Sequence[Any]) -> sql.Composable:
 def create_like(parent: sql.Identifier, child: sql.Identifier, tablespace: str | None) -> Statement:
     """Return ``CREATE TABLE IF NOT EXISTS child (LIKE parent ...)``, placed in *tablespace*.
 
-    The new table has the parent's columns, types, NOT NULL and CHECK constraints; attaching it adds the
-    parent's indexes, keys and foreign keys. (``CREATE TABLE ... PARTITION OF`` would take
-    an ACCESS EXCLUSIVE lock on the parent until the loading transaction ends, which two
-    loaders holding row locks on the parent turn into a deadlock; ``ATTACH PARTITION`` takes
-    a SHARE UPDATE EXCLUSIVE lock, which writers and readers pass.)
+    The new table has the parent's columns, types, NOT NULL and CHECK constraints; attaching
+    it adds the parent's indexes, keys and foreign keys. (``CREATE TABLE ... PARTITION OF``
+    would take an ACCESS EXCLUSIVE lock on the parent until the loading transaction ends,
+    which two loaders holding row locks on the parent turn into a deadlock; ``ATTACH
+    PARTITION`` takes a SHARE UPDATE EXCLUSIVE lock, which writers and readers pass.)
     """
     query = sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING CONSTRAINTS INCLUDING GENERATED)"

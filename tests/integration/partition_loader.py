@@ -29,7 +29,7 @@ def main(dsn: str, schema: str, symbol: str, gate: int) -> None:
         for day in range(10):
             when = T0 + timedelta(days=3 * day, seconds=1)
             PTrade(symbol=symbol, ts=when, price=1.0).insert(db)
-    print(json.dumps({"inserted": inserted, "single": 10}))
+    sys.stdout.write(json.dumps({"inserted": inserted, "single": 10}) + "\n")
 
 
 if __name__ == "__main__":

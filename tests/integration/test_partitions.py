@@ -310,7 +310,7 @@ def test_monthly_date_and_integer_ranges(db: Database, raw: psycopg.Connection[A
 # --- migrations ---------------------------------------------------------------------------------
 
 
-def _mig_v1() -> type:
+def _mig_v1() -> Any:
     @table("pt_mig", primary_key=("symbol", "ts"), partition_by=partition.range("ts", "1 day"))
     class Mig(Orso):
         symbol: str
@@ -409,7 +409,7 @@ def test_migrations_refuse_to_change_partitioning_in_place(db: Database) -> None
         Migrations.plan(db, [migration(ByList)])
 
 
-def test_a_default_partition_is_added_to_an_existing_table(db: Database) -> None:
+def test_a_default_partition_is_added_to_an_existing_table(db: Database, schema: str) -> None:
     """Turning default=True on adds the DEFAULT partition as a planned step."""
     v1 = _mig_v1()
     create_tables(db, v1)
@@ -425,10 +425,9 @@ def test_a_default_partition_is_added_to_an_existing_table(db: Database) -> None
         qty: int
 
     plan = Migrations.plan(db, [migration(WithDefault)])[0]
+    where = f'"{schema}".'
     assert [s.sql for s in plan.steps] == [
-        'CREATE TABLE IF NOT EXISTS "{0}"."pt_mig_default" PARTITION OF "{0}"."pt_mig" DEFAULT'.format(
-            plan.steps[0].sql.split('"')[1]
-        )
+        f'CREATE TABLE IF NOT EXISTS {where}"pt_mig_default" PARTITION OF {where}"pt_mig" DEFAULT'
     ]
     Migrations.init(db, [migration(WithDefault)])
     assert [p.default for p in WithDefault.partitions(db)] == [True]
@@ -444,8 +443,10 @@ def test_citus_distribution_is_skipped_or_required_without_citus(db: Database) -
 
     plan = Migrations.plan(db, [migration(Dist)])[0]
     assert plan.notes == (
-        "distribution skipped: the server has no citus extension (wanted: distributed by "
-        "symbol (create_distributed_table))",
+        (
+            "distribution skipped: the server has no citus extension (wanted: distributed by "
+            "symbol (create_distributed_table))"
+        ),
     )
     Migrations.init(db, [migration(Dist)])
     again = Migrations.init(db, [migration(Dist)])[0]
@@ -475,7 +476,7 @@ def test_two_processes_creating_the_same_partitions_at_once(
     raw.execute("SELECT pg_advisory_lock(%s)", (gate,))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     procs = [
-        subprocess.Popen(
+        subprocess.Popen(  # noqa: S603 - this interpreter running our own loader
             [sys.executable, str(LOADER), server.dsn, schema, symbol, str(gate)],
             env=env,
             stdout=subprocess.PIPE,
