@@ -167,7 +167,7 @@ def wanted(meta: TableMeta, table: str | None, values: Iterable[Any]) -> list[_W
             continue
     return [
         _Wanted(_partition.partition_name(label, _partition.value_suffix(v)), ddl.list_bound([v]))
-        for v in sorted(found, key=repr)
+        for v in sorted(found, key=lambda v: (type(v).__name__, str(v)))
     ]
 
 
