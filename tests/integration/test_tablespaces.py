@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -29,24 +30,24 @@ def tablespace(server: Any, schema: str) -> Iterator[str]:
     """A tablespace of this test's own, dropped (with the schema's tables) afterwards."""
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         row = conn.execute("SHOW data_directory").fetchone()
-        data = row[0] if row else ""
+        data = Path(row[0] if row else "")
         reason = None
-        if not os.path.isdir(data):
+        if not data.is_dir():
             reason = "the server's files are not on this machine"
-        elif os.geteuid() != 0 and os.stat(data).st_uid != os.geteuid():
+        elif os.geteuid() != 0 and data.stat().st_uid != os.geteuid():
             reason = "this process cannot give a directory to the server's OS user"
         if reason is not None:
             if IN_CI and server.id == "embedded":
                 pytest.fail(f"the embedded server must host a tablespace: {reason}")
             pytest.skip(reason)
-        owner = os.stat(data)
-        where = tempfile.mkdtemp(prefix="orso_pg_space_")
+        owner = data.stat()
+        where = Path(tempfile.mkdtemp(prefix="orso_pg_space_"))
         os.chown(where, owner.st_uid, owner.st_gid)
-        os.chmod(where, 0o700)  # noqa: S103 - the server's user only
+        where.chmod(0o700)
         name = f"ts_{schema}"
         conn.execute(
             sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
-                sql.Identifier(name), sql.Literal(where)
+                sql.Identifier(name), sql.Literal(str(where))
             )
         )
         try:
@@ -66,7 +67,7 @@ def space_of(raw: psycopg.Connection[Any], relation: str) -> str | None:
         (relation,),
     ).fetchone()
     assert row is not None
-    return row[0]
+    return None if row[0] is None else str(row[0])
 
 
 def test_a_partitioned_table_its_partitions_and_indexes_go_to_their_tablespaces(
