@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, NoReturn
@@ -38,6 +40,9 @@ UTC: Final = dt.UTC
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=UTC)
 # Weeks start on Monday: 1970-01-05 was one.
 _MONDAY: Final = dt.datetime(1970, 1, 5, tzinfo=UTC)
+_EPOCH_ORDINAL: Final = _EPOCH.date().toordinal()
+_ZERO: Final = dt.timedelta(0)
+_TZINFO: Final = operator.attrgetter("tzinfo")
 _UNIT_SECONDS: Final = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 _EVERY: Final = re.compile(r"^\s*(\d+)?\s*(hour|day|week|month|year)s?\s*$", re.IGNORECASE)
 _SAFE_VALUE: Final = re.compile(r"^[A-Za-z0-9_]{1,40}$")
@@ -175,13 +180,42 @@ class Ranges:
         if self.kind == "time":
             aware = [v for v in values if isinstance(v, dt.datetime) and v.tzinfo is not None]
             if self.unit == "hour":
-                width = 3600 * self.size
-                return {int(v.timestamp() // width) for v in aware}
-            # Every range is whole UTC days: the distinct days are few, so they are mapped.
-            days = {int(v.timestamp() // 86400) for v in aware}
-            return {self.key_of(_EPOCH + dt.timedelta(days=d)) for d in days}
+                return self.stamp_keys(aware, 3600 * self.size)
+            return self.day_keys(self.stamp_keys(aware, 86400))
         dates = {v for v in values if isinstance(v, dt.date) and not isinstance(v, dt.datetime)}
         return {self.key_of(d) for d in dates}
+
+    def stamp_keys(self, values: Sequence[dt.datetime], width: int) -> set[int]:
+        """Return ``floor(timestamp / width)`` of aware datetimes, computed in C loops."""
+        stamps = map(dt.datetime.timestamp, values)
+        return set(map(int, map(operator.floordiv, stamps, itertools.repeat(float(width)))))
+
+    def day_keys(self, days: Iterable[int]) -> set[int]:
+        """Return the range keys of days counted from the epoch (every range is whole days)."""
+        return {self.key_of(_EPOCH + dt.timedelta(days=d)) for d in days}
+
+    def fast_keys(self, values: Sequence[Any]) -> set[int] | None:
+        """Return the keys of *values* when every one has the column's own type, else None.
+
+        The loops run in C (``map``), so a chunk of a million timestamps costs a few tens of
+        milliseconds; one value of another type (None, a naive datetime, a string) sends the
+        caller to the careful path.
+        """
+        try:
+            if self.kind == "time":
+                if self.unit == "hour":
+                    return self.stamp_keys(values, 3600 * self.size)
+                zones = set(map(_TZINFO, values))
+                if all(isinstance(z, dt.timezone) and z.utcoffset(None) == _ZERO for z in zones):
+                    # Every value is in UTC: its date is its UTC day, and date() is cheap.
+                    days = set(map(dt.datetime.date, values))
+                    return self.day_keys(d.toordinal() - _EPOCH_ORDINAL for d in days)
+                return self.day_keys(self.stamp_keys(values, 86400))
+            if self.kind == "int":
+                return set(map(operator.floordiv, values, itertools.repeat(self.size)))
+            return {self.key_of(d) for d in set(values)}
+        except (TypeError, AttributeError, ValueError, OverflowError):
+            return None
 
     def key_of(self, value: Any) -> int:
         """Return the range key of one value."""

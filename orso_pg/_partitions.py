@@ -17,6 +17,7 @@ in SHARE UPDATE EXCLUSIVE mode only: readers and writers of other partitions go 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -103,7 +104,10 @@ def _column_values(meta: TableMeta, rows: Sequence[Any], names: Sequence[str] | 
     assert spec is not None  # noqa: S101 - callers check the model is partitioned
     column = spec.column
     if names is None:
-        return [getattr(r, column, None) for r in rows]
+        try:
+            return list(map(operator.attrgetter(column), rows))
+        except AttributeError:
+            return [getattr(r, column, None) for r in rows]
     index = names.index(column) if column in names else None
     out: list[Any] = []
     for r in rows:
@@ -150,10 +154,13 @@ def wanted(meta: TableMeta, table: str | None, values: Iterable[Any]) -> list[_W
     if isinstance(spec, RangePartitioning):
         ranges = meta.placement.ranges
         assert ranges is not None  # noqa: S101 - resolved with the partitioning
-        native: type | tuple[type, ...] = {"time": dt.datetime, "date": dt.date, "int": int}[
-            ranges.kind
-        ]
-        keys = ranges.keys(_normalised(meta, values, native))
+        given = values if isinstance(values, Sequence) else list(values)
+        keys = ranges.fast_keys(given) if _plausible(ranges, given) else None
+        if keys is None:
+            native: type | tuple[type, ...] = {"time": dt.datetime, "date": dt.date, "int": int}[
+                ranges.kind
+            ]
+            keys = ranges.keys(_normalised(meta, given, native))
         return [_range_wanted(meta, label, k) for k in sorted(keys)]
     ctype = meta.placement.column_type
     assert ctype is not None  # noqa: S101 - set with the partitioning
@@ -169,6 +176,22 @@ def wanted(meta: TableMeta, table: str | None, values: Iterable[Any]) -> list[_W
         _Wanted(_partition.partition_name(label, _partition.value_suffix(v)), ddl.list_bound([v]))
         for v in sorted(found, key=lambda v: (type(v).__name__, str(v)))
     ]
+
+
+def _plausible(ranges: _partition.Ranges, values: Sequence[Any]) -> bool:
+    """Whether the C-loop path may run: the first and last values have the right type.
+
+    A naive datetime would pass ``timestamp()`` in local time, so the ends are checked for a
+    zone; a wrong value in the middle still raises there, or is refused by the write.
+    """
+    if not values:
+        return False
+    ends = (values[0], values[-1])
+    if ranges.kind == "time":
+        return all(isinstance(v, dt.datetime) and v.tzinfo is not None for v in ends)
+    if ranges.kind == "date":
+        return all(type(v) is dt.date for v in ends)
+    return all(type(v) is int for v in ends)
 
 
 def _range_wanted(meta: TableMeta, label: str, key: int) -> _Wanted:

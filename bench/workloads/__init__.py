@@ -21,6 +21,7 @@ from bench.workloads.bulk import (
 from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
 from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
+from bench.workloads.partitions import PartitionLoad, PartitionRead
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
 from bench.workloads.vectors import VectorLoad, VectorNearest
 
@@ -43,6 +44,8 @@ WORKLOADS: tuple[type[Workload], ...] = (
     Arrays,
     VectorLoad,
     VectorNearest,
+    PartitionLoad,
+    PartitionRead,
     Migrate,
 )
 
