@@ -12,7 +12,7 @@ from psycopg import sql
 
 from orso_pg import DefinitionError, Orso, PartitionInfo, column, partition, table, table_of
 from orso_pg._partition import Ranges, partition_name, value_suffix
-from orso_pg._partitions import _info, wanted
+from orso_pg._partitions import _column_values, _info, wanted
 from orso_pg.migrate import _ddl as ddl
 from orso_pg.migrate import _placement as placement
 
@@ -325,3 +325,31 @@ def test_partition_bounds_read_back() -> None:
     )
     listed = _model(partition_by=partition.list("symbol")).__orso_table__
     assert _info(listed, "l", "FOR VALUES IN ('it''s', 'b')", 0.0, None).values == ("it's", "b")
+
+
+def test_the_fast_and_careful_paths_find_the_same_ranges() -> None:
+    """Chunks in UTC, in another zone, with gaps of other types, and plain rows."""
+    meta = table_of(_model(partition_by=partition.range("ts", every="1 day")))
+    ranges = meta.placement.ranges
+    assert ranges is not None
+    east = [datetime(2024, 3, 2, 0, 30, tzinfo=EAST), datetime(2024, 3, 2, 1, 30, tzinfo=EAST)]
+    both_days = {ranges.key_of(u(2024, 3, 1)), ranges.key_of(u(2024, 3, 2))}
+    assert ranges.fast_keys(east) == ranges.keys(east) == both_days
+    assert ranges.fast_keys([u(2024, 3, 1), None]) is None
+    mixed: list[Any] = [u(2024, 3, 1), None, "2024-03-05", u(2024, 3, 2)]
+    assert [w.name for w in wanted(meta, None, mixed)] == [
+        "u_trades_p20240301",
+        "u_trades_p20240302",
+    ]
+    by_date = Ranges("date", "month", 1)
+    assert by_date.fast_keys([date(2024, 1, 5), date(2024, 2, 5)]) == {24288, 24289}
+    assert Ranges("int", None, 10).fast_keys([1, 15, 29]) == {0, 1, 2}
+    rows: list[Any] = [("A", u(2024, 3, 1)), {"ts": u(2024, 3, 3)}, ("short",), 5]
+    assert _column_values(meta, rows, ("symbol", "ts")) == [
+        u(2024, 3, 1),
+        u(2024, 3, 3),
+        None,
+        None,
+    ]
+    assert _column_values(meta, [object()], None) == [None]
+    assert _column_values(meta, [("A",)], ("symbol",)) == []
