@@ -20,7 +20,13 @@ from orso_pg._compiler import Statement
 from orso_pg._executor import Executor, fill, load_rows, loader, refused
 from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
-from orso_pg.errors import NotFoundError, QueryError, ValidationError, describe_value
+from orso_pg.errors import (
+    CheckViolationError,
+    NotFoundError,
+    QueryError,
+    ValidationError,
+    describe_value,
+)
 from orso_pg.query._locks import RowLock, locked
 from orso_pg.session._database import Session
 
@@ -239,6 +245,13 @@ def _placed(
         return lambda ex: ex.fetch_one(stmt, table=label)
 
     def work(ex: Executor) -> tuple[Any, ...] | None:
+        partitions.ensure_rows(ex, meta, table, (obj,))
+        try:
+            return ex.fetch_one(stmt, table=label)
+        except CheckViolationError as exc:
+            # Another session dropped a partition this connection remembered: look again.
+            if not partitions.stale(ex, meta, table, exc):
+                raise
         partitions.ensure_rows(ex, meta, table, (obj,))
         return ex.fetch_one(stmt, table=label)
 

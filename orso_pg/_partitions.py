@@ -288,6 +288,22 @@ def ready(
     return iter(chunk)
 
 
+def stale(ex: Executor, meta: TableMeta, table: str | None, exc: Exception) -> bool:
+    """Whether a write failed only because a remembered partition is gone.
+
+    The connection's memory of the table's partitions is cleared; the caller may make them
+    again and retry, which is safe only outside a transaction (nothing else was undone).
+    """
+    if "no partition of relation" not in str(exc):
+        return False
+    known = _KNOWN.get(ex.conn)
+    if known is None:
+        return False
+    parent = _parent_text(meta, table)
+    known.difference_update({k for k in known if k[0] == parent})
+    return ex.idle
+
+
 def forget(meta: TableMeta, table: str | None, names: Iterable[str]) -> None:
     """Drop *names* from what every connection knows exists (they were dropped)."""
     gone = {(_parent_text(meta, table), n) for n in names}

@@ -506,3 +506,18 @@ def test_two_processes_creating_the_same_partitions_at_once(
     assert PTrade.count(db) == 2 * 1510
     assert len(PTrade.partitions(db)) == DAYS
     assert misplaced(raw) == 0
+
+
+def test_a_partition_dropped_behind_a_connections_back_is_made_again(
+    server: Any, schema: str, raw: psycopg.Connection[Any]
+) -> None:
+    """A connection remembers the partitions it saw; another session's drop does not fool it."""
+    with Database(server.dsn, schema=schema, min_size=1, max_size=1) as one:
+        create_tables(one, PTrade)
+        PTrade(symbol="A", ts=T0, price=1.0).insert(one)
+        raw.execute(f"DROP TABLE pt_trades_p{T0:%Y%m%d}")
+        PTrade(symbol="B", ts=T0, price=1.0).insert(one)
+        assert PTrade.count(one) == 1
+        with one.transaction() as tx:
+            PTrade(symbol="C", ts=T0, price=1.0).insert(tx)
+        assert PTrade.count(one) == 2
