@@ -26,7 +26,9 @@ from orso_pg._partition import PartitionInfo
 from orso_pg._schema import TableMeta, table_of
 from orso_pg.batch import _batch as batch
 from orso_pg.batch._batch import BatchOptions, UpsertResult
+from orso_pg.batch._progress import ProgressOption
 from orso_pg.errors import QueryError
+from orso_pg.migrate import _swap as swap
 from orso_pg.query._builder import QueryBuilder
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
 from orso_pg.query._locks import RowLock
@@ -1091,3 +1093,16 @@ class Orso:
         """:meth:`move_partitions_before` of *table_name*."""
         meta, table, _, session = ops.setup(cls, db, table_name)
         return parts.move_partitions_before(meta, table, cutoff, tablespace, session)
+
+    @classmethod
+    def copy_and_swap(
+        cls, db: Session, *, chunk_size: int = 50_000, progress: ProgressOption = None
+    ) -> str:
+        """Rebuild the table as the model declares it (e.g. partitioned); return the old name.
+
+        What a migration refuses to do in place, done by copying, in one transaction: the live
+        table is locked against writers (readers go on), a new table is created from the model,
+        the rows are copied in key order, ``chunk_size`` at a time with *progress*, and the new
+        table (with its partitions) takes the names; the old one is kept as ``<table>_old``.
+        """
+        return swap.copy_and_swap(cls, db, chunk_size=chunk_size, progress=progress)

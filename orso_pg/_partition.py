@@ -302,7 +302,8 @@ class Placement:
         return self.distribute_by is not None or self.reference
 
 
-def _fit(name: str) -> str:
+def fit(name: str) -> str:
+    """Return *name*, shortened with a hash when it is longer than PostgreSQL keeps."""
     data = name.encode("utf-8")
     if len(data) <= MAX_NAME_BYTES:
         return name
@@ -313,12 +314,12 @@ def _fit(name: str) -> str:
 
 def partition_name(table: str, suffix: str) -> str:
     """Return the name of *table*'s partition whose range or value *suffix* spells."""
-    return _fit(f"{table}_p{suffix}")
+    return fit(f"{table}_p{suffix}")
 
 
 def default_name(table: str) -> str:
     """Return the name of *table*'s DEFAULT partition."""
-    return _fit(f"{table}_default")
+    return fit(f"{table}_default")
 
 
 def value_suffix(value: object) -> str:

@@ -230,8 +230,8 @@ def ensure(
         msg = (
             f"{label} is not a partitioned table, but {meta.cls.__name__} declares partition_by=; "
             "it was created before the declaration. Migrations refuse to partition a table in "
-            "place: create the partitioned table under a new name, copy the rows, then swap "
-            "the names (see the README's 'Partitioned tables')"
+            f"place: {meta.cls.__name__}.copy_and_swap(db) copies the rows into a partitioned "
+            "table and swaps the names"
         )
         raise QueryError(msg, table=label)
     made: list[str] = []

@@ -163,11 +163,8 @@ def plan_existing(
         msg = (
             f"the table exists as a plain table and the model partitions it by "
             f"{spec.strategy} ({spec.column}); PostgreSQL cannot partition a table in place. "
-            f"Create the partitioned table under a new name (migration({meta.cls.__name__}, "
-            f"'{label}_new')), copy the rows into it in batches "
-            f"({meta.cls.__name__}.batch_insert_with_table(...)), then swap the names in one "
-            "transaction (ALTER TABLE ... RENAME TO ...); the README's 'Partitioned tables' "
-            "shows it"
+            f"{meta.cls.__name__}.copy_and_swap(db) copies the rows into a partitioned table "
+            f"and swaps the names in one transaction (the old table is kept as {label}_old)"
         )
         raise _fail(label, msg)
     if spec is None and partitioned:
@@ -180,8 +177,8 @@ def plan_existing(
     if spec is not None and live_key != (spec.strategy, (spec.column,)):
         msg = (
             f"the table is partitioned by {key_sql} and the model by {spec.strategy} "
-            f"({spec.column}); PostgreSQL cannot change a partition key in place: create the "
-            "table anew under another name and copy the rows"
+            f"({spec.column}); PostgreSQL cannot change a partition key in place: "
+            f"{meta.cls.__name__}.copy_and_swap(db) rebuilds the table by copying its rows"
         )
         raise _fail(label, msg)
     ident = meta.qualified(table_name)

@@ -384,7 +384,7 @@ def test_migrations_refuse_to_change_partitioning_in_place(db: Database) -> None
 
     with pytest.raises(MigrationError, match="cannot partition a table in place") as caught:
         Migrations.init(db, [migration(Partitioned)])
-    assert "pt_plain_trades_new" in str(caught.value)
+    assert "Partitioned.copy_and_swap(db)" in str(caught.value)
     with pytest.raises(QueryError, match="not a partitioned table"):
         Partitioned(symbol="A", ts=T0, price=1.0).insert(db)
     v1 = _mig_v1()
@@ -521,3 +521,44 @@ def test_a_partition_dropped_behind_a_connections_back_is_made_again(
         with one.transaction() as tx:
             PTrade(symbol="C", ts=T0, price=1.0).insert(tx)
         assert PTrade.count(one) == 2
+
+
+def test_copy_and_swap_partitions_an_existing_plain_table(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """The refused in-place change done by copying: rows, names and partitions as they should be."""
+
+    @table("pt_swap", primary_key=("symbol", "ts"))
+    class Before(Orso):
+        symbol: str
+        ts: datetime
+        qty: int
+
+    create_tables(db, Before)
+    Before.batch_insert(
+        [Before(symbol="A", ts=T0 + timedelta(hours=7 * i), qty=i) for i in range(40)], db
+    )
+
+    @table(
+        "pt_swap",
+        primary_key=("symbol", "ts"),
+        partition_by=partition.range("ts", every="1 day", default=True),
+    )
+    class After(Orso):
+        symbol: str
+        ts: datetime
+        qty: int
+
+    assert After.copy_and_swap(db, chunk_size=7) == "pt_swap_old"
+    assert After.count(db) == 40
+    assert sum(r.qty for r in After.find_all(db)) == sum(range(40))
+    names = partition_names(raw, "pt_swap")
+    assert "pt_swap_default" in names
+    assert f"pt_swap_p{T0:%Y%m%d}" in names
+    assert misplaced(raw, "pt_swap") == 0
+    assert Migrations.init(db, [migration(After)])[0].action is MigrationAction.SCHEMA_MATCHED
+    After(symbol="B", ts=T0 + timedelta(days=30), qty=1).insert(db)
+    After(symbol="B", ts=T0, qty=1).insert(db)  # an existing day: no second partition for it
+    assert len(partition_names(raw, "pt_swap")) == len(names) + 1
+    with pytest.raises(MigrationError, match="pt_swap_old exists already"):
+        After.copy_and_swap(db)

@@ -65,6 +65,7 @@ LAYERS: dict[str, int] = {
     "migrate._apply": 5,
     "migrate._partitions": 5,
     "migrate._migrations": 5,
+    "migrate._swap": 5,
     "_nearest": 5,
     "_model": 5,
     "testing.arrays": 6,
