@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import re
+import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -78,6 +79,7 @@ _INDEXES = sql.SQL(
 # Partitions known to exist, per connection: a write that finds all of its partitions here
 # skips the catalog. Only what a committed transaction made is recorded.
 _KNOWN: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_KNOWN_LOCK = threading.Lock()
 
 
 @attrs.frozen
@@ -252,7 +254,8 @@ def ensure(
                 )
                 made.append(name)
     if ex.idle:
-        _KNOWN.setdefault(ex.conn, set()).update((parent, n) for n in names)
+        with _KNOWN_LOCK:
+            _KNOWN.setdefault(ex.conn, set()).update((parent, n) for n in names)
     return made
 
 
@@ -296,19 +299,21 @@ def stale(ex: Executor, meta: TableMeta, table: str | None, exc: Exception) -> b
     """
     if "no partition of relation" not in str(exc):
         return False
-    known = _KNOWN.get(ex.conn)
-    if known is None:
-        return False
     parent = _parent_text(meta, table)
-    known.difference_update({k for k in known if k[0] == parent})
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(ex.conn)
+        if known is None:
+            return False
+        known.difference_update({k for k in known if k[0] == parent})
     return ex.idle
 
 
 def forget(meta: TableMeta, table: str | None, names: Iterable[str]) -> None:
     """Drop *names* from what every connection knows exists (they were dropped)."""
     gone = {(_parent_text(meta, table), n) for n in names}
-    for known in list(_KNOWN.values()):
-        known.difference_update(gone)
+    with _KNOWN_LOCK:
+        for known in list(_KNOWN.values()):
+            known.difference_update(gone)
 
 
 # --- the class methods ------------------------------------------------------------------------
