@@ -74,3 +74,16 @@ class PSeq(Orso):
 
     seq: int
     note: str = ""
+
+
+@table(
+    "pt_fills",
+    primary_key=("id", "ts"),
+    partition_by=partition.range("ts", every="1 hour"),
+)
+class PFill(Orso):
+    """A fill keyed by (id, ts) with a server-generated id, one partition per hour."""
+
+    id: int | None = column(default=None)
+    ts: datetime
+    qty: int

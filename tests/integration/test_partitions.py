@@ -39,7 +39,7 @@ from orso_pg import (
     table,
 )
 from tests.helpers import count_statements, create_tables
-from tests.partition_models import PBar, PlainTrade, PQuote, PSeq, PTrade, Venue
+from tests.partition_models import PBar, PFill, PlainTrade, PQuote, PSeq, PTrade, Venue
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 DAYS = 30
@@ -562,3 +562,22 @@ def test_copy_and_swap_partitions_an_existing_plain_table(
     assert len(partition_names(raw, "pt_swap")) == len(names) + 1
     with pytest.raises(MigrationError, match="pt_swap_old exists already"):
         After.copy_and_swap(db)
+
+
+def test_a_generated_id_in_the_key_of_an_hourly_table(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """The issue's (id, ts) key: ids from the identity, one partition per hour."""
+    create_tables(db, PFill)
+    first = PFill(ts=T0, qty=1).insert(db)
+    assert first.id is not None
+    fills = [PFill(ts=T0 + timedelta(minutes=25 * i), qty=i) for i in range(10)]
+    assert PFill.batch_insert(fills, db) == 10
+    assert [p.name for p in PFill.partitions(db)][:2] == [
+        "pt_fills_p2024030100",
+        "pt_fills_p2024030101",
+    ]
+    assert len(PFill.partitions(db)) == 4
+    ids = raw.execute("SELECT count(DISTINCT id) FROM pt_fills").fetchone()
+    assert ids == (11,)
+    assert Migrations.init(db, [migration(PFill)])[0].action is MigrationAction.SCHEMA_MATCHED
