@@ -510,9 +510,10 @@ class _Runner:
         _record(ex, entry, live, plan.action, describe(entry.meta, live), plan.steps)
         return MigrationResult(
             plan.action,
-            schema_changes=tuple(s.description for s in plan.steps),
+            schema_changes=tuple(s.description for s in plan.steps) + plan.notes,
             table=entry.table,
             steps=plan.steps,
+            notes=plan.notes,
         )
 
     def build_late(self, ex: Executor, entry: MigrationEntry, steps: list[MigrationStep]) -> None:

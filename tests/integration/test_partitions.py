@@ -448,7 +448,8 @@ def test_citus_distribution_is_skipped_or_required_without_citus(db: Database) -
             "symbol (create_distributed_table))"
         ),
     )
-    Migrations.init(db, [migration(Dist)])
+    created = Migrations.init(db, [migration(Dist)])[0]
+    assert created.notes == plan.notes
     again = Migrations.init(db, [migration(Dist)])[0]
     assert again.action is MigrationAction.SCHEMA_MATCHED
     assert any("distribution skipped" in n for n in again.notes)
@@ -581,3 +582,31 @@ def test_a_generated_id_in_the_key_of_an_hourly_table(
     ids = raw.execute("SELECT count(DISTINCT id) FROM pt_fills").fetchone()
     assert ids == (11,)
     assert Migrations.init(db, [migration(PFill)])[0].action is MigrationAction.SCHEMA_MATCHED
+
+
+def test_copy_and_swap_in_a_transaction_keeps_the_identity_going(db: Database) -> None:
+    """Inside the caller's transaction, with a generated id: new rows get fresh ids after."""
+
+    @table("pt_swap_ids", primary_key=("id", "ts"))
+    class Plain(Orso):
+        id: int | None = column(default=None)
+        ts: datetime
+
+    @table(
+        "pt_swap_ids",
+        primary_key=("id", "ts"),
+        partition_by=partition.range("ts", every="1 month"),
+    )
+    class Parted(Orso):
+        id: int | None = column(default=None)
+        ts: datetime
+
+    with pytest.raises(MigrationError, match="no table to copy"):
+        Parted.copy_and_swap(db)
+    create_tables(db, Plain)
+    Plain.batch_insert([Plain(ts=T0 + timedelta(days=20 * i)) for i in range(5)], db)
+    with db.transaction() as tx:
+        assert Parted.copy_and_swap(tx, chunk_size=2) == "pt_swap_ids_old"
+    fresh = Parted(ts=T0).insert(db)
+    assert fresh.id == 6
+    assert len(Parted.partitions(db)) == 3  # March, April, May
