@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
 from orso_pg import (
@@ -610,3 +612,26 @@ def test_copy_and_swap_in_a_transaction_keeps_the_identity_going(db: Database) -
     fresh = Parted(ts=T0).insert(db)
     assert fresh.id == 6
     assert len(Parted.partitions(db)) == 3  # March, April, May
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    existing=st.sets(st.integers(0, 60), max_size=30),
+    upserted=st.lists(st.integers(0, 60), max_size=40),
+)
+def test_upsert_counts_match_an_oracle(
+    db: Database, existing: set[int], upserted: list[int]
+) -> None:
+    """inserted = new keys, updated = distinct keys already there, skipped = repeats."""
+    create_tables(db, PTrade)
+    PTrade.delete_where(Filter.is_not_null("symbol"), db)
+    at = [T0 + timedelta(hours=11 * k) for k in range(61)]
+    PTrade.batch_insert([PTrade(symbol="K", ts=at[k], price=1.0) for k in existing], db)
+    result = PTrade.batch_upsert([PTrade(symbol="K", ts=at[k], price=2.0) for k in upserted], db)
+    distinct = set(upserted)
+    assert result == UpsertResult(
+        inserted=len(distinct - existing),
+        updated=len(distinct & existing),
+        skipped=len(upserted) - len(distinct),
+    )
+    assert PTrade.count(db) == len(existing | distinct)

@@ -13,6 +13,7 @@ from psycopg import sql
 from orso_pg import DefinitionError, Orso, PartitionInfo, column, partition, table, table_of
 from orso_pg._partition import Ranges, partition_name, value_suffix
 from orso_pg._partitions import _column_values, _info, wanted
+from orso_pg.batch import _sql as batch_sql
 from orso_pg.migrate import _ddl as ddl
 from orso_pg.migrate import _placement as placement
 
@@ -353,3 +354,24 @@ def test_the_fast_and_careful_paths_find_the_same_ranges() -> None:
     ]
     assert _column_values(meta, [object()], None) == [None]
     assert _column_values(meta, [("A",)], ("symbol",)) == []
+
+
+def test_a_partitioned_upsert_counts_updates_without_xmax() -> None:
+    """The staged upsert of a partitioned table counts updates in a setting it resets first."""
+    meta = table_of(_model(partition_by=partition.range("ts", every="1 day")))
+    stmt = batch_sql.upsert_from_stage(meta, None, ("symbol", "ts", "price"), ("symbol", "ts"))
+    text = stmt.as_string()
+    assert "xmax" not in text
+    assert text.endswith(
+        'DO UPDATE SET "price" = EXCLUDED."price" WHERE set_config(\'orso_pg.upsert_updated\', '
+        "(current_setting('orso_pg.upsert_updated')::int8 + 1)::text, true) IS NOT NULL "
+        "RETURNING 1) SELECT n - u, u FROM (SELECT count(*) AS n, "
+        "current_setting('orso_pg.upsert_updated')::int8 AS u FROM ins) AS c"
+    )
+    assert [s.as_string() for s in stmt.settings] == [
+        "SELECT set_config('orso_pg.upsert_updated', '0', true)"
+    ]
+    plain = table_of(_model(partition_by=None))
+    stmt = batch_sql.upsert_from_stage(plain, None, ("symbol", "ts", "price"), ("symbol", "ts"))
+    assert "xmax = 0" in stmt.as_string()
+    assert stmt.settings == ()
