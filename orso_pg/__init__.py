@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from orso_pg import codec
 from orso_pg._model import Orso
+from orso_pg._partition import ListPartitioning, PartitionInfo, RangePartitioning, partition
 from orso_pg._schema import Column, ForeignKey, Index, TableMeta, column, table, table_of
 from orso_pg.batch._batch import BatchOptions, UpsertResult
 from orso_pg.errors import (
@@ -78,6 +79,7 @@ __all__ = [
     "Index",
     "JoinType",
     "KeysetPage",
+    "ListPartitioning",
     "LockNotAvailableError",
     "LockStrength",
     "LockTimeoutError",
@@ -96,12 +98,14 @@ __all__ = [
     "OrsoError",
     "PaginatedResult",
     "Pagination",
+    "PartitionInfo",
     "PoolError",
     "PoolTimeoutError",
     "PrimarySession",
     "QueryBuilder",
     "QueryCanceledError",
     "QueryError",
+    "RangePartitioning",
     "ReplicaStatus",
     "RowLock",
     "SearchFilter",
@@ -119,6 +123,7 @@ __all__ = [
     "col",
     "column",
     "migration",
+    "partition",
     "table",
     "table_of",
 ]

@@ -370,6 +370,11 @@ class Executor:
             raise translate(exc, table=table) from exc
         return max(cur.rowcount, 0)
 
+    @property
+    def idle(self) -> bool:
+        """Whether no transaction is open on the connection (autocommit, between statements)."""
+        return bool(self.conn.info.transaction_status == _IDLE)
+
     def scalar(self, stmt: Statement, *, table: str | None = None) -> Any:
         """Run *stmt* and return the first column of its first row (None without a row)."""
         row = self.fetch_one(stmt, table=table)

@@ -19,12 +19,16 @@ from psycopg import sql
 from orso_pg import _from_sql as raw
 from orso_pg import _nearest
 from orso_pg import _operations as ops
+from orso_pg import _partitions as parts
 from orso_pg import _reads as reads
 from orso_pg import _related as related
+from orso_pg._partition import PartitionInfo
 from orso_pg._schema import TableMeta, table_of
 from orso_pg.batch import _batch as batch
 from orso_pg.batch._batch import BatchOptions, UpsertResult
+from orso_pg.batch._progress import ProgressOption
 from orso_pg.errors import QueryError
+from orso_pg.migrate import _swap as swap
 from orso_pg.query._builder import QueryBuilder
 from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
 from orso_pg.query._locks import RowLock
@@ -1027,3 +1031,82 @@ class Orso:
     ) -> int:
         """:meth:`batch_delete_cascade` from *table_name*."""
         return batch.delete(cls, ids, db, table_name, cascade=True, **options)
+
+    # --- partitions ---------------------------------------------------------------------------
+
+    @classmethod
+    def partitions(cls, db: Session) -> builtins.list[PartitionInfo]:
+        """Return the table's partitions with their bounds and row estimates, oldest first."""
+        meta, table, _, session = ops.setup(cls, db, None)
+        return parts.list_partitions(meta, table, session)
+
+    @classmethod
+    def partitions_with_table(cls, db: Session, table_name: str) -> builtins.list[PartitionInfo]:
+        """:meth:`partitions` of *table_name*."""
+        meta, table, _, session = ops.setup(cls, db, table_name)
+        return parts.list_partitions(meta, table, session)
+
+    @classmethod
+    def create_partitions(cls, start: object, end: object, db: Session) -> builtins.list[str]:
+        """Make the range partitions holding ``[start, end)`` ahead of time; return those made.
+
+        Writes make the partitions they need by themselves; making them ahead keeps that
+        (short) lock out of a loading transaction.
+        """
+        meta, table, _, session = ops.setup(cls, db, None)
+        return parts.create_partitions(meta, table, start, end, session)
+
+    @classmethod
+    def create_partitions_with_table(
+        cls, start: object, end: object, db: Session, table_name: str
+    ) -> builtins.list[str]:
+        """:meth:`create_partitions` of *table_name*."""
+        meta, table, _, session = ops.setup(cls, db, table_name)
+        return parts.create_partitions(meta, table, start, end, session)
+
+    @classmethod
+    def drop_partitions_before(cls, cutoff: object, db: Session) -> builtins.list[str]:
+        """Drop the partitions whose every row is older than *cutoff*; return their names.
+
+        Retention in one call: a partition is dropped only when its upper bound is at most
+        *cutoff*, so no row at or after the cutoff is ever lost.
+        """
+        meta, table, _, session = ops.setup(cls, db, None)
+        return parts.drop_partitions_before(meta, table, cutoff, session)
+
+    @classmethod
+    def drop_partitions_before_with_table(
+        cls, cutoff: object, db: Session, table_name: str
+    ) -> builtins.list[str]:
+        """:meth:`drop_partitions_before` of *table_name*."""
+        meta, table, _, session = ops.setup(cls, db, table_name)
+        return parts.drop_partitions_before(meta, table, cutoff, session)
+
+    @classmethod
+    def move_partitions_before(
+        cls, cutoff: object, tablespace: str, db: Session
+    ) -> builtins.list[str]:
+        """Move the partitions older than *cutoff* (and their indexes) to *tablespace*."""
+        meta, table, _, session = ops.setup(cls, db, None)
+        return parts.move_partitions_before(meta, table, cutoff, tablespace, session)
+
+    @classmethod
+    def move_partitions_before_with_table(
+        cls, cutoff: object, tablespace: str, db: Session, table_name: str
+    ) -> builtins.list[str]:
+        """:meth:`move_partitions_before` of *table_name*."""
+        meta, table, _, session = ops.setup(cls, db, table_name)
+        return parts.move_partitions_before(meta, table, cutoff, tablespace, session)
+
+    @classmethod
+    def copy_and_swap(
+        cls, db: Session, *, chunk_size: int = 50_000, progress: ProgressOption = None
+    ) -> str:
+        """Rebuild the table as the model declares it (e.g. partitioned); return the old name.
+
+        What a migration refuses to do in place, done by copying, in one transaction: the live
+        table is locked against writers (readers go on), a new table is created from the model,
+        the rows are copied in key order, ``chunk_size`` at a time with *progress*, and the new
+        table (with its partitions) takes the names; the old one is kept as ``<table>_old``.
+        """
+        return swap.copy_and_swap(cls, db, chunk_size=chunk_size, progress=progress)

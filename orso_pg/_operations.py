@@ -8,18 +8,25 @@ directly (sessions hand it an :class:`~orso_pg._executor.Executor`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import sql
 
 from orso_pg import _compiler as compiler
+from orso_pg import _partitions as partitions
 from orso_pg import _types
 from orso_pg._compiler import Statement
 from orso_pg._executor import Executor, fill, load_rows, loader, refused
 from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
-from orso_pg.errors import NotFoundError, QueryError, ValidationError, describe_value
+from orso_pg.errors import (
+    CheckViolationError,
+    NotFoundError,
+    QueryError,
+    ValidationError,
+    describe_value,
+)
 from orso_pg.query._locks import RowLock, locked
 from orso_pg.session._database import Session
 
@@ -224,10 +231,31 @@ def insert(obj: M, db: object, table_name: object = None) -> M:
     meta, table, label, session = setup(obj, db, table_name)
     names, values = row_values(meta, table, obj)
     stmt = compiler.insert(meta, table, names, values)
-    row = session._write(lambda ex: ex.fetch_one(stmt, table=label))
+    row = session._write(_placed(meta, table, obj, stmt, label))
     assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
     fill(obj, meta, row)
     return obj
+
+
+def _placed(
+    meta: TableMeta, table: str | None, obj: object, stmt: Statement, label: str
+) -> Callable[[Executor], tuple[Any, ...] | None]:
+    """Return the work writing *obj* with *stmt*; a partitioned table gets its partition first."""
+    if meta.placement.partitioning is None:
+        return lambda ex: ex.fetch_one(stmt, table=label)
+
+    def work(ex: Executor) -> tuple[Any, ...] | None:
+        partitions.ensure_rows(ex, meta, table, (obj,))
+        try:
+            return ex.fetch_one(stmt, table=label)
+        except CheckViolationError as exc:
+            # Another session dropped a partition this connection remembered: look again.
+            if not partitions.stale(ex, meta, table, exc):
+                raise
+        partitions.ensure_rows(ex, meta, table, (obj,))
+        return ex.fetch_one(stmt, table=label)
+
+    return work
 
 
 def find_by_id(
@@ -289,7 +317,7 @@ def update(obj: M, db: object, table_name: object = None) -> M:
         skip.append(meta.updated_at.name)
     names, values = row_values(meta, table, obj, skip=skip)
     stmt = compiler.update_by_key(meta, table, names, values, key)
-    row = session._write(lambda ex: ex.fetch_one(stmt, table=label))
+    row = session._write(_placed(meta, table, obj, stmt, label))
     if row is None:
         where = " AND ".join(
             f"{c.name} = {describe_value(v)}"
@@ -441,7 +469,7 @@ def _upsert_on(obj: M, db: object, table_name: object, conflict: tuple[str, ...]
         msg = f"upsert on {conflict} needs a value for {', '.join(missing)}"
         raise ValidationError(msg, table=label, column=missing[0], value=None)
     stmt = compiler.upsert(meta, table, names, values, conflict)
-    row = session._write(lambda ex: ex.fetch_one(stmt, table=label))
+    row = session._write(_placed(meta, table, obj, stmt, label))
     assert row is not None  # noqa: S101 - DO UPDATE always returns the row
     fill(obj, meta, row)
     return obj

@@ -15,7 +15,8 @@ from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, dataclass_tr
 import attrs
 from psycopg import sql
 
-from orso_pg import _types, _vector
+from orso_pg import _partition, _types, _vector
+from orso_pg._partition import Placement
 from orso_pg.errors import DefinitionError
 
 __all__ = [
@@ -294,6 +295,7 @@ class TableMeta:
         updated_at: The update timestamp column, if any.
         indexes: Secondary indexes, from ``column(index=...)`` and ``@table(indexes=...)``.
         foreign_keys: Foreign keys over several columns, from ``@table(foreign_keys=...)``.
+        placement: Partitioning, tablespaces and Citus distribution (:class:`Placement`).
     """
 
     cls: type
@@ -308,6 +310,7 @@ class TableMeta:
     updated_at: Column | None
     indexes: tuple[Index, ...]
     foreign_keys: tuple[TableForeignKey, ...] = ()
+    placement: Placement = attrs.field(factory=Placement)
     by_name: Mapping[str, Column] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -401,6 +404,13 @@ def table(
     upsert_key: Sequence[str] | None = None,
     primary_key: Sequence[str] | None = None,
     foreign_keys: Iterable[ForeignKey] = (),
+    partition_by: _partition.Partitioning | None = None,
+    tablespace: str | None = None,
+    index_tablespace: str | None = None,
+    distribute_by: str | None = None,
+    colocate_with: type | str | None = None,
+    reference: bool = False,
+    require_distribution: bool = False,
 ) -> Callable[[C], C]:
     """Turn a class into an orso_pg model stored in table *name*.
 
@@ -417,6 +427,17 @@ def table(
             ``("symbol", "ts")`` (instead of ``column(primary_key=True)`` on the fields, which
             keeps their declaration order).
         foreign_keys: Foreign keys over several columns (:class:`ForeignKey`).
+        partition_by: ``partition.range("ts", every="1 day")`` or ``partition.list("symbol")``:
+            the table is partitioned, and partitions are made as rows need them. Primary and
+            unique keys must include the partition column.
+        tablespace: The table's tablespace (for a partitioned table, new partitions' one).
+        index_tablespace: The tablespace of the table's indexes, keys' indexes included.
+        distribute_by: On Citus, distribute the table by this column
+            (``create_distributed_table``); unique keys must include it.
+        colocate_with: On Citus, co-locate with this model (or table name).
+        reference: On Citus, a reference table (``create_reference_table``).
+        require_distribution: Fail migrations on a server without the ``citus`` extension
+            instead of skipping the distribution.
 
     Returns:
         A class decorator.
@@ -431,6 +452,15 @@ def table(
     chosen_key = tuple(upsert_key) if upsert_key is not None else None
     table_key = _key_names(primary_key)
     table_fks = tuple(foreign_keys)
+    placing = {
+        "partition_by": partition_by,
+        "tablespace": tablespace,
+        "index_tablespace": index_tablespace,
+        "distribute_by": distribute_by,
+        "colocate_with": colocate_with,
+        "reference": reference,
+        "require_distribution": require_distribution,
+    }
 
     def decorate(cls: C) -> C:
         if "__attrs_attrs__" not in cls.__dict__:
@@ -444,6 +474,7 @@ def table(
             chosen_key,
             table_key,
             table_fks,
+            placing,
         )
         cls.__orso_table__ = meta  # type: ignore[attr-defined]
         _REGISTRY[meta.name] = meta
@@ -511,6 +542,7 @@ def _build(
     upsert_key: tuple[str, ...] | None,
     table_key: tuple[str, ...] | None = None,
     table_fks: tuple[ForeignKey, ...] = (),
+    placing: Mapping[str, Any] | None = None,
 ) -> TableMeta:
     _check_identifier(cls, None, "table", name)
     if schema is not None:
@@ -564,6 +596,18 @@ def _build(
     else:
         chosen = None
 
+    placement = _partition.resolve(
+        cls,
+        {c.name: (c.type, c.nullable and not c.primary_key, c.generated) for c in columns},
+        key_names,
+        unique_keys,
+        **(placing or {}),
+    )
+    for label in ("tablespace", "index_tablespace"):
+        space = getattr(placement, label)
+        if space is not None:
+            _check_identifier(cls, None, label, space)
+
     return TableMeta(
         cls=cls,
         name=name,
@@ -577,6 +621,7 @@ def _build(
         updated_at=next((c for c in columns if c.options.updated_at), None),
         indexes=tuple(indexes),
         foreign_keys=tuple(_foreign_key(cls, by_name, fk) for fk in table_fks),
+        placement=placement,
     )
 
 

@@ -21,6 +21,7 @@ from bench.workloads.bulk import (
 from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
 from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
+from bench.workloads.partitions import PartitionLoad, PartitionRead
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
 from bench.workloads.replicas import ReplicaLookups, ReplicaRanges, ReplicaRouting
 from bench.workloads.vectors import VectorLoad, VectorNearest
@@ -47,6 +48,8 @@ WORKLOADS: tuple[type[Workload], ...] = (
     Arrays,
     VectorLoad,
     VectorNearest,
+    PartitionLoad,
+    PartitionRead,
     Migrate,
 )
 

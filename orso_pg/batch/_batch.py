@@ -36,6 +36,7 @@ import attrs
 
 from orso_pg import _compiler as compiler
 from orso_pg import _operations as ops
+from orso_pg import _partitions as partitions
 from orso_pg._executor import CopyRowError, Executor
 from orso_pg._schema import TableMeta
 from orso_pg.batch import _columnar as batch_columnar
@@ -575,6 +576,18 @@ class _Operation(Generic[R_co]):
         """Do the work of one chunk: exhaust *source*, recording what it yields in *rows*."""
         raise NotImplementedError
 
+    def prepare(self, ex: Executor, source: Iterator[Any]) -> Iterator[Any]:
+        """Return a chunk's rows ready to send: partitions of a partitioned table made first."""
+        meta: TableMeta | None = getattr(self, "meta", None)
+        if meta is None or meta.placement.partitioning is None:
+            return source
+        return partitions.ready(ex, meta, getattr(self, "table", None), source, self.columns)
+
+    @property
+    def columns(self) -> tuple[str, ...] | None:
+        """The columns plain rows hold, in order; None when rows are instances."""
+        return None
+
     def end(self, ex: Executor) -> None:
         """Finish a transaction, after its last chunk."""
 
@@ -653,7 +666,7 @@ def _run(
 
     def one(ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> R:
         op.begin(ex)
-        result = op.chunk(ex, offset, source, rows)
+        result = op.chunk(ex, offset, op.prepare(ex, source), rows)
         op.end(ex)
         return result
 
@@ -661,7 +674,7 @@ def _run(
         op.begin(ex)
         out = []
         for offset, source, rows in chunks():
-            out.append(op.chunk(ex, offset, source, rows))
+            out.append(op.chunk(ex, offset, op.prepare(ex, source), rows))
             report.update(offset + len(rows) - options.start)
         op.end(ex)
         return out
@@ -919,6 +932,11 @@ class _InsertRows(_Operation[int]):
     label: str
     names: tuple[str, ...]
     wire: batch_columnar.Wire | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...] | None:
+        """The columns the plain rows hold."""
+        return self.names
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
         meta, table, label, names = self.meta, self.table, self.label, self.names
@@ -1182,6 +1200,11 @@ class _UpsertRows(_Upsert):
     names: tuple[str, ...] = ()
     wire: batch_columnar.Wire | None = None
 
+    @property
+    def columns(self) -> tuple[str, ...] | None:
+        """The columns the plain rows hold."""
+        return self.names
+
     def chunk(
         self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]
     ) -> UpsertResult:
@@ -1396,6 +1419,10 @@ class _Delete(_Operation[int]):
     table: str | None
     label: str
     cascade: bool
+
+    def prepare(self, ex: Executor, source: Iterator[Any]) -> Iterator[Any]:  # noqa: ARG002
+        """Keys to delete need no partition."""
+        return source
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
         rows.extend(source)

@@ -154,12 +154,43 @@ def _upsert(
     if not assignments:
         # DO UPDATE needs an assignment; rewriting the key with itself changes nothing.
         assignments.append(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(conflict[0])))
+    return _counted(meta, head, _COMMA.join(assignments))
+
+
+# A partitioned table refuses system columns in RETURNING ("cannot retrieve a system column
+# in this context"), so xmax cannot tell inserted rows from updated ones there. Instead, the
+# DO UPDATE's WHERE (true) counts the updates in a transaction-local setting: PostgreSQL
+# evaluates it exactly once per row it updates, after locking the row. The statement's
+# settings reset the count first, in the same transaction.
+_UPDATED = "orso_pg.upsert_updated"
+_COUNT_UPDATE = sql.SQL(
+    " WHERE set_config({name}, (current_setting({name})::int8 + 1)::text, true) IS NOT NULL"
+).format(name=sql.Literal(_UPDATED))
+_RESET_UPDATED = Statement(
+    sql.SQL("SELECT set_config({}, '0', true)").format(sql.Literal(_UPDATED))
+)
+
+
+def _counted(meta: TableMeta, head: sql.Composable, assignments: sql.Composable) -> sql.Composed:
+    """Return the staged upsert that counts inserted and updated rows."""
+    if meta.placement.partitioning is not None:
+        return sql.SQL(
+            "WITH ins AS ({}DO UPDATE SET {}{} RETURNING 1) "
+            "SELECT n - u, u FROM (SELECT count(*) AS n, "
+            "current_setting({})::int8 AS u FROM ins) AS c"
+        ).format(head, assignments, _COUNT_UPDATE, sql.Literal(_UPDATED))
     # xmax is 0 on a freshly inserted row version and holds the updating transaction's id on a
     # row version written by DO UPDATE, which tells the two outcomes apart in one statement.
     return sql.SQL(
         "WITH ins AS ({}DO UPDATE SET {} RETURNING xmax = 0 AS inserted) "
         "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ins"
-    ).format(head, _COMMA.join(assignments))
+    ).format(head, assignments)
+
+
+def _settings(meta: TableMeta, do_nothing: bool = False) -> tuple[Statement, ...]:
+    if do_nothing or meta.placement.partitioning is None:
+        return ()
+    return (_RESET_UPDATED,)
 
 
 def upsert_from_stage(
@@ -177,7 +208,10 @@ def upsert_from_stage(
     overwritten on conflict (only those in *update* when given); ``updated_at`` is set to
     ``now()``. With *do_nothing*, existing keys are left alone and ``updated`` is 0.
     """
-    return Statement(_upsert(meta, table_name, names, conflict, update, do_nothing))
+    return Statement(
+        _upsert(meta, table_name, names, conflict, update, do_nothing),
+        settings=_settings(meta, do_nothing),
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -280,19 +314,14 @@ def upsert_assigning(
     assignments come compiled from the caller's expressions, so this text is not cached.
     """
     columns = column_list([meta.by_name[n] for n in names])
-    query = sql.SQL(
-        "WITH ins AS (INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {} "
-        "RETURNING xmax = 0 AS inserted) "
-        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ins"
-    ).format(
+    head = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) ").format(
         meta.qualified(table_name),
         columns,
         columns,
         STAGE,
         _COMMA.join(map(sql.Identifier, conflict)),
-        assignments,
     )
-    return Statement(query, params)
+    return Statement(_counted(meta, head, assignments), params, settings=_settings(meta))
 
 
 def update_assigning(

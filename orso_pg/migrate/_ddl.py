@@ -14,6 +14,7 @@ from psycopg import sql
 
 from orso_pg._compiler import Statement
 from orso_pg._schema import MAX_IDENTIFIER_BYTES, Column, Index, TableForeignKey, TableMeta
+from orso_pg.migrate import _placement as placement
 
 __all__ = [
     "column_definition",
@@ -169,9 +170,11 @@ def table_elements(meta: TableMeta, *, references: bool = True) -> list[sql.Comp
     """Return the column definitions and key constraints of ``CREATE TABLE``.
 
     A composite primary key is one ``PRIMARY KEY (a, b)`` constraint in key order. With
-    *references* False, foreign keys are left out (a temporary copy cannot reference a table).
+    *references* False, foreign keys are left out (a temporary copy cannot reference a table),
+    and so is the indexes' tablespace.
     """
-    composite = meta.composite
+    space = placement.index_tablespace(meta) if references else None
+    composite = meta.composite or (space is not None and bool(meta.key))
     items: list[sql.Composable] = [
         column_definition(
             c if references else attrs.evolve(c, ref_table=None), inline_key=not composite
@@ -180,8 +183,9 @@ def table_elements(meta: TableMeta, *, references: bool = True) -> list[sql.Comp
     ]
     if composite:
         items.append(
-            sql.SQL("PRIMARY KEY ({})").format(
-                sql.SQL(", ").join(sql.Identifier(c.name) for c in meta.key)
+            sql.SQL("PRIMARY KEY ({}){}").format(
+                sql.SQL(", ").join(sql.Identifier(c.name) for c in meta.key),
+                space if space is not None else sql.SQL(""),
             )
         )
     if references:
@@ -202,10 +206,17 @@ def create_table(meta: TableMeta, table_name: str | None = None) -> Statement:
     "body" TEXT NOT NULL, UNIQUE ("body"))
     """
     items = table_elements(meta)
-    items.extend(unique_constraint(key) for key in meta.unique_keys)
+    space = placement.index_tablespace(meta)
+    items.extend(
+        unique_constraint(key) if space is None else sql.Composed([unique_constraint(key), space])
+        for key in meta.unique_keys
+    )
     query = sql.SQL("CREATE TABLE {} ({})").format(
         meta.qualified(table_name), sql.SQL(", ").join(items)
     )
+    suffix = placement.table_suffix(meta)
+    if suffix is not None:
+        query = sql.SQL("{} {}").format(query, suffix)
     return Statement(query)
 
 
@@ -237,6 +248,9 @@ def create_index(
             sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in index.params
         )
         parts.append(sql.SQL(" WITH ({})").format(sql.SQL(", ").join(settings)))
+    space = meta.placement.index_tablespace
+    if space is not None:
+        parts.append(sql.SQL(" TABLESPACE {}").format(sql.Identifier(space)))
     return Statement(sql.Composed(parts))
 
 

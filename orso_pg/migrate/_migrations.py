@@ -44,6 +44,7 @@ from orso_pg.errors import (
 from orso_pg.migrate import _ddl as ddl
 from orso_pg.migrate import _extensions as extensions
 from orso_pg.migrate import _history as history
+from orso_pg.migrate import _partitions as placing
 from orso_pg.migrate._apply import Progress, apply_step
 from orso_pg.migrate._dryrun import build_in_transaction
 from orso_pg.migrate._history import MigrationRecord
@@ -534,7 +535,11 @@ def _plan(
     live = read_table(ex, label, schema)
     if live is None:
         raw = plan_create(meta, entry.table_name, label, probe.name_taken)
-        return _Planned(MigrationPlan(label, MigrationAction.TABLE_CREATED, first + raw.steps))
+        placed = placing.plan_created(ex, meta, entry.table_name, label, schema)
+        steps = first + raw.steps + placed.steps
+        return _Planned(MigrationPlan(label, MigrationAction.TABLE_CREATED, steps, placed.notes))
+    placed = placing.plan_existing(ex, meta, entry.table_name, label, live)
+    options = placed.options(options)
     if target is None:
         target = _target(ex, meta)
     previous = history.latest(ex, live.schema, live.name)
@@ -548,9 +553,9 @@ def _plan(
         probe,
         options,
     )
-    steps = first + raw.steps
+    steps = first + raw.steps + placed.steps
     action = MigrationAction.DATA_MIGRATED if steps else MigrationAction.SCHEMA_MATCHED
-    plan = MigrationPlan(label, action, steps, raw.notes, raw.backup_table)
+    plan = MigrationPlan(label, action, steps, raw.notes + placed.notes, raw.backup_table)
     return _Planned(plan, live, target, previous)
 
 
@@ -682,9 +687,10 @@ class _Runner:
         _record(ex, entry, live, plan.action, target, plan.steps, before=None, after=after)
         return MigrationResult(
             plan.action,
-            schema_changes=tuple(s.description for s in plan.steps),
+            schema_changes=tuple(s.description for s in plan.steps) + plan.notes,
             table=entry.table,
             steps=plan.steps,
+            notes=plan.notes,
         )
 
     def build_late(self, ex: Executor, entry: MigrationEntry, steps: list[MigrationStep]) -> None:
