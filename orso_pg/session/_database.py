@@ -51,6 +51,7 @@ from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
+    from orso_pg.session._pipeline import Pipeline
 
 __all__ = ["Database", "DatabaseConfig", "Session", "Transaction"]
 
@@ -761,6 +762,51 @@ class Database(Session):
     def pool_stats(self) -> dict[str, int]:
         """Return psycopg_pool's counters (connections, requests, errors...)."""
         return self._pool.get_stats()
+
+    @contextlib.contextmanager
+    def pipeline(
+        self,
+        *,
+        transaction: bool = False,
+        max_pending: int = 1000,
+        max_bytes: int = 4 << 20,
+    ) -> Iterator[Pipeline]:
+        """Send Orso operations without waiting for each other, on one pooled connection.
+
+        Operations given the yielded :class:`~orso_pg.Pipeline` return a
+        :class:`~orso_pg.Pending` handle at once; results arrive when the pipeline syncs (on
+        ``p.sync()``, on a handle's ``result()``, every *max_pending* operations or
+        *max_bytes* of parameters, and when the block ends).
+
+        Args:
+            transaction: Run every operation in one transaction, committed when the block ends
+                (the first failure aborts the rest and rolls it back). By default each
+                operation commits on its own and a failure fails its own handle only.
+            max_pending: Operations sent before the pipeline syncs by itself.
+            max_bytes: Bytes of parameters sent before the pipeline syncs by itself.
+
+        Raises:
+            OrsoError: when the block ends, the first error no handle's ``result()`` raised
+                (in a transaction, the error that rolled it back).
+        """
+        from orso_pg.session._pipeline import pipelined
+
+        try:
+            with self._borrow() as conn:
+                with pipelined(
+                    self._executor(conn),
+                    transaction=transaction,
+                    max_pending=max_pending,
+                    max_bytes=max_bytes,
+                ) as p:
+                    yield p
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise translate(exc) from exc
+        except ServerUnavailableError:
+            raise
+        except ConnectionLostError:
+            self._sweep()
+            raise
 
 
 class Transaction(Session):
