@@ -24,6 +24,7 @@ from orso_pg.errors import (
     NotFoundError,
     NotNullViolationError,
     OrsoError,
+    PipelineAbortedError,
     PoolError,
     PoolTimeoutError,
     QueryCanceledError,
@@ -48,6 +49,7 @@ from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOr
 from orso_pg.query._locks import LockStrength, RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
+from orso_pg.session._pipeline import Pending, Pipeline
 
 # Everything public is re-exported here, so that `from orso_pg import X` is the one import
 # path users and type checkers need; the modules behind it are an implementation detail.
@@ -91,6 +93,9 @@ __all__ = [
     "OrsoError",
     "PaginatedResult",
     "Pagination",
+    "Pending",
+    "Pipeline",
+    "PipelineAbortedError",
     "PoolError",
     "PoolTimeoutError",
     "QueryBuilder",
