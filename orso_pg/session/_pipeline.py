@@ -9,9 +9,9 @@ a transaction commits; it must not build SQL nor touch the connection itself (th
 
 Two modes:
 
-* autocommit (the default): each operation commits on its own. A write ends the server's
-  implicit transaction right after it, so a failing operation fails its own handle only;
-  reads it made the server skip are sent again.
+* autocommit (the default): each operation commits on its own. Each ends the server's
+  implicit transaction right after it (a Sync message, not waited for), so a failing operation
+  fails its own handle only and the operations after it run, in order.
 * transaction (``transaction=True``): every operation runs in one transaction, committed when
   the block ends. The first operation that fails (on the server, or when its result is read,
   e.g. an ``update`` finding no row) fails every later one with
@@ -211,7 +211,7 @@ class Pipeline(Session):
 
     def _send(self, handle: Pending[Any], step: Step[Any]) -> None:
         cur = self._px.send(step.stmt, binary=step.kind != ROWCOUNT)
-        if step.write and not self.transaction:
+        if not self.transaction:
             self._px.boundary()
         self._queue.append((handle, cur, step))
         self._bytes += _size(step.stmt.params)
@@ -229,11 +229,10 @@ class Pipeline(Session):
 
     def sync(self) -> None:
         """Send what is queued, wait for every result and resolve the handles."""
-        while self._queue:
+        if self._queue:
             entries, self._queue, self._bytes = self._queue, [], 0
             with contextlib.suppress(OrsoError):
                 self._px.sync()  # a broken connection: every outcome below says so
-            again = []
             for handle, cur, step in entries:
                 if self._first_error is not None:
                     handle._fail(self._aborted(step.label))
@@ -241,22 +240,14 @@ class Pipeline(Session):
                 try:
                     value = step.finish(self._px.outcome(cur, step.kind, step.label))
                 except Aborted:
-                    if self.transaction:  # BEGIN itself failed, or the connection broke
-                        self._fail(handle, self._px.broken or _begin_failed(step.label))
-                    else:
-                        again.append((handle, step))  # skipped by the server: never ran
+                    # Skipped by the server: its BEGIN failed, or the connection broke.
+                    self._fail(handle, self._px.broken or _begin_failed(step.label))
                     continue
                 except Exception as exc:  # noqa: BLE001 - delivered on the handle
                     self._fail(handle, exc)
                     continue
                 handle._resolve(value)
             self._failures = [h for h in self._failures if not h._observed]
-            if self._px.broken is not None:
-                for handle, _ in again:
-                    self._fail(handle, self._px.broken)
-                return
-            for handle, step in again:
-                self._send(handle, step)
 
     def _fail(self, handle: Pending[Any], error: BaseException) -> None:
         handle._fail(error)
