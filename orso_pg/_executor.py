@@ -593,7 +593,7 @@ class PipelineExecutor:
     def boundary(self) -> None:
         """End the server's implicit transaction here (a Sync message, not waited for)."""
         assert self._pipe is not None  # noqa: S101 - open() came first
-        self._pipe._enqueue_sync()  # noqa: SLF001 - psycopg has no public sync-without-wait
+        self._pipe._enqueue_sync()
 
     def sync(self) -> None:
         """Send every queued statement and wait for all their results."""

@@ -243,7 +243,7 @@ class Orso:
     @classmethod
     def find_by_id(
         cls, id: object, db: Session | Pipeline, *, lock: RowLock | None = None
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """Return the row whose primary key is *id* (a tuple for a composite key), or None.
 
         *lock* locks the row (inside a transaction).
@@ -265,7 +265,7 @@ class Orso:
     @classmethod
     def find_by_id_with_table(
         cls, id: object, db: Session | Pipeline, table_name: str, *, lock: RowLock | None = None
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_by_id` in *table_name*."""
         return ops.find_by_id(cls, id, db, table_name, lock=lock)
 
@@ -464,7 +464,7 @@ class Orso:
     @classmethod
     def find_one(
         cls, filter: Filter, db: Session | Pipeline, *, lock: RowLock | None = None
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """Return the matching row with the lowest primary key, or None; *lock* locks it."""
         return reads.find_one(cls, filter, db, lock=lock)
 
@@ -483,7 +483,7 @@ class Orso:
     @classmethod
     def find_one_with_table(
         cls, filter: Filter, db: Session | Pipeline, table_name: str, *, lock: RowLock | None = None
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_one` in *table_name*."""
         return reads.find_one(cls, filter, db, table_name, lock=lock)
 
@@ -496,7 +496,7 @@ class Orso:
     def find_latest(cls, db: Session) -> Self | None: ...
 
     @classmethod
-    def find_latest(cls, db: Session | Pipeline) -> Self | None | Pending[Self | None]:
+    def find_latest(cls, db: Session | Pipeline) -> Self | Pending[Self | None] | None:
         """Return the most recently created row (by the ``created_at`` column), or None."""
         return reads.find_first(cls, None, [reads.timestamp_sort(table_of(cls), latest=True)], db)
 
@@ -511,7 +511,7 @@ class Orso:
     @classmethod
     def find_latest_with_table(
         cls, db: Session | Pipeline, table_name: str
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_latest` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, None, [sort], db, table_name)
@@ -527,7 +527,7 @@ class Orso:
     @classmethod
     def find_latest_filter(
         cls, filter: Filter, db: Session | Pipeline
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """Return the most recently created row matching *filter*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, filter, [sort], db)
@@ -547,7 +547,7 @@ class Orso:
     @classmethod
     def find_latest_filter_with_table(
         cls, filter: Filter, db: Session | Pipeline, table_name: str
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_latest_filter` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, filter, [sort], db, table_name)
@@ -563,7 +563,7 @@ class Orso:
     @classmethod
     def find_first_filter(
         cls, filter: Filter, db: Session | Pipeline
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """Return the earliest created row matching *filter*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, filter, [sort], db)
@@ -583,7 +583,7 @@ class Orso:
     @classmethod
     def find_first_filter_with_table(
         cls, filter: Filter, db: Session | Pipeline, table_name: str
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_first_filter` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, filter, [sort], db, table_name)
@@ -667,7 +667,7 @@ class Orso:
     @classmethod
     def find_latest_by_field(
         cls, field: str, value: object, db: Session | Pipeline
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """Return the most recently created row whose *field* equals *value*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db)
@@ -687,7 +687,7 @@ class Orso:
     @classmethod
     def find_latest_by_field_with_table(
         cls, field: str, value: object, db: Session | Pipeline, table_name: str
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_latest_by_field` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db, table_name)
@@ -705,7 +705,7 @@ class Orso:
     @classmethod
     def find_first_by_field(
         cls, field: str, value: object, db: Session | Pipeline
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """Return the earliest created row whose *field* equals *value*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db)
@@ -725,7 +725,7 @@ class Orso:
     @classmethod
     def find_first_by_field_with_table(
         cls, field: str, value: object, db: Session | Pipeline, table_name: str
-    ) -> Self | None | Pending[Self | None]:
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_first_by_field` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db, table_name)

@@ -792,14 +792,16 @@ class Database(Session):
         from orso_pg.session._pipeline import pipelined
 
         try:
-            with self._borrow() as conn:
-                with pipelined(
+            with (
+                self._borrow() as conn,
+                pipelined(
                     self._executor(conn),
                     transaction=transaction,
                     max_pending=max_pending,
                     max_bytes=max_bytes,
-                ) as p:
-                    yield p
+                ) as p,
+            ):
+                yield p
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise translate(exc) from exc
         except ServerUnavailableError:

@@ -307,17 +307,26 @@ class Pipeline(Session):
             "before its next step, or a stream); run it on the Database or a transaction"
         )
 
-    def _read(self, work: Callable[[Executor], T]) -> T:
+    def _read(self, work: Callable[[Executor], T]) -> T:  # noqa: ARG002
         raise self._not_here()
 
-    def _write(self, work: Callable[[Executor], T]) -> T:
+    def _write(self, work: Callable[[Executor], T]) -> T:  # noqa: ARG002
         raise self._not_here()
 
-    def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
+    def _atomic(
+        self,
+        work: Callable[[Executor], T],  # noqa: ARG002
+        *,
+        timeout: float | None = None,  # noqa: ARG002
+    ) -> T:
         raise self._not_here()
 
     def _iterate(
-        self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
+        self,
+        stmt: Statement,  # noqa: ARG002
+        batch_size: int,  # noqa: ARG002
+        table: str | None,  # noqa: ARG002
+        timeout: float | None = None,  # noqa: ARG002
     ) -> Iterator[Any]:
         raise self._not_here()
 

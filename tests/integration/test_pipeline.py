@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import psycopg
 import pytest
 from hypothesis import given, settings
@@ -98,7 +98,7 @@ def test_operations_return_pending_handles_resolved_at_sync(db: Database):
     assert Item.count(db) == 2
 
 
-class _Undo(Exception):
+class _UndoError(Exception):
     pass
 
 
@@ -152,9 +152,9 @@ def test_every_pipelined_operation_returns_what_the_database_returns(
             Item.find_all(s),
         ]
 
-    with pytest.raises(_Undo), db.transaction() as tx:
+    with pytest.raises(_UndoError), db.transaction() as tx:
         expected = calls(tx)
-        raise _Undo  # roll back, so the pipeline starts from the same rows
+        raise _UndoError  # roll back, so the pipeline starts from the same rows
     raw.execute("SELECT setval(pg_get_serial_sequence('p_items', 'id'), 5)")
     with db.pipeline() as p:
         handles = calls(p)
@@ -280,7 +280,7 @@ def test_a_pipeline_equals_the_same_operations_one_by_one(
     """Autocommit: every handle holds what the one-by-one call returned or raised."""
     db = twin_tables
     _reset(raw)
-    expected = [_outcome(lambda op=op: _apply(op, db, "_seq")) for op in ops]
+    expected = [_outcome(functools.partial(_apply, op, db, "_seq")) for op in ops]
     with db.pipeline(max_pending=max_pending) as p:
         handles = [_apply(op, p, "") for op in ops]
         got = [_outcome(h.result) for h in handles]
@@ -302,7 +302,7 @@ def test_a_transaction_pipeline_equals_a_transaction(
     try:
         with db.transaction() as tx:
             for i, op in enumerate(ops):
-                outcome = _outcome(lambda op=op: _apply(op, tx, "_seq"))
+                outcome = _outcome(functools.partial(_apply, op, tx, "_seq"))
                 expected.append(outcome)
                 if outcome[0] == "error":
                     failed_at = i
@@ -354,30 +354,31 @@ def test_autocommit_an_error_fails_its_own_handle_only(db: Database):
 
 
 def test_autocommit_a_failed_read_does_not_take_the_next_operations_down(db: Database):
-    """Reads the server skipped after a failed read are sent again, and run."""
+    """A failed read fails alone: the operations after it run, in order."""
     _setup(db)
     with db.pipeline() as p:
         counts = [Item.count(p) for _ in range(3)]
         missing = Item.count_with_table(p, "p_nowhere")
-        after = [Item.count(p), Item(name="z").insert(p), Item.count(p)]
+        before_insert = Item.count(p)
+        inserted = Item(name="z").insert(p)
+        after_insert = Item.count(p)
         p.sync()
         with pytest.raises(MissingTableError, match="p_nowhere"):
             missing.result()
     assert [c.result() for c in counts] == [0, 0, 0]
-    assert after[0].result() == 0
-    assert after[1].result().name == "z"  # type: ignore[attr-defined]
-    assert after[2].result() == 1
+    assert before_insert.result() == 0
+    assert inserted.result().name == "z"
+    assert after_insert.result() == 1
     _idle(db)
 
 
 def test_autocommit_an_error_nobody_looked_at_is_raised_at_the_end(db: Database):
     """Nothing fails silently: an unread failed handle raises when the block ends."""
     _setup(db)
-    with pytest.raises(UniqueViolationError):
-        with db.pipeline() as p:
-            Item(name="a").insert(p)
-            Item(name="a").insert(p)
-            Item(name="b").insert(p)
+    with pytest.raises(UniqueViolationError), db.pipeline() as p:
+        Item(name="a").insert(p)
+        Item(name="a").insert(p)
+        Item(name="b").insert(p)
     assert [i.name for i in Item.find_all(db)] == ["a", "b"]
     _idle(db)
 
@@ -386,20 +387,19 @@ def test_transaction_an_error_aborts_the_rest_and_rolls_back(db: Database):
     """The first failure fails later operations clearly; nothing is half-applied."""
     _setup(db)
     Item(name="a").insert(db)
-    with pytest.raises(UniqueViolationError) as raised:
-        with db.pipeline(transaction=True) as p:
-            first = Item(name="b").insert(p)
-            dup = Item(name="a").insert(p)
-            later = Item.find_by_id(1, p)
-            p.sync()
-            after_sync = Item(name="c").insert(p)
-            assert first.result().name == "b"
-            with pytest.raises(UniqueViolationError):
-                dup.result()
-            with pytest.raises(PipelineAbortedError, match="earlier error at operation 2") as ab:
-                later.result()
-            assert ab.value.operation == 2
-            assert after_sync.failed()
+    with pytest.raises(UniqueViolationError) as raised, db.pipeline(transaction=True) as p:
+        first = Item(name="b").insert(p)
+        dup = Item(name="a").insert(p)
+        later = Item.find_by_id(1, p)
+        p.sync()
+        after_sync = Item(name="c").insert(p)
+        assert first.result().name == "b"
+        with pytest.raises(UniqueViolationError):
+            dup.result()
+        with pytest.raises(PipelineAbortedError, match="earlier error at operation 2") as ab:
+            later.result()
+        assert ab.value.operation == 2
+        assert after_sync.failed()
     assert "p_items" in str(raised.value)
     assert [i.name for i in Item.find_all(db)] == ["a"]
     _idle(db)
@@ -408,11 +408,10 @@ def test_transaction_an_error_aborts_the_rest_and_rolls_back(db: Database):
 def test_transaction_a_missing_row_aborts_too(db: Database):
     """An update finding no row (found when its result is read) rolls the transaction back."""
     _setup(db)
-    with pytest.raises(NotFoundError):
-        with db.pipeline(transaction=True) as p:
-            Item(name="a").insert(p)
-            Item(id=99, name="b").update(p)
-            late = Item(name="c").insert(p)
+    with pytest.raises(NotFoundError), db.pipeline(transaction=True) as p:
+        Item(name="a").insert(p)
+        Item(id=99, name="b").update(p)
+        late = Item(name="c").insert(p)
     with pytest.raises(PipelineAbortedError, match="operation 2"):
         late.result()
     assert Item.count(db) == 0
@@ -472,7 +471,7 @@ def test_what_cannot_run_in_a_pipeline_says_so(db: Database):
     with pytest.raises(QueryError, match="closed"):
         Item.count(p)
     for bad in ({"max_pending": 0}, {"max_bytes": True}):
-        with pytest.raises(ConfigError), db.pipeline(**bad):  # type: ignore[arg-type]
+        with pytest.raises(ConfigError), db.pipeline(**bad):
             pass
     _idle(db)
 
@@ -481,7 +480,7 @@ def test_listeners_see_pipelined_statements(db: Database):
     """Statement listeners are called for each queued statement."""
     _setup(db)
     seen: list[str] = []
-    db.add_listener(lambda text, params: seen.append(text))
+    db.add_listener(lambda text, _params: seen.append(text))
     with db.pipeline() as p:
         Item.count(p)
         Item(name="a").insert(p)
@@ -498,7 +497,8 @@ def test_a_connection_lost_mid_pipeline(server: Server, schema: str, raw: psycop
             before = Item.count(p)
             p.sync()
             raw.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
                 (name,),
             )
             lost = Item.count(p)
