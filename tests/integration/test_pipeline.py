@@ -536,3 +536,12 @@ def test_two_hundred_thousand_lookups_in_flat_memory(
     assert total == sum(i % 10 for i in range(20_000, 200_000, 40_000))
     # The objects alive after 20,000 lookups are all that are alive after 180,000.
     assert max(live) - live[0] < 1_000, live
+
+
+def test_the_readme_pipelines_section_runs(
+    server: Server, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's example runs unchanged and its asserts hold."""
+    from tests.readme_run import run_section
+
+    run_section("Pipelines", server, schema, monkeypatch)
