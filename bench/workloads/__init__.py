@@ -21,6 +21,15 @@ from bench.workloads.bulk import (
 from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
 from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
+from bench.workloads.pipeline import (
+    LatencyComplex,
+    LatencyInsert,
+    LatencyLookup,
+    LatencyUpdate,
+    PipelinedEtl,
+    PipelinedLookups,
+    PipelinedUpdates,
+)
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
 from bench.workloads.vectors import VectorLoad, VectorNearest
 
@@ -35,6 +44,13 @@ WORKLOADS: tuple[type[Workload], ...] = (
     RowDeletes,
     Lookups,
     PooledLookups,
+    PipelinedLookups,
+    LatencyLookup,
+    LatencyComplex,
+    PipelinedUpdates,
+    PipelinedEtl,
+    LatencyUpdate,
+    LatencyInsert,
     FindByIds,
     RangeRead,
     Aggregates,
