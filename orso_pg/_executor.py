@@ -503,6 +503,7 @@ ROWCOUNT: Final = 2
 SCALAR: Final = 3
 
 _BINARY: Final = psycopg.pq.Format.BINARY
+_TEXT: Final = psycopg.pq.Format.TEXT
 
 
 class _PipelineCursor(psycopg.Cursor[Any]):
@@ -541,13 +542,16 @@ class PipelineExecutor:
     transactions or which statements to send: the pipeline session does.
     """
 
-    __slots__ = ("_block", "_pipe", "broken", "conn", "ex")
+    __slots__ = ("_block", "_pipe", "_spare", "broken", "conn", "ex")
 
     def __init__(self, ex: Executor) -> None:
         self.ex = ex
         self.conn = ex.conn
         self._block: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         self._pipe: psycopg.Pipeline | None = None
+        # Cursors whose results were read, sent again: a cursor costs more to make than to
+        # reuse, and in pipeline mode one is needed per statement in flight.
+        self._spare: list[_PipelineCursor] = []
         #: The error that broke the connection, once it broke.
         self.broken: errors.OrsoError | None = None
 
@@ -577,10 +581,9 @@ class PipelineExecutor:
         query = render(stmt.query)
         if self.ex.listeners:
             self.ex._notify(query, stmt.params)
-        cur = _PipelineCursor(self.conn)
+        cur = self._spare.pop() if self._spare else _PipelineCursor(self.conn)
         cur.error = None
-        if binary:
-            cur.format = _BINARY
+        cur.format = _BINARY if binary else _TEXT
         try:
             cur.execute(query, stmt.params)
         except psycopg.Error as exc:
@@ -614,6 +617,11 @@ class PipelineExecutor:
             self.broken = translate(exc)
         if self.broken is not None:
             raise self.broken from exc
+
+    def release(self, cur: psycopg.Cursor[Any]) -> None:
+        """Take back a cursor whose outcome was read (or is not wanted), to send on again."""
+        if isinstance(cur, _PipelineCursor):
+            self._spare.append(cur)
 
     def outcome(self, cur: psycopg.Cursor[Any], kind: int, table: str | None) -> Any:
         """Return the result of a statement after the sync, as *kind* asks.

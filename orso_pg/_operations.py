@@ -101,8 +101,15 @@ def _filled(obj: M, meta: TableMeta) -> Callable[[Any], M]:
 
 
 def _optional(meta: TableMeta) -> Callable[[Any], Any]:
-    load = loader(meta)
-    return lambda row: None if row is None else load(row)
+    """Return the finish of a read of one row: an instance, or None without a row."""
+    finish = _OPTIONAL.get(meta)
+    if finish is None:
+        load = loader(meta)
+        finish = _OPTIONAL[meta] = lambda row: None if row is None else load(row)
+    return finish
+
+
+_OPTIONAL: dict[TableMeta, Callable[[Any], Any]] = {}
 
 
 def check_session(db: object) -> Session:

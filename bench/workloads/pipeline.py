@@ -54,13 +54,19 @@ def _raw_pipeline(
     read: Callable[[psycopg.Cursor[Any]], int],
     *,
     sync_each: bool = False,
+    reuse: bool = False,
 ) -> int:
-    """Send one statement per input in pipeline mode, waiting every :data:`_BATCH`."""
+    """Send one statement per input in pipeline mode, waiting every :data:`_BATCH`.
+
+    A cursor per statement, as psycopg's documentation writes it; with *reuse*, the cursors
+    of the previous batch are sent again (as orso_pg does).
+    """
     total = 0
+    spare: list[psycopg.Cursor[Any]] = []
     with conn.pipeline() as p:
         pending: list[psycopg.Cursor[Any]] = []
         for item in inputs:
-            cur = conn.cursor(binary=True)
+            cur = spare.pop() if spare else conn.cursor(binary=True)
             send(cur, item)
             if sync_each:
                 p._enqueue_sync()
@@ -68,6 +74,8 @@ def _raw_pipeline(
             if len(pending) >= _BATCH:
                 p.sync()
                 total += sum(map(read, pending))
+                if reuse:
+                    spare.extend(pending)
                 pending = []
         p.sync()
         total += sum(map(read, pending))
@@ -122,14 +130,20 @@ class PipelinedLookups(_Pipelined):
         def send(cur: psycopg.Cursor[Any], i: int) -> None:
             cur.execute(_SELECT, (i,), prepare=True)
 
-        def raw(*, sync_each: bool) -> Callable[[], int]:
-            return lambda: _raw_pipeline(conn, ids, send, _row_qty, sync_each=sync_each)
+        def raw(*, sync_each: bool = False, reuse: bool = False) -> Callable[[], int]:
+            return lambda: _raw_pipeline(
+                conn, ids, send, _row_qty, sync_each=sync_each, reuse=reuse
+            )
 
         def orso(*, transaction: bool) -> Callable[[], int]:
             def run() -> int:
-                with db.pipeline(transaction=transaction) as p:
-                    found = [Trade.find_by_id(i, p) for i in ids]
-                return sum(h.result().qty for h in found)  # type: ignore[union-attr]
+                total = 0
+                with db.pipeline(transaction=transaction, max_pending=_BATCH) as p:
+                    # As the raw variant: a batch is sent, then its results are read.
+                    for start in range(0, len(ids), _BATCH):
+                        found = [Trade.find_by_id(i, p) for i in ids[start : start + _BATCH]]
+                        total += sum(h.result().qty for h in found)  # type: ignore[union-attr]
+                return total
 
             return run
 
@@ -139,6 +153,7 @@ class PipelinedLookups(_Pipelined):
         return [
             Variant("raw", "pipeline", raw(sync_each=False)),
             Variant("raw", "pipeline, a sync per statement", raw(sync_each=True), ref=True),
+            Variant("raw", "pipeline, cursors reused", raw(reuse=True), ref=True),
             Variant("orso_pg", "find_by_id (pipeline)", orso(transaction=False)),
             Variant("orso_pg", "find_by_id (pipeline, transaction)", orso(transaction=True)),
             Variant("orso_pg", "find_by_id (Database, one at a time)", one_at_a_time, ref=True),

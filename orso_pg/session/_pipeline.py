@@ -233,19 +233,23 @@ class Pipeline(Session):
             entries, self._queue, self._bytes = self._queue, [], 0
             with contextlib.suppress(OrsoError):
                 self._px.sync()  # a broken connection: every outcome below says so
+            px = self._px
             for handle, cur, step in entries:
                 if self._first_error is not None:
                     handle._fail(self._aborted(step.label))
+                    px.release(cur)
                     continue
                 try:
-                    value = step.finish(self._px.outcome(cur, step.kind, step.label))
+                    value = step.finish(px.outcome(cur, step.kind, step.label))
                 except Aborted:
                     # Skipped by the server: its BEGIN failed, or the connection broke.
-                    self._fail(handle, self._px.broken or _begin_failed(step.label))
+                    self._fail(handle, px.broken or _begin_failed(step.label))
                     continue
                 except Exception as exc:  # noqa: BLE001 - delivered on the handle
                     self._fail(handle, exc)
                     continue
+                finally:
+                    px.release(cur)
                 handle._resolve(value)
             self._failures = [h for h in self._failures if not h._observed]
 
