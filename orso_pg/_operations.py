@@ -86,6 +86,8 @@ def run(step: Step[R]) -> R:
 
     if step.write:
         return step.finish(session._write(work))
+    if step.lock is None:
+        return step.finish(session._read(work))
     return step.finish(session._read_locked(step.lock, work))
 
 
