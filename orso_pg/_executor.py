@@ -573,7 +573,7 @@ class PipelineExecutor:
         if not conn.closed and conn.info.transaction_status != _IDLE:
             try:
                 conn.rollback()
-            except psycopg.Error:
+            except psycopg.Error:  # pragma: no cover - the connection broke just now
                 conn.close()  # the pool sees it closed and opens another
 
     def send(self, stmt: Statement, *, binary: bool = True) -> psycopg.Cursor[Any]:
@@ -618,10 +618,9 @@ class PipelineExecutor:
         if self.broken is not None:
             raise self.broken from exc
 
-    def release(self, cur: psycopg.Cursor[Any]) -> None:
-        """Take back a cursor whose outcome was read (or is not wanted), to send on again."""
-        if isinstance(cur, _PipelineCursor):
-            self._spare.append(cur)
+    def release(self, cur: Any) -> None:
+        """Take back a cursor :meth:`send` returned, its outcome read (or not wanted)."""
+        self._spare.append(cur)
 
     def outcome(self, cur: psycopg.Cursor[Any], kind: int, table: str | None) -> Any:
         """Return the result of a statement after the sync, as *kind* asks.
@@ -632,13 +631,13 @@ class PipelineExecutor:
         """
         error = getattr(cur, "error", None)
         if error is not None:
-            if isinstance(error, psycopg.errors.PipelineAborted):
-                raise Aborted
+            if isinstance(error, psycopg.errors.PipelineAborted):  # pragma: no cover
+                raise Aborted  # the session fails these itself, without reading them
             raise translate(error, table=table) from error
         if cur.pgresult is None:
             if self.broken is not None:
                 raise self.broken
-            raise Aborted  # never sent: a statement before it broke the pipeline
+            raise Aborted  # pragma: no cover - never sent: the connection broke before it
         if kind == ROWCOUNT:
             return cur.rowcount
         try:

@@ -575,6 +575,7 @@ def test_a_pipeline_keeps_the_client_side_deadline(
         raw.execute("SELECT * FROM p_items FOR UPDATE")  # the update below waits for this lock
         try:
             with pytest.raises(ServerUnavailableError, match="deadline"), db.pipeline() as p:
+                assert Item.count(p).result() == 1  # within the deadline
                 blocked = Item.update_where(Filter.eq("name", "a"), {"qty": 1}, p)
                 p.sync()
         finally:
