@@ -49,6 +49,7 @@ from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOr
 from orso_pg.query._locks import LockStrength, RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
+from orso_pg.session._held import Held
 from orso_pg.session._pipeline import Pending, Pipeline
 
 # Everything public is re-exported here, so that `from orso_pg import X` is the one import
@@ -73,6 +74,7 @@ __all__ = [
     "Filter",
     "ForeignKey",
     "ForeignKeyViolationError",
+    "Held",
     "Index",
     "JoinType",
     "KeysetPage",

@@ -30,11 +30,12 @@ from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
 from orso_pg.query._locks import RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, Transaction
+from orso_pg.session._held import Held
 from orso_pg.session._pipeline import Pending, Pipeline
 
 __all__ = ["Orso"]
 
-Session = Database | Transaction
+Session = Database | Transaction | Held
 C = TypeVar("C")
 
 

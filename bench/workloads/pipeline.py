@@ -375,9 +375,18 @@ class LatencyLookup(_Latency):
         def orso() -> PerOp:
             return PerOp(lambda i: Trade.find_by_id(i, db).qty)  # type: ignore[union-attr]
 
+        def orso_held() -> PerOp:
+            block = db.hold()
+            held = block.__enter__()
+            return PerOp(
+                lambda i: Trade.find_by_id(i, held).qty,  # type: ignore[union-attr]
+                close=lambda: block.__exit__(None, None, None),
+            )
+
         return [
             Variant("raw", "pool_per_op", raw, "per_op"),
             Variant("orso_pg", "find_by_id (Database)", orso, "per_op"),
+            Variant("orso_pg", "find_by_id (db.hold(), no checkout per call)", orso_held, "per_op"),
         ]
 
 

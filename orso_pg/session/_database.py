@@ -51,6 +51,7 @@ from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
+    from orso_pg.session._held import Held
     from orso_pg.session._pipeline import Pipeline
 
 __all__ = ["Database", "DatabaseConfig", "Session", "Transaction"]
@@ -762,6 +763,19 @@ class Database(Session):
     def pool_stats(self) -> dict[str, int]:
         """Return psycopg_pool's counters (connections, requests, errors...)."""
         return self._pool.get_stats()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Held]:
+        """Hold one pooled connection for the block: calls on it skip the pool's checkout.
+
+        Each operation given the yielded :class:`~orso_pg.Held` still commits on its own, as
+        on the ``Database``; the connection goes back to the pool when the block ends. For a
+        thread making many small calls in a row; not thread-safe.
+        """
+        from orso_pg.session._held import held
+
+        with held(self) as session:
+            yield session
 
     @contextlib.contextmanager
     def pipeline(

@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "_executor": 3,
     "session": 4,
     "session._database": 4,
+    "session._held": 4,
     "session._pipeline": 4,
     "_operations": 5,
     "_reads": 5,
