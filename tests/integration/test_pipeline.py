@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import gc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, assert_type
 
 import psycopg
 import pytest
@@ -86,6 +86,8 @@ def test_operations_return_pending_handles_resolved_at_sync(db: Database):
         found = Item.find_by_id(1, p)
         assert isinstance(p, Pipeline)
         assert isinstance(found, Pending)
+        assert_type(found, Pending[Item | None])  # what type checkers see (mypy runs on tests)
+        assert_type(Item.find_by_id(1, db), Item | None)
         assert not found.done()
         p.sync()
         assert found.done()
@@ -94,6 +96,7 @@ def test_operations_return_pending_handles_resolved_at_sync(db: Database):
         assert first.result().id == 1
         assert second.result().id == 2
         count = Item.count(p)
+        assert_type(count, Pending[int])
         assert count.result() == 2  # result() syncs by itself
         assert p.operations == 4
         assert "autocommit" in repr(p)
