@@ -281,6 +281,10 @@ class Pipeline(Session):
                     self._end(commit=not raising and self._first_error is None)
         finally:
             self._closed = True
+            # Left queued only when the connection broke before they were sent.
+            for handle, _, step in self._queue:  # pragma: no cover - a race with the network
+                handle._fail(self._px.broken or _rolled_back(step.label))
+            self._queue.clear()
             self._px.close()
         if raising:
             return
