@@ -816,8 +816,6 @@ class Database(Session):
                 ) as p,
             ):
                 yield p
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise translate(exc) from exc
         except ServerUnavailableError:
             raise
         except ConnectionLostError:
