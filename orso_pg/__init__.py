@@ -27,6 +27,7 @@ from orso_pg.errors import (
     NotFoundError,
     NotNullViolationError,
     OrsoError,
+    PipelineAbortedError,
     PoolError,
     PoolTimeoutError,
     QueryCanceledError,
@@ -52,6 +53,8 @@ from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort, SortOr
 from orso_pg.query._locks import LockStrength, RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, DatabaseConfig, Transaction
+from orso_pg.session._held import Held
+from orso_pg.session._pipeline import Pending, Pipeline
 from orso_pg.session._replicas import PrimarySession, ReplicaStatus
 
 # Everything public is re-exported here, so that `from orso_pg import X` is the one import
@@ -76,6 +79,7 @@ __all__ = [
     "Filter",
     "ForeignKey",
     "ForeignKeyViolationError",
+    "Held",
     "Index",
     "JoinType",
     "KeysetPage",
@@ -99,6 +103,9 @@ __all__ = [
     "PaginatedResult",
     "Pagination",
     "PartitionInfo",
+    "Pending",
+    "Pipeline",
+    "PipelineAbortedError",
     "PoolError",
     "PoolTimeoutError",
     "PrimarySession",

@@ -34,7 +34,20 @@ from orso_pg.session import _watchdog
 if TYPE_CHECKING:
     from orso_pg._schema import Column, TableMeta
 
-__all__ = ["Executor", "Listener", "ServerListener", "loader", "shorten", "translate"]
+__all__ = [
+    "ALL",
+    "ONE",
+    "ROWCOUNT",
+    "SCALAR",
+    "Aborted",
+    "Executor",
+    "Listener",
+    "PipelineExecutor",
+    "ServerListener",
+    "loader",
+    "shorten",
+    "translate",
+]
 
 logger = logging.getLogger("orso_pg")
 
@@ -518,6 +531,164 @@ class CopyRowError(Exception):
     def __init__(self, index: int) -> None:
         super().__init__(f"row {index} of the COPY could not be sent")
         self.index = index
+
+
+# --- pipeline mode ----------------------------------------------------------------------------
+
+#: What a queued statement's result becomes: its first row, every row, the rows it affected,
+#: or the first column of its first row.
+ONE: Final = 0
+ALL: Final = 1
+ROWCOUNT: Final = 2
+SCALAR: Final = 3
+
+_BINARY: Final = psycopg.pq.Format.BINARY
+_TEXT: Final = psycopg.pq.Format.TEXT
+
+
+class _PipelineCursor(psycopg.Cursor[Any]):
+    """A cursor that keeps the error of its own result.
+
+    In pipeline mode psycopg processes every result a sync brings and raises only the first
+    error; the others are lost. Each queued statement gets one of these, so that every
+    statement's own error (or psycopg's ``PipelineAborted``) is known after the sync.
+    """
+
+    __slots__ = ("error",)
+    error: psycopg.Error | None
+
+    def _check_results(self, results: list[psycopg.pq.abc.PGresult]) -> None:
+        try:
+            super()._check_results(results)
+        except psycopg.Error as exc:
+            self.error = exc
+            raise
+
+
+class Aborted(Exception):  # noqa: N818 - an internal signal, never raised to users
+    """The statement was skipped by the server: an earlier one in its pipeline failed."""
+
+
+class PipelineExecutor:
+    """Runs statements on one connection in pipeline mode: sent now, results at each sync.
+
+    Args:
+        ex: The executor of the connection (its listeners, deadline and server name apply).
+
+    :meth:`send` queues a statement and returns its cursor; :meth:`boundary` ends the
+    server's implicit transaction after the statements queued so far (an error then aborts
+    nothing queued after it); :meth:`sync` sends everything and waits for every result;
+    :meth:`outcome` reads one statement's result after the sync. It decides nothing about
+    transactions or which statements to send: the pipeline session does.
+    """
+
+    __slots__ = ("_block", "_pipe", "_spare", "broken", "conn", "ex")
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        self.conn = ex.conn
+        self._block: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
+        self._pipe: psycopg.Pipeline | None = None
+        # Cursors whose results were read, sent again: a cursor costs more to make than to
+        # reuse, and in pipeline mode one is needed per statement in flight.
+        self._spare: list[_PipelineCursor] = []
+        #: The error that broke the connection, once it broke.
+        self.broken: errors.OrsoError | None = None
+
+    def open(self) -> None:
+        """Enter pipeline mode."""
+        try:
+            self._block = self.conn.pipeline()
+            self._pipe = self._block.__enter__()
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
+    def close(self) -> None:
+        """Leave pipeline mode; results left are dropped, a transaction left open rolled back."""
+        block, self._block, self._pipe = self._block, None, None
+        if block is not None:
+            with contextlib.suppress(psycopg.Error):
+                block.__exit__(None, None, None)
+        conn = self.conn
+        if not conn.closed and conn.info.transaction_status != _IDLE:
+            try:
+                conn.rollback()
+            except psycopg.Error:  # pragma: no cover - the connection broke just now
+                conn.close()  # the pool sees it closed and opens another
+
+    def send(self, stmt: Statement, *, binary: bool = True) -> psycopg.Cursor[Any]:
+        """Queue *stmt*; return the cursor its result will arrive on."""
+        query = render(stmt.query)
+        if self.ex.listeners:
+            self.ex._notify(query, stmt.params)
+        cur = self._spare.pop() if self._spare else _PipelineCursor(self.conn)
+        cur.error = None
+        cur.format = _BINARY if binary else _TEXT
+        try:
+            cur.execute(query, stmt.params)
+        except psycopg.Error as exc:
+            # psycopg reads results while it sends and raises the first error it finds, which
+            # may belong to any statement queued before: each cursor keeps its own (see
+            # _PipelineCursor). Only a broken connection is this call's business.
+            self._check_broken(exc)
+        return cur
+
+    def boundary(self) -> None:
+        """End the server's implicit transaction here (a Sync message, not waited for)."""
+        assert self._pipe is not None  # noqa: S101 - open() came first
+        self._pipe._enqueue_sync()
+
+    def sync(self) -> None:
+        """Send every queued statement and wait for all their results."""
+        assert self._pipe is not None  # noqa: S101 - open() came first
+        guard = self.ex._arm()
+        try:
+            self._pipe.sync()
+        except psycopg.Error as exc:
+            if guard is not None and guard.disarm():
+                self.broken = self.ex._failed(exc, guard, None)
+                guard = None
+            self._check_broken(exc)
+        if guard is not None:
+            guard.disarm()
+
+    def _check_broken(self, exc: psycopg.Error) -> None:
+        if self.broken is None and (self.conn.closed or self.conn.broken):
+            self.broken = translate(exc)
+        if self.broken is not None:
+            raise self.broken from exc
+
+    def release(self, cur: Any) -> None:
+        """Take back a cursor :meth:`send` returned, its outcome read (or not wanted)."""
+        self._spare.append(cur)
+
+    def outcome(self, cur: psycopg.Cursor[Any], kind: int, table: str | None) -> Any:
+        """Return the result of a statement after the sync, as *kind* asks.
+
+        Raises:
+            Aborted: the server skipped it after an earlier error.
+            OrsoError: the statement failed (translated), or its rows could not be read.
+        """
+        error = getattr(cur, "error", None)
+        if error is not None:
+            if isinstance(error, psycopg.errors.PipelineAborted):  # pragma: no cover
+                raise Aborted  # the session fails these itself, without reading them
+            raise translate(error, table=table) from error
+        if cur.pgresult is None:
+            if self.broken is not None:
+                raise self.broken
+            raise Aborted  # pragma: no cover - never sent: the connection broke before it
+        if kind == ROWCOUNT:
+            return cur.rowcount
+        try:
+            if kind == ALL:
+                return cur.fetchall()
+            row = cur.fetchone()
+        except psycopg.Error as exc:
+            raise self.ex._fetch_failed(cur, exc, table) from exc
+        if kind == SCALAR:
+            return None if row is None else row[0]
+        return row
 
 
 _cursor_counter = 0

@@ -34,11 +34,13 @@ from orso_pg.query._filters import Aggregate, Filter, SearchFilter, Sort
 from orso_pg.query._locks import RowLock
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.session._database import Database, Transaction
+from orso_pg.session._held import Held
+from orso_pg.session._pipeline import Pending, Pipeline
 from orso_pg.session._replicas import PrimarySession
 
 __all__ = ["Orso"]
 
-Session = Database | Transaction | PrimarySession
+Session = Database | Transaction | Held | PrimarySession
 C = TypeVar("C")
 
 
@@ -124,27 +126,63 @@ class Orso:
 
     # --- single rows --------------------------------------------------------------------------
 
-    def insert(self, db: Session) -> Self:
+    @overload
+    def insert(self, db: Pipeline) -> Pending[Self]: ...
+
+    @overload
+    def insert(self, db: Session) -> Self: ...
+
+    def insert(self, db: Session | Pipeline) -> Self | Pending[Self]:
         """Insert this instance; the generated key and timestamps are set on it."""
         return ops.insert(self, db)
 
-    def insert_with_table(self, db: Session, table_name: str) -> Self:
+    @overload
+    def insert_with_table(self, db: Pipeline, table_name: str) -> Pending[Self]: ...
+
+    @overload
+    def insert_with_table(self, db: Session, table_name: str) -> Self: ...
+
+    def insert_with_table(self, db: Session | Pipeline, table_name: str) -> Self | Pending[Self]:
         """:meth:`insert` into *table_name*."""
         return ops.insert(self, db, table_name)
 
-    def update(self, db: Session) -> Self:
+    @overload
+    def update(self, db: Pipeline) -> Pending[Self]: ...
+
+    @overload
+    def update(self, db: Session) -> Self: ...
+
+    def update(self, db: Session | Pipeline) -> Self | Pending[Self]:
         """Write this instance to its row; ``updated_at`` is set. Raises ``NotFoundError``."""
         return ops.update(self, db)
 
-    def update_with_table(self, db: Session, table_name: str) -> Self:
+    @overload
+    def update_with_table(self, db: Pipeline, table_name: str) -> Pending[Self]: ...
+
+    @overload
+    def update_with_table(self, db: Session, table_name: str) -> Self: ...
+
+    def update_with_table(self, db: Session | Pipeline, table_name: str) -> Self | Pending[Self]:
         """:meth:`update` in *table_name*."""
         return ops.update(self, db, table_name)
 
-    def delete(self, db: Session) -> bool:
+    @overload
+    def delete(self, db: Pipeline) -> Pending[bool]: ...
+
+    @overload
+    def delete(self, db: Session) -> bool: ...
+
+    def delete(self, db: Session | Pipeline) -> bool | Pending[bool]:
         """Delete this instance's row; return whether there was one."""
         return ops.delete(self, db)
 
-    def delete_with_table(self, db: Session, table_name: str) -> bool:
+    @overload
+    def delete_with_table(self, db: Pipeline, table_name: str) -> Pending[bool]: ...
+
+    @overload
+    def delete_with_table(self, db: Session, table_name: str) -> bool: ...
+
+    def delete_with_table(self, db: Session | Pipeline, table_name: str) -> bool | Pending[bool]:
         """:meth:`delete` from *table_name*."""
         return ops.delete(self, db, table_name)
 
@@ -156,80 +194,204 @@ class Orso:
         """:meth:`delete_cascade` from *table_name*."""
         return ops.delete_cascade(self, db, table_name)
 
-    def insert_or_update(self, db: Session) -> Self:
+    @overload
+    def insert_or_update(self, db: Pipeline) -> Pending[Self]: ...
+
+    @overload
+    def insert_or_update(self, db: Session) -> Self: ...
+
+    def insert_or_update(self, db: Session | Pipeline) -> Self | Pending[Self]:
         """Insert, or update the row with the same primary key: one statement."""
         return ops.insert_or_update(self, db)
 
-    def insert_or_update_with_table(self, db: Session, table_name: str) -> Self:
+    @overload
+    def insert_or_update_with_table(self, db: Pipeline, table_name: str) -> Pending[Self]: ...
+
+    @overload
+    def insert_or_update_with_table(self, db: Session, table_name: str) -> Self: ...
+
+    def insert_or_update_with_table(
+        self, db: Session | Pipeline, table_name: str
+    ) -> Self | Pending[Self]:
         """:meth:`insert_or_update` in *table_name*."""
         return ops.insert_or_update(self, db, table_name)
 
-    def upsert(self, db: Session) -> Self:
+    @overload
+    def upsert(self, db: Pipeline) -> Pending[Self]: ...
+
+    @overload
+    def upsert(self, db: Session) -> Self: ...
+
+    def upsert(self, db: Session | Pipeline) -> Self | Pending[Self]:
         """Insert, or update the row with the same unique key; the stored row comes back."""
         return ops.upsert(self, db)
 
-    def upsert_with_table(self, db: Session, table_name: str) -> Self:
+    @overload
+    def upsert_with_table(self, db: Pipeline, table_name: str) -> Pending[Self]: ...
+
+    @overload
+    def upsert_with_table(self, db: Session, table_name: str) -> Self: ...
+
+    def upsert_with_table(self, db: Session | Pipeline, table_name: str) -> Self | Pending[Self]:
         """:meth:`upsert` in *table_name*."""
         return ops.upsert(self, db, table_name)
 
+    @overload
     @classmethod
-    def find_by_id(cls, id: object, db: Session, *, lock: RowLock | None = None) -> Self | None:
+    def find_by_id(
+        cls, id: object, db: Pipeline, *, lock: RowLock | None = None
+    ) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_by_id(cls, id: object, db: Session, *, lock: RowLock | None = None) -> Self | None: ...
+
+    @classmethod
+    def find_by_id(
+        cls, id: object, db: Session | Pipeline, *, lock: RowLock | None = None
+    ) -> Self | Pending[Self | None] | None:
         """Return the row whose primary key is *id* (a tuple for a composite key), or None.
 
         *lock* locks the row (inside a transaction).
         """
         return ops.find_by_id(cls, id, db, lock=lock)
 
+    @overload
+    @classmethod
+    def find_by_id_with_table(
+        cls, id: object, db: Pipeline, table_name: str, *, lock: RowLock | None = None
+    ) -> Pending[Self | None]: ...
+
+    @overload
     @classmethod
     def find_by_id_with_table(
         cls, id: object, db: Session, table_name: str, *, lock: RowLock | None = None
-    ) -> Self | None:
+    ) -> Self | None: ...
+
+    @classmethod
+    def find_by_id_with_table(
+        cls, id: object, db: Session | Pipeline, table_name: str, *, lock: RowLock | None = None
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_by_id` in *table_name*."""
         return ops.find_by_id(cls, id, db, table_name, lock=lock)
 
+    @overload
     @classmethod
-    def find_all(cls, db: Session) -> builtins.list[Self]:
+    def find_all(cls, db: Pipeline) -> Pending[builtins.list[Self]]: ...
+
+    @overload
+    @classmethod
+    def find_all(cls, db: Session) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_all(cls, db: Session | Pipeline) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """Return every row (in primary key order)."""
         return ops.find_all(cls, db)
 
+    @overload
     @classmethod
-    def find_all_with_table(cls, db: Session, table_name: str) -> builtins.list[Self]:
+    def find_all_with_table(cls, db: Pipeline, table_name: str) -> Pending[builtins.list[Self]]: ...
+
+    @overload
+    @classmethod
+    def find_all_with_table(cls, db: Session, table_name: str) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_all_with_table(
+        cls, db: Session | Pipeline, table_name: str
+    ) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """:meth:`find_all` in *table_name*."""
         return ops.find_all(cls, db, table_name)
 
+    @overload
     @classmethod
-    def count(cls, db: Session) -> int:
+    def count(cls, db: Pipeline) -> Pending[int]: ...
+
+    @overload
+    @classmethod
+    def count(cls, db: Session) -> int: ...
+
+    @classmethod
+    def count(cls, db: Session | Pipeline) -> int | Pending[int]:
         """Return the number of rows."""
         return ops.count(cls, db)
 
+    @overload
     @classmethod
-    def count_with_table(cls, db: Session, table_name: str) -> int:
+    def count_with_table(cls, db: Pipeline, table_name: str) -> Pending[int]: ...
+
+    @overload
+    @classmethod
+    def count_with_table(cls, db: Session, table_name: str) -> int: ...
+
+    @classmethod
+    def count_with_table(cls, db: Session | Pipeline, table_name: str) -> int | Pending[int]:
         """:meth:`count` in *table_name*."""
         return ops.count(cls, db, table_name)
 
+    @overload
     @classmethod
-    def exists(cls, db: Session) -> bool:
+    def exists(cls, db: Pipeline) -> Pending[bool]: ...
+
+    @overload
+    @classmethod
+    def exists(cls, db: Session) -> bool: ...
+
+    @classmethod
+    def exists(cls, db: Session | Pipeline) -> bool | Pending[bool]:
         """Return whether the table has any row (stops at the first)."""
         return ops.exists(cls, db)
 
+    @overload
     @classmethod
-    def exists_with_table(cls, db: Session, table_name: str) -> bool:
+    def exists_with_table(cls, db: Pipeline, table_name: str) -> Pending[bool]: ...
+
+    @overload
+    @classmethod
+    def exists_with_table(cls, db: Session, table_name: str) -> bool: ...
+
+    @classmethod
+    def exists_with_table(cls, db: Session | Pipeline, table_name: str) -> bool | Pending[bool]:
         """:meth:`exists` in *table_name*."""
         return ops.exists(cls, db, table_name)
 
     # --- queries ------------------------------------------------------------------------------
 
+    @overload
+    @classmethod
+    def find_where(
+        cls, filter: Filter, db: Pipeline, *, lock: RowLock | None = None
+    ) -> Pending[builtins.list[Self]]: ...
+
+    @overload
     @classmethod
     def find_where(
         cls, filter: Filter, db: Session, *, lock: RowLock | None = None
-    ) -> builtins.list[Self]:
+    ) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_where(
+        cls, filter: Filter, db: Session | Pipeline, *, lock: RowLock | None = None
+    ) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """Return every row matching *filter* (in no particular order); *lock* locks them."""
         return reads.find_where(cls, filter, db, lock=lock)
 
+    @overload
+    @classmethod
+    def find_where_with_table(
+        cls, filter: Filter, db: Pipeline, table_name: str, *, lock: RowLock | None = None
+    ) -> Pending[builtins.list[Self]]: ...
+
+    @overload
     @classmethod
     def find_where_with_table(
         cls, filter: Filter, db: Session, table_name: str, *, lock: RowLock | None = None
-    ) -> builtins.list[Self]:
+    ) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_where_with_table(
+        cls, filter: Filter, db: Session | Pipeline, table_name: str, *, lock: RowLock | None = None
+    ) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """:meth:`find_where` in *table_name*."""
         return reads.find_where(cls, filter, db, table_name, lock=lock)
 
@@ -293,103 +455,283 @@ class Orso:
         """
         return reads.columns_query(cls, filter, columns, ()).copy_out(target, db, format=format)
 
+    @overload
     @classmethod
-    def find_one(cls, filter: Filter, db: Session, *, lock: RowLock | None = None) -> Self | None:
+    def find_one(
+        cls, filter: Filter, db: Pipeline, *, lock: RowLock | None = None
+    ) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_one(
+        cls, filter: Filter, db: Session, *, lock: RowLock | None = None
+    ) -> Self | None: ...
+
+    @classmethod
+    def find_one(
+        cls, filter: Filter, db: Session | Pipeline, *, lock: RowLock | None = None
+    ) -> Self | Pending[Self | None] | None:
         """Return the matching row with the lowest primary key, or None; *lock* locks it."""
         return reads.find_one(cls, filter, db, lock=lock)
 
+    @overload
+    @classmethod
+    def find_one_with_table(
+        cls, filter: Filter, db: Pipeline, table_name: str, *, lock: RowLock | None = None
+    ) -> Pending[Self | None]: ...
+
+    @overload
     @classmethod
     def find_one_with_table(
         cls, filter: Filter, db: Session, table_name: str, *, lock: RowLock | None = None
-    ) -> Self | None:
+    ) -> Self | None: ...
+
+    @classmethod
+    def find_one_with_table(
+        cls, filter: Filter, db: Session | Pipeline, table_name: str, *, lock: RowLock | None = None
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_one` in *table_name*."""
         return reads.find_one(cls, filter, db, table_name, lock=lock)
 
+    @overload
     @classmethod
-    def find_latest(cls, db: Session) -> Self | None:
+    def find_latest(cls, db: Pipeline) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_latest(cls, db: Session) -> Self | None: ...
+
+    @classmethod
+    def find_latest(cls, db: Session | Pipeline) -> Self | Pending[Self | None] | None:
         """Return the most recently created row (by the ``created_at`` column), or None."""
         return reads.find_first(cls, None, [reads.timestamp_sort(table_of(cls), latest=True)], db)
 
+    @overload
     @classmethod
-    def find_latest_with_table(cls, db: Session, table_name: str) -> Self | None:
+    def find_latest_with_table(cls, db: Pipeline, table_name: str) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_latest_with_table(cls, db: Session, table_name: str) -> Self | None: ...
+
+    @classmethod
+    def find_latest_with_table(
+        cls, db: Session | Pipeline, table_name: str
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_latest` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, None, [sort], db, table_name)
 
+    @overload
     @classmethod
-    def find_latest_filter(cls, filter: Filter, db: Session) -> Self | None:
+    def find_latest_filter(cls, filter: Filter, db: Pipeline) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_latest_filter(cls, filter: Filter, db: Session) -> Self | None: ...
+
+    @classmethod
+    def find_latest_filter(
+        cls, filter: Filter, db: Session | Pipeline
+    ) -> Self | Pending[Self | None] | None:
         """Return the most recently created row matching *filter*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, filter, [sort], db)
 
+    @overload
+    @classmethod
+    def find_latest_filter_with_table(
+        cls, filter: Filter, db: Pipeline, table_name: str
+    ) -> Pending[Self | None]: ...
+
+    @overload
     @classmethod
     def find_latest_filter_with_table(
         cls, filter: Filter, db: Session, table_name: str
-    ) -> Self | None:
+    ) -> Self | None: ...
+
+    @classmethod
+    def find_latest_filter_with_table(
+        cls, filter: Filter, db: Session | Pipeline, table_name: str
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_latest_filter` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, filter, [sort], db, table_name)
 
+    @overload
     @classmethod
-    def find_first_filter(cls, filter: Filter, db: Session) -> Self | None:
+    def find_first_filter(cls, filter: Filter, db: Pipeline) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_first_filter(cls, filter: Filter, db: Session) -> Self | None: ...
+
+    @classmethod
+    def find_first_filter(
+        cls, filter: Filter, db: Session | Pipeline
+    ) -> Self | Pending[Self | None] | None:
         """Return the earliest created row matching *filter*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, filter, [sort], db)
 
+    @overload
+    @classmethod
+    def find_first_filter_with_table(
+        cls, filter: Filter, db: Pipeline, table_name: str
+    ) -> Pending[Self | None]: ...
+
+    @overload
     @classmethod
     def find_first_filter_with_table(
         cls, filter: Filter, db: Session, table_name: str
-    ) -> Self | None:
+    ) -> Self | None: ...
+
+    @classmethod
+    def find_first_filter_with_table(
+        cls, filter: Filter, db: Session | Pipeline, table_name: str
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_first_filter` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, filter, [sort], db, table_name)
 
+    @overload
     @classmethod
-    def exists_filter(cls, filter: Filter, db: Session) -> bool:
+    def exists_filter(cls, filter: Filter, db: Pipeline) -> Pending[bool]: ...
+
+    @overload
+    @classmethod
+    def exists_filter(cls, filter: Filter, db: Session) -> bool: ...
+
+    @classmethod
+    def exists_filter(cls, filter: Filter, db: Session | Pipeline) -> bool | Pending[bool]:
         """Return whether any row matches *filter* (stops at the first)."""
         return reads.exists_filter(cls, filter, db)
 
+    @overload
     @classmethod
-    def exists_filter_with_table(cls, filter: Filter, db: Session, table_name: str) -> bool:
+    def exists_filter_with_table(
+        cls, filter: Filter, db: Pipeline, table_name: str
+    ) -> Pending[bool]: ...
+
+    @overload
+    @classmethod
+    def exists_filter_with_table(cls, filter: Filter, db: Session, table_name: str) -> bool: ...
+
+    @classmethod
+    def exists_filter_with_table(
+        cls, filter: Filter, db: Session | Pipeline, table_name: str
+    ) -> bool | Pending[bool]:
         """:meth:`exists_filter` in *table_name*."""
         return reads.exists_filter(cls, filter, db, table_name)
 
+    @overload
     @classmethod
-    def find_by_field(cls, field: str, value: object, db: Session) -> builtins.list[Self]:
+    def find_by_field(
+        cls, field: str, value: object, db: Pipeline
+    ) -> Pending[builtins.list[Self]]: ...
+
+    @overload
+    @classmethod
+    def find_by_field(cls, field: str, value: object, db: Session) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_by_field(
+        cls, field: str, value: object, db: Session | Pipeline
+    ) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """Return the rows whose *field* equals *value* (None matches NULL)."""
         return reads.find_by_field(cls, field, value, db)
 
+    @overload
+    @classmethod
+    def find_by_field_with_table(
+        cls, field: str, value: object, db: Pipeline, table_name: str
+    ) -> Pending[builtins.list[Self]]: ...
+
+    @overload
     @classmethod
     def find_by_field_with_table(
         cls, field: str, value: object, db: Session, table_name: str
-    ) -> builtins.list[Self]:
+    ) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_by_field_with_table(
+        cls, field: str, value: object, db: Session | Pipeline, table_name: str
+    ) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """:meth:`find_by_field` in *table_name*."""
         return reads.find_by_field(cls, field, value, db, table_name)
 
+    @overload
     @classmethod
-    def find_latest_by_field(cls, field: str, value: object, db: Session) -> Self | None:
+    def find_latest_by_field(
+        cls, field: str, value: object, db: Pipeline
+    ) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_latest_by_field(cls, field: str, value: object, db: Session) -> Self | None: ...
+
+    @classmethod
+    def find_latest_by_field(
+        cls, field: str, value: object, db: Session | Pipeline
+    ) -> Self | Pending[Self | None] | None:
         """Return the most recently created row whose *field* equals *value*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db)
 
+    @overload
+    @classmethod
+    def find_latest_by_field_with_table(
+        cls, field: str, value: object, db: Pipeline, table_name: str
+    ) -> Pending[Self | None]: ...
+
+    @overload
     @classmethod
     def find_latest_by_field_with_table(
         cls, field: str, value: object, db: Session, table_name: str
-    ) -> Self | None:
+    ) -> Self | None: ...
+
+    @classmethod
+    def find_latest_by_field_with_table(
+        cls, field: str, value: object, db: Session | Pipeline, table_name: str
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_latest_by_field` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=True)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db, table_name)
 
+    @overload
     @classmethod
-    def find_first_by_field(cls, field: str, value: object, db: Session) -> Self | None:
+    def find_first_by_field(
+        cls, field: str, value: object, db: Pipeline
+    ) -> Pending[Self | None]: ...
+
+    @overload
+    @classmethod
+    def find_first_by_field(cls, field: str, value: object, db: Session) -> Self | None: ...
+
+    @classmethod
+    def find_first_by_field(
+        cls, field: str, value: object, db: Session | Pipeline
+    ) -> Self | Pending[Self | None] | None:
         """Return the earliest created row whose *field* equals *value*, or None."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db)
 
+    @overload
+    @classmethod
+    def find_first_by_field_with_table(
+        cls, field: str, value: object, db: Pipeline, table_name: str
+    ) -> Pending[Self | None]: ...
+
+    @overload
     @classmethod
     def find_first_by_field_with_table(
         cls, field: str, value: object, db: Session, table_name: str
-    ) -> Self | None:
+    ) -> Self | None: ...
+
+    @classmethod
+    def find_first_by_field_with_table(
+        cls, field: str, value: object, db: Session | Pipeline, table_name: str
+    ) -> Self | Pending[Self | None] | None:
         """:meth:`find_first_by_field` in *table_name*."""
         sort = reads.timestamp_sort(table_of(cls), latest=False)
         return reads.find_first(cls, Filter.eq(field, value), [sort], db, table_name)
@@ -406,49 +748,137 @@ class Orso:
         """:meth:`find_by_ids` in *table_name*."""
         return reads.find_by_ids(cls, ids, db, table_name)
 
+    @overload
+    @classmethod
+    def find_by_field_in(
+        cls, field: str, values: Iterable[object], db: Pipeline
+    ) -> Pending[builtins.list[Self]]: ...
+
+    @overload
     @classmethod
     def find_by_field_in(
         cls, field: str, values: Iterable[object], db: Session
-    ) -> builtins.list[Self]:
+    ) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_by_field_in(
+        cls, field: str, values: Iterable[object], db: Session | Pipeline
+    ) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """Return the rows whose *field* is one of *values* (empty matches nothing)."""
         return reads.find_by_field_in(cls, field, values, db)
 
+    @overload
+    @classmethod
+    def find_by_field_in_with_table(
+        cls, field: str, values: Iterable[object], db: Pipeline, table_name: str
+    ) -> Pending[builtins.list[Self]]: ...
+
+    @overload
     @classmethod
     def find_by_field_in_with_table(
         cls, field: str, values: Iterable[object], db: Session, table_name: str
-    ) -> builtins.list[Self]:
+    ) -> builtins.list[Self]: ...
+
+    @classmethod
+    def find_by_field_in_with_table(
+        cls, field: str, values: Iterable[object], db: Session | Pipeline, table_name: str
+    ) -> builtins.list[Self] | Pending[builtins.list[Self]]:
         """:meth:`find_by_field_in` in *table_name*."""
         return reads.find_by_field_in(cls, field, values, db, table_name)
 
+    @overload
     @classmethod
-    def count_where(cls, filter: Filter, db: Session) -> int:
+    def count_where(cls, filter: Filter, db: Pipeline) -> Pending[int]: ...
+
+    @overload
+    @classmethod
+    def count_where(cls, filter: Filter, db: Session) -> int: ...
+
+    @classmethod
+    def count_where(cls, filter: Filter, db: Session | Pipeline) -> int | Pending[int]:
         """Return how many rows match *filter*."""
         return reads.count_where(cls, filter, db)
 
+    @overload
     @classmethod
-    def count_where_with_table(cls, filter: Filter, db: Session, table_name: str) -> int:
+    def count_where_with_table(
+        cls, filter: Filter, db: Pipeline, table_name: str
+    ) -> Pending[int]: ...
+
+    @overload
+    @classmethod
+    def count_where_with_table(cls, filter: Filter, db: Session, table_name: str) -> int: ...
+
+    @classmethod
+    def count_where_with_table(
+        cls, filter: Filter, db: Session | Pipeline, table_name: str
+    ) -> int | Pending[int]:
         """:meth:`count_where` in *table_name*."""
         return reads.count_where(cls, filter, db, table_name)
 
+    @overload
     @classmethod
-    def delete_where(cls, filter: Filter, db: Session) -> int:
+    def delete_where(cls, filter: Filter, db: Pipeline) -> Pending[int]: ...
+
+    @overload
+    @classmethod
+    def delete_where(cls, filter: Filter, db: Session) -> int: ...
+
+    @classmethod
+    def delete_where(cls, filter: Filter, db: Session | Pipeline) -> int | Pending[int]:
         """Delete the rows matching *filter*; return how many."""
         return reads.delete_where(cls, filter, db)
 
+    @overload
     @classmethod
-    def delete_where_with_table(cls, filter: Filter, db: Session, table_name: str) -> int:
+    def delete_where_with_table(
+        cls, filter: Filter, db: Pipeline, table_name: str
+    ) -> Pending[int]: ...
+
+    @overload
+    @classmethod
+    def delete_where_with_table(cls, filter: Filter, db: Session, table_name: str) -> int: ...
+
+    @classmethod
+    def delete_where_with_table(
+        cls, filter: Filter, db: Session | Pipeline, table_name: str
+    ) -> int | Pending[int]:
         """:meth:`delete_where` in *table_name*."""
         return reads.delete_where(cls, filter, db, table_name)
 
+    @overload
     @classmethod
-    def update_where(cls, filter: Filter, values: Mapping[str, object], db: Session) -> int:
+    def update_where(
+        cls, filter: Filter, values: Mapping[str, object], db: Pipeline
+    ) -> Pending[int]: ...
+
+    @overload
+    @classmethod
+    def update_where(cls, filter: Filter, values: Mapping[str, object], db: Session) -> int: ...
+
+    @classmethod
+    def update_where(
+        cls, filter: Filter, values: Mapping[str, object], db: Session | Pipeline
+    ) -> int | Pending[int]:
         """Set *values* (column to value) on every row matching *filter*; return how many."""
         return reads.update_where(cls, filter, values, db)
 
+    @overload
+    @classmethod
+    def update_where_with_table(
+        cls, filter: Filter, values: Mapping[str, object], db: Pipeline, table_name: str
+    ) -> Pending[int]: ...
+
+    @overload
     @classmethod
     def update_where_with_table(
         cls, filter: Filter, values: Mapping[str, object], db: Session, table_name: str
-    ) -> int:
+    ) -> int: ...
+
+    @classmethod
+    def update_where_with_table(
+        cls, filter: Filter, values: Mapping[str, object], db: Session | Pipeline, table_name: str
+    ) -> int | Pending[int]:
         """:meth:`update_where` in *table_name*."""
         return reads.update_where(cls, filter, values, db, table_name)
 
@@ -620,13 +1050,37 @@ class Orso:
             cls, attrs.evolve(builder, table_name=table_name), pagination, db
         )
 
+    @overload
+    @classmethod
+    def aggregate(
+        cls, aggregate: Aggregate, column: str, filter: Filter | None, db: Pipeline
+    ) -> Pending[Any]: ...
+
+    @overload
     @classmethod
     def aggregate(
         cls, aggregate: Aggregate, column: str, filter: Filter | None, db: Session
-    ) -> Any:
+    ) -> Any: ...
+
+    @classmethod
+    def aggregate(
+        cls, aggregate: Aggregate, column: str, filter: Filter | None, db: Session | Pipeline
+    ) -> Any | Pending[Any]:
         """Return ``aggregate(column)`` over the matching rows: a Python value or None."""
         return reads.aggregate(cls, aggregate, column, filter, db)
 
+    @overload
+    @classmethod
+    def aggregate_with_table(
+        cls,
+        aggregate: Aggregate,
+        column: str,
+        filter: Filter | None,
+        db: Pipeline,
+        table_name: str,
+    ) -> Pending[Any]: ...
+
+    @overload
     @classmethod
     def aggregate_with_table(
         cls,
@@ -635,7 +1089,17 @@ class Orso:
         filter: Filter | None,
         db: Session,
         table_name: str,
-    ) -> Any:
+    ) -> Any: ...
+
+    @classmethod
+    def aggregate_with_table(
+        cls,
+        aggregate: Aggregate,
+        column: str,
+        filter: Filter | None,
+        db: Session | Pipeline,
+        table_name: str,
+    ) -> Any | Pending[Any]:
         """:meth:`aggregate` in *table_name*."""
         return reads.aggregate(cls, aggregate, column, filter, db, table_name)
 

@@ -17,7 +17,17 @@ from orso_pg import _compiler as compiler
 from orso_pg import _partitions as partitions
 from orso_pg import _types
 from orso_pg._compiler import Statement
-from orso_pg._executor import Executor, fill, load_rows, loader, refused
+from orso_pg._executor import (
+    ALL,
+    ONE,
+    ROWCOUNT,
+    SCALAR,
+    Executor,
+    fill,
+    load_rows,
+    loader,
+    refused,
+)
 from orso_pg._schema import TableMeta, identifier_problem, note_table, table_of
 from orso_pg._types import Refused
 from orso_pg.errors import (
@@ -29,6 +39,7 @@ from orso_pg.errors import (
 )
 from orso_pg.query._locks import RowLock, locked
 from orso_pg.session._database import Session
+from orso_pg.session._pipeline import Pipeline, Step
 
 if TYPE_CHECKING:
     from orso_pg._schema import Column
@@ -47,11 +58,67 @@ __all__ = [
     "insert_or_update",
     "key_value",
     "row_values",
+    "run",
     "update",
     "upsert",
 ]
 
 M = TypeVar("M")
+R = TypeVar("R")
+
+_FETCH: dict[int, Callable[..., Any]] = {
+    ONE: Executor.fetch_one,
+    ALL: Executor.fetch_all,
+    ROWCOUNT: Executor.execute,
+    SCALAR: Executor.scalar,
+}
+
+
+def run(step: Step[R]) -> R:
+    """Run *step* on its session and return the operation's value.
+
+    On a :class:`~orso_pg.session._pipeline.Pipeline` the step is queued instead and a
+    ``Pending`` of that value is returned: the ``Orso`` methods' overloads say so to type
+    checkers, which is why the operations here are typed for the other sessions.
+    """
+    session = step.session
+    if type(session) is Pipeline:
+        return session._queue_step(step)  # type: ignore[return-value]
+    fetch = _FETCH[step.kind]
+    stmt = step.stmt
+    label = step.label
+
+    def work(ex: Executor) -> Any:
+        return fetch(ex, stmt, table=label)
+
+    if step.write:
+        return step.finish(session._write(work))
+    if step.lock is None:
+        return step.finish(session._read(work))
+    return step.finish(session._read_locked(step.lock, work))
+
+
+def _filled(obj: M, meta: TableMeta) -> Callable[[Any], M]:
+    """Return the finish of a write returning its row: the row is copied into *obj*."""
+
+    def finish(row: Any) -> M:
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
+        fill(obj, meta, row)
+        return obj
+
+    return finish
+
+
+def _optional(meta: TableMeta) -> Callable[[Any], Any]:
+    """Return the finish of a read of one row: an instance, or None without a row."""
+    finish = _OPTIONAL.get(meta)
+    if finish is None:
+        load = loader(meta)
+        finish = _OPTIONAL[meta] = lambda row: None if row is None else load(row)
+    return finish
+
+
+_OPTIONAL: dict[TableMeta, Callable[[Any], Any]] = {}
 
 
 def check_session(db: object) -> Session:
@@ -231,10 +298,7 @@ def insert(obj: M, db: object, table_name: object = None) -> M:
     meta, table, label, session = setup(obj, db, table_name)
     names, values = row_values(meta, table, obj)
     stmt = compiler.insert(meta, table, names, values)
-    row = session._write(_placed(meta, table, obj, stmt, label))
-    assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
-    fill(obj, meta, row)
-    return obj
+    return _write_row(session, meta, table, obj, stmt, label, _filled(obj, meta))
 
 
 def _placed(
@@ -258,6 +322,30 @@ def _placed(
     return work
 
 
+def _write_row(
+    session: Session,
+    meta: TableMeta,
+    table: str | None,
+    obj: M,
+    stmt: Statement,
+    label: str,
+    finish: Callable[[Any], M],
+) -> M:
+    """Write one row with *stmt* (RETURNING it) and hand the row to *finish*.
+
+    A plain table's write is a step, so a pipeline can queue it. A partitioned table's
+    partition must exist before the row is sent: through a pipeline it is made first on a
+    connection of its own and committed there (an empty partition is harmless if the
+    pipeline's transaction is then rolled back); elsewhere in the write's own transaction.
+    """
+    if meta.placement.partitioning is None:
+        return run(Step(session, stmt, ONE, label, finish, write=True))
+    if type(session) is Pipeline:
+        session._prepare(lambda ex: partitions.ensure_rows(ex, meta, table, (obj,)))
+        return run(Step(session, stmt, ONE, label, finish, write=True))
+    return finish(session._write(_placed(meta, table, obj, stmt, label)))
+
+
 def find_by_id(
     cls: type[M],
     key: object,
@@ -271,16 +359,16 @@ def find_by_id(
     session._check_lock(lock, label)
     stmt = compiler.select_by_key(meta, table, dump_key(meta, table, key))
     stmt = locked(stmt, lock, label)
-    row = session._read_locked(lock, lambda ex: ex.fetch_one(stmt, table=label))
-    return None if row is None else loader(meta)(row)
+    result: M | None = run(Step(session, stmt, ONE, label, _optional(meta), lock=lock))
+    return result
 
 
 def find_all(cls: type[M], db: object, table_name: object = None) -> list[M]:
     """Return every row, in primary key order when the model has one."""
     meta, table, label, session = setup(cls, db, table_name)
     stmt = compiler.select_all(meta, table)
-    rows = session._read(lambda ex: ex.fetch_all(stmt, table=label))
-    return load_rows(meta, rows)
+    result: list[M] = run(Step(session, stmt, ALL, label, lambda rows: load_rows(meta, rows)))
+    return result
 
 
 def _key_of(meta: TableMeta, table: str | None, obj: object, action: str) -> Any:
@@ -317,16 +405,19 @@ def update(obj: M, db: object, table_name: object = None) -> M:
         skip.append(meta.updated_at.name)
     names, values = row_values(meta, table, obj, skip=skip)
     stmt = compiler.update_by_key(meta, table, names, values, key)
-    row = session._write(_placed(meta, table, obj, stmt, label))
-    if row is None:
-        where = " AND ".join(
-            f"{c.name} = {describe_value(v)}"
-            for c, v in zip(meta.key, compiler.key_params(meta, key), strict=True)
-        )
-        msg = f"{label}: no row with {where} to update"
-        raise NotFoundError(msg, table=label, value=key)
-    fill(obj, meta, row)
-    return obj
+
+    def finish(row: Any) -> M:
+        if row is None:
+            where = " AND ".join(
+                f"{c.name} = {describe_value(v)}"
+                for c, v in zip(meta.key, compiler.key_params(meta, key), strict=True)
+            )
+            msg = f"{label}: no row with {where} to update"
+            raise NotFoundError(msg, table=label, value=key)
+        fill(obj, meta, row)
+        return obj
+
+    return _write_row(session, meta, table, obj, stmt, label, finish)
 
 
 def delete(obj: object, db: object, table_name: object = None) -> bool:
@@ -334,7 +425,11 @@ def delete(obj: object, db: object, table_name: object = None) -> bool:
     meta, table, label, session = setup(obj, db, table_name)
     key = _key_of(meta, table, obj, "delete")
     stmt = compiler.delete_by_key(meta, table, key)
-    return session._write(lambda ex: ex.execute(stmt, table=label)) > 0
+    return run(Step(session, stmt, ROWCOUNT, label, _positive, write=True))
+
+
+def _positive(rowcount: int) -> bool:
+    return rowcount > 0
 
 
 def delete_cascade(obj: object, db: object, table_name: object = None) -> bool:
@@ -469,17 +564,14 @@ def _upsert_on(obj: M, db: object, table_name: object, conflict: tuple[str, ...]
         msg = f"upsert on {conflict} needs a value for {', '.join(missing)}"
         raise ValidationError(msg, table=label, column=missing[0], value=None)
     stmt = compiler.upsert(meta, table, names, values, conflict)
-    row = session._write(_placed(meta, table, obj, stmt, label))
-    assert row is not None  # noqa: S101 - DO UPDATE always returns the row
-    fill(obj, meta, row)
-    return obj
+    return _write_row(session, meta, table, obj, stmt, label, _filled(obj, meta))
 
 
 def count(cls: type, db: object, table_name: object = None, where: Statement | None = None) -> int:
     """Return the number of rows (matching *where* when given)."""
     meta, table, label, session = setup(cls, db, table_name)
     stmt = compiler.count(meta, table, where)
-    return int(session._read(lambda ex: ex.scalar(stmt, table=label)))
+    return run(Step(session, stmt, SCALAR, label, int))
 
 
 def exists(
@@ -488,4 +580,4 @@ def exists(
     """Return whether any row exists (matching *where* when given); stops at the first."""
     meta, table, label, session = setup(cls, db, table_name)
     stmt = compiler.exists(meta, table, where)
-    return bool(session._read(lambda ex: ex.scalar(stmt, table=label)))
+    return run(Step(session, stmt, SCALAR, label, bool))

@@ -20,8 +20,8 @@ from psycopg import sql
 from orso_pg import _compiler as compiler
 from orso_pg import _types
 from orso_pg._compiler import Statement
-from orso_pg._executor import load_rows, load_stream, loader
-from orso_pg._operations import check_session, dump_keys, dump_value, setup
+from orso_pg._executor import ALL, ONE, ROWCOUNT, SCALAR, load_rows, load_stream, loader
+from orso_pg._operations import check_session, dump_keys, dump_value, run, setup
 from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.query._expressions import is_expression, update_statement
@@ -40,6 +40,7 @@ from orso_pg.query._locks import RowLock, locked
 from orso_pg.query._pagination import Cursor, KeysetPage, PaginatedResult, Pagination
 from orso_pg.query._results import aggregate_value, check_batch_size, unloadable_value
 from orso_pg.session._database import Session
+from orso_pg.session._pipeline import Step
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
@@ -97,8 +98,10 @@ def find_where(
     session._check_lock(lock, label)
     where, params = _where(meta, label, f)
     stmt = locked(compiler.select_where(meta, table, where, params), lock, label)
-    rows = session._read_locked(lock, lambda ex: ex.fetch_all(stmt, table=label))
-    return _load_all(meta, rows)
+    found: list[M] = run(
+        Step(session, stmt, ALL, label, lambda rows: _load_all(meta, rows), lock=lock)
+    )
+    return found
 
 
 def find_first(
@@ -117,8 +120,11 @@ def find_first(
     order = _order(meta, label, with_tiebreak(meta, sorts))
     stmt = compiler.select_where(meta, table, where, params, order_by=order, limit=1)
     stmt = locked(stmt, lock, label)
-    row = session._read_locked(lock, lambda ex: ex.fetch_one(stmt, table=label))
-    return None if row is None else loader(meta)(row)
+    load = loader(meta)
+    found: M | None = run(
+        Step(session, stmt, ONE, label, lambda row: None if row is None else load(row), lock=lock)
+    )
+    return found
 
 
 def find_one(
@@ -152,7 +158,7 @@ def exists_filter(cls: type, f: Filter | None, db: object, table_name: object = 
     stmt = compiler.exists(
         meta, table, None if where is None else compiler.Statement(where, params)
     )
-    return bool(session._read(lambda ex: ex.scalar(stmt, table=label)))
+    return run(Step(session, stmt, SCALAR, label, bool))
 
 
 def count_where(cls: type, f: Filter | None, db: object, table_name: object = None) -> int:
@@ -160,7 +166,7 @@ def count_where(cls: type, f: Filter | None, db: object, table_name: object = No
     meta, table, label, session = setup(cls, db, table_name)
     where, params = _where(meta, label, f)
     stmt = compiler.count(meta, table, None if where is None else compiler.Statement(where, params))
-    return int(session._read(lambda ex: ex.scalar(stmt, table=label)))
+    return run(Step(session, stmt, SCALAR, label, int))
 
 
 def find_by_field(
@@ -253,7 +259,7 @@ def delete_where(cls: type, f: Filter | None, db: object, table_name: object = N
     meta, table, label, session = setup(cls, db, table_name)
     where, params = _where(meta, label, f)
     stmt = compiler.delete_where(meta, table, where, params)
-    return int(session._write(lambda ex: ex.execute(stmt, table=label)))
+    return run(Step(session, stmt, ROWCOUNT, label, int, write=True))
 
 
 def update_where(
@@ -298,7 +304,7 @@ def update_where(
         stmt = update_statement(meta, table, label, pairs, where, params)
     else:
         stmt = compiler.update_where(meta, table, names, dumped, where, params)
-    return int(session._write(lambda ex: ex.execute(stmt, table=label)))
+    return run(Step(session, stmt, ROWCOUNT, label, int, write=True))
 
 
 # --- pages ------------------------------------------------------------------------------------
@@ -521,12 +527,15 @@ def aggregate(
     stmt = compiler.aggregate(
         meta, table, function.sql(), None if col is None else col.name, where, params
     )
-    value = session._read(lambda ex: ex.scalar(stmt, table=label))
-    try:
-        return aggregate_value(function, col, value)
-    except _types.Unloadable as exc:
-        assert col is not None  # noqa: S101 - count(*) loads nothing
-        raise unloadable_value(label, col, value, exc) from None
+
+    def finish(value: Any) -> Any:
+        try:
+            return aggregate_value(function, col, value)
+        except _types.Unloadable as exc:
+            assert col is not None  # noqa: S101 - count(*) loads nothing
+            raise unloadable_value(label, col, value, exc) from None
+
+    return run(Step(session, stmt, SCALAR, label, finish))
 
 
 # --- QueryBuilder -----------------------------------------------------------------------------

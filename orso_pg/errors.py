@@ -58,6 +58,7 @@ __all__ = [
     "NotFoundError",
     "NotNullViolationError",
     "OrsoError",
+    "PipelineAbortedError",
     "PoolError",
     "PoolTimeoutError",
     "QueryCanceledError",
@@ -159,6 +160,19 @@ class PoolError(OrsoError):
 
 class PoolTimeoutError(PoolError, TimeoutError):
     """No connection became free within the pool's timeout."""
+
+
+class PipelineAbortedError(OrsoError):
+    """An operation of a pipeline did not run because an earlier one failed.
+
+    Attributes:
+        operation: The 1-based number, within its pipeline, of the operation that failed
+            first (its own handle raises that operation's error).
+    """
+
+    def __init__(self, message: str, *, operation: int, table: str | None = None) -> None:
+        super().__init__(message, table=table)
+        self.operation = operation
 
 
 class DatabaseError(OrsoError):

@@ -22,6 +22,15 @@ from bench.workloads.calls import Lookups, PooledLookups, RowDeletes, RowUpdates
 from bench.workloads.columnar import Columnar
 from bench.workloads.migrate import Migrate
 from bench.workloads.partitions import PartitionLoad, PartitionRead
+from bench.workloads.pipeline import (
+    LatencyComplex,
+    LatencyInsert,
+    LatencyLookup,
+    LatencyUpdate,
+    PipelinedEtl,
+    PipelinedLookups,
+    PipelinedUpdates,
+)
 from bench.workloads.reads import Aggregates, FindByIds, Pages, RangeRead
 from bench.workloads.replicas import ReplicaLookups, ReplicaRanges, ReplicaRouting
 from bench.workloads.vectors import VectorLoad, VectorNearest
@@ -37,6 +46,13 @@ WORKLOADS: tuple[type[Workload], ...] = (
     RowDeletes,
     Lookups,
     PooledLookups,
+    PipelinedLookups,
+    LatencyLookup,
+    LatencyComplex,
+    PipelinedUpdates,
+    PipelinedEtl,
+    LatencyUpdate,
+    LatencyInsert,
     FindByIds,
     RangeRead,
     Aggregates,

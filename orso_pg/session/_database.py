@@ -51,6 +51,8 @@ from orso_pg.session._adbc import AdbcConnections, adbc_available
 
 if TYPE_CHECKING:
     from orso_pg.query._builder import QueryBuilder
+    from orso_pg.session._held import Held
+    from orso_pg.session._pipeline import Pipeline
     from orso_pg.session._replicas import PrimarySession, ReplicaStatus, Router
 
 __all__ = ["Database", "DatabaseConfig", "Session", "Transaction"]
@@ -459,6 +461,12 @@ class Database(Session):
     def __repr__(self) -> str:
         return f"<Database {self.server} pool={self._pool.max_size}>"
 
+    def _fetch_columns(self, builder: QueryBuilder) -> dict[str, np.ndarray]:
+        if self._router is not None:
+            # The chosen server reads through its own ADBC connections, not the primary's.
+            return self._router.on_server(lambda session: session._fetch_columns(builder))
+        return super()._fetch_columns(builder)
+
     def _columnar_reader(self) -> AdbcConnections | None:
         if self._adbc is None and adbc_available():
             with self._adbc_lock:
@@ -835,6 +843,70 @@ class Database(Session):
     def pool_stats(self) -> dict[str, int]:
         """Return psycopg_pool's counters (connections, requests, errors...)."""
         return self._pool.get_stats()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Held]:
+        """Hold one pooled connection for the block: calls on it skip the pool's checkout.
+
+        Each operation given the yielded :class:`~orso_pg.Held` still commits on its own, as
+        on the ``Database``; the connection goes back to the pool when the block ends. For a
+        thread making many small calls in a row; not thread-safe.
+        """
+        from orso_pg.session._held import held
+
+        try:
+            with held(self) as session:
+                yield session
+        finally:
+            self._wrote()  # calls on the held connection may have written: read them back
+
+    @contextlib.contextmanager
+    def pipeline(
+        self,
+        *,
+        transaction: bool = False,
+        max_pending: int = 1000,
+        max_bytes: int = 4 << 20,
+    ) -> Iterator[Pipeline]:
+        """Send Orso operations without waiting for each other, on one pooled connection.
+
+        Operations given the yielded :class:`~orso_pg.Pipeline` return a
+        :class:`~orso_pg.Pending` handle at once; results arrive when the pipeline syncs (on
+        ``p.sync()``, on a handle's ``result()``, every *max_pending* operations or
+        *max_bytes* of parameters, and when the block ends).
+
+        Args:
+            transaction: Run every operation in one transaction, committed when the block ends
+                (the first failure aborts the rest and rolls it back). By default each
+                operation commits on its own and a failure fails its own handle only.
+            max_pending: Operations sent before the pipeline syncs by itself.
+            max_bytes: Bytes of parameters sent before the pipeline syncs by itself.
+
+        Raises:
+            OrsoError: when the block ends, the first error no handle's ``result()`` raised
+                (in a transaction, the error that rolled it back).
+        """
+        from orso_pg.session._pipeline import pipelined
+
+        try:
+            with (
+                self._borrow() as conn,
+                pipelined(
+                    self._executor(conn),
+                    transaction=transaction,
+                    max_pending=max_pending,
+                    max_bytes=max_bytes,
+                    side=self._write,
+                ) as p,
+            ):
+                yield p
+        except ServerUnavailableError:
+            raise
+        except ConnectionLostError:
+            self._sweep()
+            raise
+        finally:
+            self._wrote()  # the pipeline may have written: later reads must see it
 
 
 class Transaction(Session):

@@ -263,6 +263,25 @@ class Router:
 
     # --- reads --------------------------------------------------------------------------------
 
+    def on_server(self, call: Callable[[Session], T]) -> T:
+        """Run *call* with a replica's session (the primary's if none is fit), failing over.
+
+        For reads that do more than run statements on a pooled connection: a columnar read
+        opens the chosen server's own ADBC connections. A replica it cannot connect to
+        (``ConfigError`` from the reader) is treated as one that is down.
+        """
+        failed: _Replica | None = None
+        for _ in range(2):
+            server = self._choose(failed)
+            if server is None or server.member is None:
+                break
+            try:
+                return call(server.member)
+            except (*_ELSEWHERE, ConfigError) as exc:
+                self._failed(server, exc)
+                failed = server
+        return call(self.primary)
+
     def read(self, work: Callable[[Executor], T]) -> T:
         """Run *work* on a replica; on a failure there, once on another server."""
         server = self._choose(None)

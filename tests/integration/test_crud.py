@@ -315,7 +315,7 @@ def test_bad_table_names_are_refused(tables: Database):
 def test_db_must_be_a_session(tables: Database):
     """Passing something other than a Database or Transaction is a clear error."""
     with pytest.raises(ValidationError, match="db must be a Database or a Transaction"):
-        Account.count("postgresql://")  # type: ignore[arg-type]
+        Account.count("postgresql://")  # type: ignore[call-overload]
 
 
 def test_metadata_helpers():

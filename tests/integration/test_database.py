@@ -337,7 +337,7 @@ def test_run_transaction_retries_serialization_failures(db: Database):
 
     def skew(tx: Any) -> int:
         calls.append(1)
-        total = sum(e.amount for e in Entry.find_all(tx))
+        total: int = sum(e.amount for e in Entry.find_all(tx))
         if len(calls) == 1:
             # A concurrent transaction commits a conflicting write while this one is open.
             with db.transaction(isolation="serializable") as other:

@@ -103,11 +103,11 @@ def test_refused_expressions_run_nothing(db: Database):
     _positions(db, [1])
     with count_statements(db) as log:
         with pytest.raises(QueryError, match=r"e_positions.symbol is text"):
-            Position.update_where(None, {"symbol": col("symbol") + 1}, db)  # type: ignore[arg-type]
+            Position.update_where(None, {"symbol": col("symbol") + 1}, db)  # type: ignore[call-overload]
         with pytest.raises(QueryError, match="upsert"):
-            Position.update_where(None, {"qty": Expr.excluded("qty")}, db)  # type: ignore[arg-type]
+            Position.update_where(None, {"qty": Expr.excluded("qty")}, db)  # type: ignore[call-overload]
         with pytest.raises(QueryError, match="coalesce"):
-            Position.update_where(None, {"qty": col("qty") + None}, db)  # type: ignore[arg-type]
+            Position.update_where(None, {"qty": col("qty") + None}, db)  # type: ignore[call-overload]
     assert len(log) == 0
 
 
@@ -116,7 +116,7 @@ def test_overflow_is_translated(db: Database):
     create_tables(db, Position)
     _positions(db, [2**62])
     with pytest.raises(DataError, match="out of range") as info:
-        Position.update_where(None, {"qty": col("qty") * 4}, db)  # type: ignore[arg-type]
+        Position.update_where(None, {"qty": col("qty") * 4}, db)  # type: ignore[call-overload]
     assert info.value.table == "e_positions"
     assert [p.qty for p in Position.find_all(db)] == [2**62]
 

@@ -343,7 +343,7 @@ def test_created_tables_match_their_models_and_a_rerun_records_nothing(db, raw):
     assert [r.steps for r in again] == [(), ()]
     assert len(history(raw)) == history_rows == 2
     order = Order(venue="XNAS", ref="a1", side=Side.BUY, sizes=np.arange(5)).insert(db)
-    OrderNote(order_id=order.id, body="hello").insert(db)  # type: ignore[arg-type]
+    OrderNote(order_id=order.id, body="hello").insert(db)
 
 
 def test_bad_arguments_are_refused_before_anything_runs(db):

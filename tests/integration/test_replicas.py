@@ -385,6 +385,27 @@ def test_the_primary_session_runs_batches_and_columnar_reads(replicated: Opener)
     assert {server for server, _ in log.seen} == {db.server}
 
 
+def test_columnar_reads_run_on_the_standby_and_fail_over(replicated: Opener, standby: Standby):
+    """fetch_arrays reads from the standby's own connections; with it gone, from the primary."""
+    db, _ = replicated()
+    Item.batch_insert([Item(name="a", n=1), Item(name="b", n=2)], db)
+    standby.wait_caught_up()
+    query = QueryBuilder(Item).select("n").order_by(Sort.asc("n"))
+    standby.pause_replay()
+    try:
+        Item(name="c", n=3).insert(db)  # replayed nowhere yet: only the primary has it
+        assert query.fetch_arrays(db)["n"].tolist() == [1, 2]
+        assert query.fetch_arrays(db.primary())["n"].tolist() == [1, 2, 3]
+    finally:
+        standby.resume_replay()
+    standby.stop()
+    try:
+        assert query.fetch_arrays(db)["n"].tolist() == [1, 2, 3]
+        assert db.replica_status()[0].state == "down"
+    finally:
+        standby.start()
+
+
 def test_the_readme_section_runs_with_a_standby(
     replicated: Opener,
     standby: Standby,

@@ -50,6 +50,8 @@ LAYERS: dict[str, int] = {
     "session._database": 4,
     "session._replicas": 4,
     "_partitions": 5,
+    "session._held": 4,
+    "session._pipeline": 4,
     "_operations": 5,
     "_reads": 5,
     "_related": 5,
