@@ -589,7 +589,7 @@ def test_small_frames_cover_every_layout():
     """The frames that the damage tests use include every model, layout and a zero mask."""
     current = [frame for name, frame in FRAMES.items() if not name.startswith("v1")]
     assert {model_of(frame) for frame in current} == set(range(6))
-    assert {packing.layout for frame in current for packing in streams_of(frame)} == {1, 2}
+    assert {packing.layout for frame in current for packing in streams_of(frame)} == {1, 2, 3}
     assert streams_of(FRAMES["mask"])[0].flags == 1
 
 
