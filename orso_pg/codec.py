@@ -296,6 +296,9 @@ _DENSE_TABLES: Final = {
     for b, k in _DENSE_K.items()
 }  # fmt: skip
 
+_COUNTS = np.arange(_SPLIT_SAMPLE + 1, dtype=np.float64)
+_XLOGX: Final = _COUNTS * np.log2(np.maximum(_COUNTS, 1))  # n * log2(n), 0 for 0
+
 _max_bytes = DEFAULT_MAX_BYTES
 _local = threading.local()
 
@@ -668,14 +671,14 @@ def _split_stream(
         return None
     chunks = -(-count // 8)
     step = max(1, count // _SPLIT_SAMPLE)
-    sample = reduced[::step][:_SPLIT_SAMPLE].astype(np.intp)
+    sample = reduced[::step][:_SPLIT_SAMPLE]
+    histogram = np.bincount(sample.astype(np.intp), minlength=1 << bits)
     best: tuple[float, int] | None = None
     for low in range(max(1, bits - 8), min(_DENSE_MOST, bits) + 1):
         cost = float(chunks * low)
         if low < bits:
-            counts = np.bincount(sample >> low)
-            shares = counts[counts > 0] / sample.size
-            entropy = float(-(shares * np.log2(shares)).sum())
+            counts = histogram.reshape(-1, 1 << low).sum(axis=1)
+            entropy = _XLOGX[sample.size] - float(_XLOGX[counts].sum()) / sample.size
             cost += min(count, count * entropy / 8 * _ZSTD_SLACK + _ZSTD_OVERHEAD)
         if best is None or cost < best[0]:
             best = (cost, low)
@@ -695,15 +698,18 @@ def _split_stream(
 
 
 def _dense(values: np.ndarray, low: int) -> bytes:
-    """Return the low *low* bits of every value, eight values per *low* bytes, LSB first."""
+    """Return the low *low* bits of every value, eight values per *low* bytes, LSB first.
+
+    That is one little-endian bit stream: value ``i`` holds bits ``i * low`` on, and the
+    last chunk is padded with zero bits to eight values.
+    """
     count = values.size
-    chunks = -(-count // 8)
-    padded = np.zeros(chunks * 8, np.uint64)
-    np.bitwise_and(values, values.dtype.type((1 << low) - 1), out=padded[:count], casting="unsafe")
-    words = np.left_shift(padded.reshape(chunks, 8), _DENSE_SHIFTS[low]).sum(
-        axis=1, dtype=np.uint64
+    bits = np.unpackbits(
+        values.astype(np.uint8, copy=False).reshape(count, 1), axis=1, bitorder="little"
     )
-    return words.view(np.uint8).reshape(chunks, 8)[:, :low].tobytes()
+    stream = np.zeros(-(-count // 8) * 8 * low, np.uint8)
+    stream[: count * low] = bits[:, :low].reshape(-1)
+    return np.packbits(stream, bitorder="little").tobytes()
 
 
 def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
@@ -999,7 +1005,8 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
     """
     if flat.size < 2 * _GRID_SMALLEST:
         return None
-    median = int(np.median(np.diff(flat[: _FLOOR_SAMPLE + 1])))
+    steps = np.diff(flat[: _FLOOR_SAMPLE + 1])
+    median = int(np.partition(steps, steps.size // 2)[steps.size // 2])
     if median < _GRID_SMALLEST:
         return None
     prefix = flat[: _ORDER_SAMPLE + 1]
@@ -1023,12 +1030,10 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
 
 def _size_code(values: Sequence[int], *, signed: bool) -> int:
     """Return 0..3 for the fewest bytes (1, 2, 4 or 8) that hold every value."""
-    for code in range(3):
-        bits = 8 << code
-        low, high = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
-        if all(low <= value < high for value in values):
-            return code
-    return 3
+    if not values:
+        return 0
+    bits = max((value if value >= 0 else ~value).bit_length() for value in values) + signed
+    return 0 if bits <= 8 else 1 if bits <= 16 else 2 if bits <= 32 else 3  # noqa: PLR2004
 
 
 def _frame2(
@@ -1405,7 +1410,13 @@ def _unsplit(payload: bytes | memoryview, width: int, count: int) -> np.ndarray:
     data = np.frombuffer(payload, np.uint8)
     if data.size < size or (not high_layout and data.size != size):
         raise CompressionError(f"corrupt frame: {data.size} split bytes for {count} values")
-    values = _undense_rows(data[:size].reshape(1, size), low, count, _DENSE_TABLES[low])[0]
+    # Each chunk of eight values is one unaligned 64-bit word of a padded copy.
+    padded = np.zeros(size + 8, np.uint8)
+    padded[:size] = data[:size]
+    words = np.ndarray((size // low, 1), np.uint64, buffer=padded, strides=(low, 8))
+    shifted = np.right_shift(words, _DENSE_SHIFTS[low])
+    shifted &= np.uint64((1 << low) - 1)
+    values = shifted.astype(np.uint8).reshape(-1)[:count]
     if not high_layout:
         return values
     rest = payload[size:]
