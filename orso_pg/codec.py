@@ -678,7 +678,7 @@ def _split_stream(
         cost = float(chunks * low)
         if low < bits:
             counts = histogram.reshape(-1, 1 << low).sum(axis=1)
-            entropy = _XLOGX[sample.size] - float(_XLOGX[counts].sum()) / sample.size
+            entropy = (_XLOGX[sample.size] - float(_XLOGX[counts].sum())) / sample.size
             cost += min(count, count * entropy / 8 * _ZSTD_SLACK + _ZSTD_OVERHEAD)
         if best is None or cost < best[0]:
             best = (cost, low)
