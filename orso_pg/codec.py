@@ -773,11 +773,14 @@ def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     divisor = math.gcd(int(np.gcd.reduce(reduced[::step][:_GCD_SAMPLE])), span)
     if divisor == 1:
         return reduced, 1
+    # numpy divides by a scalar much faster than it takes remainders.
     scalar = reduced.dtype.type(divisor)
     quotient = np.floor_divide(reduced, scalar)
-    wrong = np.multiply(quotient, scalar) != reduced
-    if wrong.any():
-        divisor = math.gcd(divisor, int(np.gcd.reduce(reduced[wrong])))
+    remainders = np.multiply(quotient, scalar)
+    np.subtract(reduced, remainders, out=remainders)
+    if remainders.any():
+        # gcd(d, x) == gcd(d, x mod d): the remainders bring the divisor down.
+        divisor = math.gcd(divisor, int(np.gcd.reduce(remainders[remainders != 0])))
         if divisor == 1:
             return reduced, 1
         np.floor_divide(reduced, reduced.dtype.type(divisor), out=quotient)
@@ -1400,7 +1403,7 @@ def _unpack(packing: _Packing, dtype: np.dtype, decimals: int, count: int) -> np
 def _split_fits(width: int, item: int) -> bool:
     """Whether a split stream's width byte is one an encoder writes for items of *item* bytes."""
     low, high_layout = width & 15, width >> 4
-    return 0 < low <= _DENSE_MOST and high_layout <= _ZSTD and (high_layout or low <= 8 * item)
+    return 0 < low <= _DENSE_MOST and high_layout <= _ZSTD and low + bool(high_layout) <= 8 * item
 
 
 def _unsplit(payload: bytes | memoryview, width: int, count: int) -> np.ndarray:

@@ -556,9 +556,25 @@ def small_frames() -> dict[str, bytes]:
         ),
         "float_bits": codec.encode(rng.standard_normal(30).cumsum().reshape(5, 6)),
         "bool": codec.encode(rng.random(64) < 0.5),
+        **split_frames(),
         "v1_planes": build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2])),
         **model_frames(200),
     }
+
+
+def split_frames() -> dict[str, bytes]:
+    """Return a small frame of each kind of split stream (layout 3)."""
+    rng = np.random.default_rng(13)
+    frames = {
+        "split_dense": codec.encode(np.cumsum(rng.integers(-3, 4, 90))),
+        "split_high_zstd": codec.encode(np.round(500 + np.cumsum(rng.laplace(0, 8, 400)), 2)),
+        "split_high_raw": codec.encode(rng.integers(0, 4096, 40) * 3),
+        "split_int8": codec.encode(rng.integers(-64, 64, 200).astype(np.int8)),
+    }
+    assert [(s.layout, s.width >> 4) for f in frames.values() for s in streams_of(f)] == [
+        (3, 0), (3, 2), (3, 1), (3, 0)
+    ]  # fmt: skip
+    return frames
 
 
 def model_frames(n: int) -> dict[str, bytes]:
@@ -604,12 +620,18 @@ def test_every_single_bit_flip_is_detected(name):
             codec.decode(damaged)
 
 
-def test_random_bit_flips_of_a_large_frame_never_decode():
-    """2,000 random single-bit flips of a 200,000-element frame all raise CompressionError."""
+@pytest.mark.parametrize(
+    ("steps", "n", "layout"),
+    [(300_000, 200_000, (2, 0)), (300, 200_000, (3, 2)), (3, 1000, (3, 0))],
+    ids=["zstd planes", "split with zstd high bytes", "dense"],
+)
+def test_random_bit_flips_of_a_large_frame_never_decode(steps, n, layout):
+    """2,000 random single-bit flips of a large frame of each layout all raise CompressionError."""
     rng = np.random.default_rng(2000)
-    values = 3_000_000_000_000 + np.cumsum(rng.integers(-300, 301, 200_000)) * 1_000_000
+    values = 3_000_000_000_000 + np.cumsum(rng.integers(-steps, steps + 1, n)) * 1_000_000
     frame = codec.encode(values)
-    assert streams_of(frame)[0].layout == 2  # zstd
+    stream = streams_of(frame)[0]
+    assert (stream.layout, stream.width >> 4 if stream.layout == 3 else 0) == layout
     flips = random.Random(2000)
     silent = 0
     for _ in range(2000):
@@ -986,10 +1008,13 @@ def test_models_are_chosen_for_their_data():
     assert streams_of(assert_round_trip(outlier))[0].order == 1
 
 
-@pytest.mark.parametrize("name", ["near_decimals", "float32", "float32_decimals", "grid"])
+@pytest.mark.parametrize(
+    "name",
+    ["near_decimals", "float32", "float32_decimals", "grid", *split_frames()],
+)
 def test_random_damage_to_every_model_never_decodes(name):
     """2,000 random flips of 1 to 3 bits in a frame of each model all raise CompressionError."""
-    frame = model_frames(2000)[name]
+    frame = {**model_frames(2000), **split_frames()}[name]
     flips = random.Random(name)
     for _ in range(2000):
         damaged = bytearray(frame)
@@ -1049,6 +1074,29 @@ def test_hand_built_format2_frames_decode():
     assert codec.decode(grid).tolist() == [6997, 8002, 9000, 10003]
     raw = build_frame2(dtype=7, model=5, raw=struct.pack("<4H", 1, 2, 3, 65535))
     assert codec.decode(raw).tolist() == [1, 2, 3, 65535]
+    # Split: 3-bit values 1, 6, 0, 5 as one little-endian bit stream (LSB first), 8 per 3 bytes.
+    low = 1 | 6 << 3 | 0 << 6 | 5 << 9
+    dense = build_frame2(
+        streams=({"layout": 3, "width": 3, "reference": -3, "order": 1, "seeds": (100,),
+                  "payload": low.to_bytes(3, "little")},),
+        shape=(5,),
+    )  # fmt: skip
+    assert codec.decode(dense).tolist() == [100, 98, 101, 98, 100]
+    # Split with high bytes as they are: value = high << 2 | low.
+    high = build_frame2(
+        dtype=4,
+        streams=({"layout": 3, "width": 2 | 1 << 4, "reference": 10,
+                  "payload": bytes([0b11_10_01_00, 0]) + bytes([0, 1, 2, 255])},),
+    )  # fmt: skip
+    assert codec.decode(high).tolist() == [10, 15, 20, 1033]
+    # ... and through zstd.
+    squeezed = build_frame2(
+        dtype=4,
+        streams=({"layout": 3, "width": 2 | 2 << 4, "reference": 10,
+                  "payload": bytes([0b11_10_01_00, 0])
+                  + zstandard.ZstdCompressor().compress(bytes([0, 1, 2, 255]))},),
+    )  # fmt: skip
+    assert codec.decode(squeezed).tolist() == [10, 15, 20, 1033]
 
 
 @pytest.mark.parametrize(
@@ -1070,7 +1118,14 @@ def test_hand_built_format2_frames_decode():
         ({"streams": ({"divisor": 1},)}, "divisor of 1"),
         ({"streams": ({"reserved": 64},)}, "stream flags"),
         ({"streams": ({"layout": 0},)}, "stream flags"),
-        ({"streams": ({"layout": 3},)}, "stream flags"),
+        ({"streams": ({"layout": 3, "width": 0},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 9},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 3 | 3 << 4},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 3, "mask": 1},)}, "out of range"),
+        ({"dtype": 2, "streams": ({"layout": 3, "width": 8 | 1 << 4},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 3},)}, "split bytes"),
+        ({"streams": ({"layout": 3, "width": 2 | 1 << 4},)}, "high bytes"),
+        ({"streams": ({"layout": 3, "width": 2 | 2 << 4, "payload": b"\0" * 6},)}, "zstd"),
         ({"streams": ({"order": 3},)}, "stream flags"),
         ({"tail": b"\0"}, "after the payloads"),
         ({"streams": ({"payload": b"\0" * 3},)}, "packed bytes"),
