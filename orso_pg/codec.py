@@ -1226,8 +1226,10 @@ def _parse2(frame: memoryview | bytes) -> _Parsed:
             f"corrupt frame header: dtype {code}, model {kind}, ndim {ndim}, decimals {places}"
         )
     dtype = _DTYPES[code]
-    if (kind in (_FLOAT32, _FLOAT32_DECIMALS) and dtype != np.float64) or (
-        kind == _GRID and dtype != np.int64
+    if (
+        (kind in (_FLOAT32, _FLOAT32_DECIMALS) and dtype != np.float64)
+        or (kind == _GRID and dtype != np.int64)
+        or (kind == _DECIMALS and (dtype.kind != "f" or dtype.itemsize < 4))  # noqa: PLR2004
     ):
         raise CompressionError(f"corrupt frame: model {kind} for {dtype}")
     fields = ndim + (kind == _GRID)
@@ -1419,7 +1421,7 @@ def _unsplit(payload: bytes | memoryview, width: int, count: int) -> np.ndarray:
     words = np.ndarray((size // low, 1), np.uint64, buffer=padded, strides=(low, 8))
     shifted = np.right_shift(words, _DENSE_SHIFTS[low])
     shifted &= np.uint64((1 << low) - 1)
-    values = shifted.astype(np.uint8).reshape(-1)[:count]
+    values: np.ndarray = shifted.astype(np.uint8).reshape(-1)[:count]
     if not high_layout:
         return values
     rest = payload[size:]
@@ -1456,7 +1458,8 @@ def _dense_fields(data: np.ndarray, low: int) -> np.ndarray:
     words = np.ndarray((rows, size // low, 1), np.uint64, buffer=padded, strides=(size + 8, low, 8))
     fields = np.right_shift(words, _FIELD_SHIFTS[low])
     fields &= np.uint64((1 << _DENSE_K[low] * low) - 1)
-    return fields.reshape(rows, -1).view(np.intp)
+    indices: np.ndarray = fields.reshape(rows, -1).view(np.intp)
+    return indices
 
 
 def _undense_rows(data: np.ndarray, low: int, count: int, table: np.ndarray) -> np.ndarray:

@@ -1248,3 +1248,152 @@ def test_decode_many_groups_every_packing():
     assert [out.tolist() for out in codec.decode_many(v1)] == [
         codec.decode(frame).tolist() for frame in v1
     ]
+
+
+@st.composite
+def small_alphabets(draw: st.DrawFn) -> np.ndarray:
+    """Walks and levels whose residuals take few values: dense split streams, any dtype."""
+    n = draw(st.integers(2, 700))
+    spread = draw(st.sampled_from([1, 2, 3, 5, 7, 15, 31, 63, 127]))
+    dtype = draw(st.sampled_from(["int8", "int16", "int32", "int64", "uint8", "uint64"]))
+    steps = draw(hnp.arrays(np.int64, n, elements=st.integers(-spread, spread)))
+    values = np.cumsum(steps) if draw(st.booleans()) else steps
+    values = values * draw(st.sampled_from([1, 3, 1000])) + draw(st.integers(-(10**6), 10**6))
+    return values.astype(dtype)  # wraps for narrow dtypes, as a column's values may
+
+
+@st.composite
+def skewed_wide(draw: st.DrawFn) -> np.ndarray:
+    """Prices with wide, peaked steps: split streams with high bytes (raw or through zstd)."""
+    n = draw(st.integers(8, 3000))
+    scale = draw(st.sampled_from([2.0, 8.0, 40.0, 300.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    steps = np.rint(np.random.default_rng(seed).laplace(0, scale, n)).astype(np.int64)
+    cents = 10**6 + np.cumsum(steps)
+    return cents / 100 if draw(st.booleans()) else cents
+
+
+@given(small_alphabets())
+def test_round_trip_small_alphabets(values):
+    """Dense split streams of every field size give every value back."""
+    assert_round_trip(values)
+
+
+@given(skewed_wide())
+def test_round_trip_skewed_wide(values):
+    """Split streams with high bytes give every value back."""
+    assert_round_trip(values)
+
+
+def test_split_layout_is_chosen_where_it_is_smaller():
+    """Small alphabets and skewed wide steps take the split layout; it beats byte planes."""
+    rng = np.random.default_rng(71)
+    walk = 10**9 + np.cumsum(rng.integers(-3, 4, 500))
+    stream = streams_of(assert_round_trip(walk))[0]
+    assert (stream.layout, stream.width) == (3, 3)  # three dense bits, no high bytes
+    prices = np.round(500 + np.cumsum(rng.laplace(0, 8, 2000)), 2)
+    frame = assert_round_trip(prices)
+    stream = streams_of(frame)[0]
+    assert stream.layout == 3
+    assert stream.width >> 4 == 2  # the high byte through zstd
+    assert len(frame) < 0.92 * len(_planes_frame(prices))
+
+
+def _planes_frame(values: np.ndarray) -> bytes:
+    """Return the frame the encoder would write without the split layout."""
+    split = codec._split_stream
+    try:
+        codec._split_stream = lambda *_: None
+        return codec.encode(values)
+    finally:
+        codec._split_stream = split
+
+
+def test_decode_many_groups_split_streams():
+    """Groups of split streams decode exactly: shared or differing references, high bytes."""
+    rng = np.random.default_rng(73)
+    families: dict[str, list[np.ndarray]] = {
+        "dense, one reference": [
+            10**9 * k + np.cumsum(rng.integers(-3, 4, 1000)) for k in range(7)
+        ],
+        "dense, references differ": [
+            np.cumsum(rng.integers(-k, 8 - k, 400)) for k in (0, 1, 2, 3, 4, 5)
+        ],
+        "dense order 0": [rng.integers(-16, 16, 333).astype(np.int16) for _ in range(5)],
+        "dense order 2": [np.cumsum(np.cumsum(rng.integers(-60, 60, 300))) for _ in range(5)],
+        "dense divisor": [np.cumsum(rng.integers(-3, 4, 250)) * 1000 for _ in range(5)],
+        "dense uint8": [rng.integers(0, 64, 100).astype(np.uint8) for _ in range(5)],
+        "dense int8": [rng.integers(-64, 64, 200).astype(np.int8) for _ in range(5)],
+        "dense decimals": [
+            np.round(100 + np.cumsum(rng.integers(-3, 4, 300)) / 100, 2) for _ in range(5)
+        ],
+        "high zstd": [np.round(500 + np.cumsum(rng.laplace(0, 8, 1500)), 2) for _ in range(5)],
+        "high raw": [rng.integers(0, 4096, 40) * 3 for _ in range(5)],
+    }
+    frames: list[bytes] = []
+    arrays: list[np.ndarray] = []
+    for name, family in families.items():
+        encoded = [codec.encode(a) for a in family]
+        assert all(streams_of(f)[0].layout == 3 for f in encoded), name
+        frames += encoded
+        arrays += family
+    # Interleaved with other frames, so that no group's frames are evenly spaced.
+    order = np.random.default_rng(5).permutation(len(frames))
+    mixed = [frames[i] for i in order]
+    for index, out in zip(order, codec.decode_many(mixed), strict=True):
+        assert out.dtype == arrays[index].dtype
+        assert out.tobytes() == arrays[index].tobytes()
+        assert out.flags.c_contiguous
+        assert out.flags.writeable
+    for family in families.values():  # each family alone: evenly spaced rows
+        alone = codec.decode_many([codec.encode(a) for a in family])
+        assert [o.tobytes() for o in alone] == [a.tobytes() for a in family]
+
+
+def test_decode_many_refuses_damaged_split_groups_by_index():
+    """A split frame whose fields no encoder writes, among good ones, is named by index."""
+    rng = np.random.default_rng(79)
+    frames = [codec.encode(10**9 + np.cumsum(rng.integers(-3, 4, 500))) for _ in range(6)]
+    bad = build_frame2(streams=({"layout": 3, "width": 3},))  # 4 payload bytes, 3 expected
+    with pytest.raises(CompressionError, match="frame 2: corrupt frame: 4 split bytes"):
+        codec.decode_many([*frames[:2], bad, *frames[2:]])
+    odd = build_frame2(dtype=2, streams=({"layout": 3, "width": 8 | 1 << 4},))
+    with pytest.raises(CompressionError, match="frame 0: corrupt frame: packing"):
+        codec.decode_many([odd] * 5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"streams": ({"divisor": 1},)}, "divisor of 1"),
+        ({"model": 1, "places": 2}, "model 1"),
+        ({"dtype": 3, "streams": ({"reference": 2**15},)}, "out of range"),
+        ({"dtype": 3, "streams": ({"order": 1, "seeds": (2**15,)},)}, "out of range"),
+        ({"dtype": 3, "streams": ({"divisor": 2**16},)}, "out of range"),
+        ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
+        ({"streams": ({"layout": 2, "width": 0, "payload": b""},)}, "zstd"),
+        ({"streams": ({"layout": 2, "payload": b"\0" * 9},)}, "zstd"),
+        ({"streams": ({"layout": 3, "width": 3 | 1 << 4, "payload": b"\0" * 9},)}, "high"),
+        ({"streams": ({"layout": 3, "width": 3 | 2 << 4, "payload": b"\0" * 9},)}, "zstd"),
+        ({"streams": ({"layout": 3, "width": 3 | 2 << 4, "payload": b"\0" * 3},)}, "zstd"),
+        ({"shape": (0,), "streams": ({"width": 0, "payload": b""},)}, "out of range"),
+    ],
+    ids=repr,
+)
+def test_decode_many_refuses_groups_no_encoder_writes(fields, match):
+    """Groups of frames whose shared fields no encoder writes are refused as decode refuses."""
+    frame = build_frame2(**fields)
+    with pytest.raises(CompressionError, match=match):
+        codec.decode(frame)
+    with pytest.raises(CompressionError, match=f"frame 0: .*{match}"):
+        codec.decode_many([frame] * 6)
+
+
+def test_decode_many_rebuilds_groups_with_differing_divisors_and_planes():
+    """Groups whose divisors and references differ, and one-plane groups, decode exactly."""
+    rng = np.random.default_rng(83)
+    scaled = [np.cumsum(rng.integers(-k, 9 - k, 200)) * (k + 2) for k in range(6)]
+    planes = [rng.integers(0, 256, 50).astype(np.uint8) for _ in range(5)]
+    frames = [codec.encode(a) for a in scaled + planes]
+    out = codec.decode_many(frames)
+    assert [o.tobytes() for o in out] == [a.tobytes() for a in scaled + planes]
