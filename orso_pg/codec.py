@@ -170,6 +170,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import sys
@@ -672,17 +673,21 @@ def _split_stream(
     chunks = -(-count // 8)
     step = max(1, count // _SPLIT_SAMPLE)
     sample = reduced[::step][:_SPLIT_SAMPLE]
-    histogram = np.bincount(sample.astype(np.intp), minlength=1 << bits)
-    best: tuple[float, int] | None = None
-    for low in range(max(1, bits - 8), min(_DENSE_MOST, bits) + 1):
-        cost = float(chunks * low)
-        if low < bits:
-            counts = histogram.reshape(-1, 1 << low).sum(axis=1)
-            entropy = (_XLOGX[sample.size] - float(_XLOGX[counts].sum())) / sample.size
-            cost += min(count, count * entropy / 8 * _ZSTD_SLACK + _ZSTD_OVERHEAD)
-        if best is None or cost < best[0]:
-            best = (cost, low)
-    if best is None or best[0] >= budget:
+    lows, ends, starts, segments = _split_plan(bits)
+    # Per candidate number of low bits, the entropy of the high part from one histogram of
+    # the values' top bits (at most 256 bins: the high part of the fewest low bits).
+    shift = int(lows[0])
+    bins = 1 << (bits - shift)
+    running = np.zeros(bins + 1, np.int64)
+    top_bits = np.right_shift(sample, sample.dtype.type(shift)).astype(np.intp)
+    np.cumsum(np.bincount(top_bits, minlength=bins), out=running[1:])
+    counts = running[ends] - running[starts]
+    entropy = (_XLOGX[sample.size] - np.add.reduceat(_XLOGX[counts], segments)) / sample.size
+    high = np.minimum(count, count * entropy / 8 * _ZSTD_SLACK + _ZSTD_OVERHEAD)
+    costs = chunks * lows + np.where(lows < bits, high, 0)
+    pick = int(np.argmin(costs))
+    best = (float(costs[pick]), int(lows[pick]))
+    if best[0] >= budget:
         return None
     low = best[1]
     parts = [_dense(reduced, low)]
@@ -695,6 +700,25 @@ def _split_stream(
     if len(packed) >= budget:
         return None
     return low | high_layout << 4, 0, _SPLIT, packed
+
+
+@functools.cache
+def _split_plan(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the candidate low bit counts for values of *bits* bits, and their bins.
+
+    The histogram counts ``value >> lows[0]``. For candidate ``low``, each value of the high
+    part ``value >> low`` is the sum of ``2 ** (low - lows[0])`` of its bins: the groups' ends
+    and starts in a running sum (all candidates one after the other), and where each
+    candidate's groups begin.
+    """
+    lows = np.arange(max(1, bits - 8), min(_DENSE_MOST, bits) + 1)
+    groups = 1 << (lows - lows[0])  # bins of the histogram of value >> lows[0] per group
+    bins = 1 << (bits - int(lows[0]))
+    ends = [np.arange(group, bins + 1, group) for group in groups.tolist()]
+    segments = np.cumsum([0] + [part.size for part in ends[:-1]])
+    joined = np.concatenate(ends)
+    widths = np.repeat(groups, [part.size for part in ends])
+    return lows, joined, joined - widths, segments
 
 
 def _dense(values: np.ndarray, low: int) -> bytes:
