@@ -69,6 +69,14 @@ Pipeline
 6. zstd (level 1 by default). The stream is stored as it is when zstd does not shrink it, and
    the raw values are stored when packing does not save 1%, so a frame is never larger than the
    raw bytes plus the header.
+7. Split: values of at most 16 bits are also considered split in two: their low ``b`` bits
+   (1 to 8) packed densely, ``b`` bits each, and stored as they are (near-random bits that
+   zstd cannot shrink), and the high bits left, one byte per value, through zstd alone. ``b``
+   is chosen from the entropy of the high part on a sample, and the split is kept when it
+   is smaller than step 5 and 6's stream. It wins where zstd's single Huffman table would
+   mix a random low byte plane with a skewed high one (a few thousand prices), and where
+   an alphabet of a few values costs a nibble or a byte per value (500 steps of -3..3 take
+   3 bits each, no high part at all).
 
 Frame, version 2 (written)
 ==========================
@@ -98,22 +106,33 @@ offset  size    field
 A stream descriptor is three bytes, then sized fields:
 
 - byte 0: bits 0-1 layout (1 packed stream as is, 2 packed stream in one zstd frame that
-  declares its content size); bit 2 zero mask; bits 3-4 delta order (0..2, also the number
-  of seeds); bit 5 set when a divisor is written (otherwise it is 1); bits 6-7 are 0.
-- byte 1: width, bits per packed value: 0 (all residuals equal, empty payload), 1, 2, 4, or
-  8..64 by 8.
+  declares its content size, 3 split stream); bit 2 zero mask (never with layout 3); bits
+  3-4 delta order (0..2, also the number of seeds); bit 5 set when a divisor is written
+  (otherwise it is 1); bits 6-7 are 0.
+- byte 1: for layouts 1 and 2, the width, bits per packed value: 0 (all residuals equal,
+  empty payload), 1, 2, 4, or 8..64 by 8. For layout 3, bits 0-3 the low bits ``b`` (1..8)
+  and bits 4-5 how the high bytes are stored: 0 none (every value is below ``2**b``), 1 as
+  they are, 2 in one zstd frame that declares its content size; with high bytes, ``b`` is
+  less than the item's bits.
 - byte 2: size codes: bits 0-1 payload length, 2-3 reference, 4-5 divisor, 6-7 seeds.
 - fields: payload length (unsigned), frame of reference (signed), the divisor (unsigned, when
   bit 5 is set; never 1), the seeds (signed; the first value, then for order 2 the first
   difference).
 
+A split stream's payload holds the ``m`` reduced values (``m = n - order``, each stored as
+``(residual - reference) / divisor`` as in version 1) as ``ceil(m / 8) * b`` bytes of their
+low bits: one little-endian bit stream in which value ``i`` holds bits ``i * b`` to
+``i * b + b - 1`` (a byte's least significant bit first; eight values fill ``b`` bytes, the
+last ones padded with zero bits). With high bytes, ``m`` bytes follow (or the zstd frame of
+them), ``value >> b`` for each value in order; the value is then ``high << b | low``.
+
 Every stream describes all ``n`` values of the array and is decoded as a version-1 packed
-stream (below) whose working integers are, per model: *bits*, as wide as the item (bool: 1
-byte); *decimals* and *float32 decimals*, int64 ``q``; *float32*, int32 float32 bits; *grid*,
-int64 quotients and int64 remainders, ``x = q * step + r`` (wrapping); corrections are as
-wide as the float and added, wrapping, to the bits of the decoded floats. Decimals are decoded
-as version 1 decodes them; float32 decimals as float32 ``q / 10**k`` (computed in float64 and
-rounded to float32), then widened.
+stream (below; split streams as just described) whose working integers are, per model:
+*bits*, as wide as the item (bool: 1 byte); *decimals* and *float32 decimals*, int64 ``q``;
+*float32*, int32 float32 bits; *grid*, int64 quotients and int64 remainders,
+``x = q * step + r`` (wrapping); corrections are as wide as the float and added, wrapping, to
+the bits of the decoded floats. Decimals are decoded as version 1 decodes them; float32
+decimals as float32 ``q / 10**k`` (computed in float64 and rounded to float32), then widened.
 
 Frame, version 1 (read, no longer written)
 ==========================================
@@ -268,6 +287,7 @@ _FLOOR_SAMPLE = 256  # spread-out residuals whose 1st percentile is the order co
 _GCD_SAMPLE = 256  # evenly spread values whose gcd proposes the divisor
 _DECIMAL_SAMPLE = 64  # evenly spread values that propose the decimal places
 _SPARSE_SHARE = 32  # try a zero mask when at least 1/32 of the values are zero
+_MODEL_TRIAL = 16384  # larger arrays choose their model on a prefix this long
 _MASK_TRIAL = 65536  # larger arrays choose between mask and planes on a prefix this long
 _TINY_SHARE = 64  # ... unless the prefix compresses to less than 1/64 of its packed size
 _RAW_SHARE = 100  # packing must save 1/100 of the raw bytes to be kept
@@ -368,9 +388,12 @@ def decode_many(
     """Decompress many frames at once; the same result as :func:`decode` on each, faster.
 
     Frames that share their layout (as the rows of one column mostly do) are rebuilt together:
-    one zstd context, one joined buffer and one numpy operation per step for the whole group.
-    Arrays decoded together are rows of one 2-D block, so each is C-ordered and writable, but
-    keeping any of them keeps the block's memory.
+    the frames are joined into one buffer, their headers read with numpy a field at a time,
+    and each later step is one numpy operation for the whole group (dense split streams are
+    unpacked by table lookups that give several values, scaled and offset, at once); zstd
+    payloads share one context. The only call made per frame is its checksum. Arrays decoded
+    together are rows of one 2-D block, so each is C-ordered and writable, but keeping any of
+    them keeps the block's memory.
 
     Args:
         frames: The frames, in any order.
@@ -482,6 +505,9 @@ def _encode(array: npt.ArrayLike, decimals: int | None, level: int, max_bytes: i
     else:
         models = _models(flat)
         raw = flat
+    if len(models) > 1 and flat.size > 2 * _MODEL_TRIAL:
+        # Large arrays choose their model on a prefix, then pack that model alone.
+        models = [min(models, key=lambda model: _trial_size(model, level))]
     best: tuple[int, _Model, list[_Packing]] | None = None
     for model in models:
         packings = [_pack(stream, level) for stream in model.streams]
@@ -493,6 +519,11 @@ def _encode(array: npt.ArrayLike, decimals: int | None, level: int, max_bytes: i
     if size >= flat.nbytes * (1 - 1 / _RAW_SHARE):
         return _frame2(code, values.shape, _Model(_RAW_MODEL, 0, ()), [], raw.data)
     return _frame2(code, values.shape, model, packings, b"")
+
+
+def _trial_size(model: _Model, level: int) -> int:
+    """Return the packed size of a model's streams over their first values."""
+    return sum(len(_pack(stream[:_MODEL_TRIAL], level).payload) for stream in model.streams)
 
 
 def _as_array(array: object) -> np.ndarray:
@@ -923,11 +954,12 @@ def _models(flat: np.ndarray) -> list[_Model]:
     plain = _Model(_BITS, 0, (flat.view(_SIGNED[flat.itemsize]),))
     if flat.dtype.kind == "f" and flat.itemsize >= 4:  # noqa: PLR2004
         exact = _find_decimals(flat)
-        near = _near_decimals(flat, _DECIMALS, _FIND_DECIMALS[flat.itemsize])
+        most = _FIND_DECIMALS[flat.itemsize]
+        near = _near_decimals(flat, _DECIMALS, most, below=None if exact is None else exact[0])
         if exact is not None:
             # Exact with more places than most values need (a few one ulp off): compare.
             models = [_Model(_DECIMALS, exact[0], (exact[1],))]
-            return models if near is None or near.param >= exact[0] else [*models, near]
+            return models if near is None else [*models, near]
         models = [plain]
         if near is not None:
             models.append(near)
@@ -982,11 +1014,14 @@ def _scaled(flat: np.ndarray, places: int) -> np.ndarray:
     return q
 
 
-def _near_decimals(flat: np.ndarray, kind: int, most: int) -> _Model | None:
+def _near_decimals(
+    flat: np.ndarray, kind: int, most: int, *, below: int | None = None
+) -> _Model | None:
     """Return decimals with exceptions: places that most sampled values have exactly.
 
     The places are the fewest that give back (nearly) as many sampled values as any number
     of places does; the values they miss, such as prices one ulp off, become corrections.
+    With *below*, places as many or more are not worth building (None).
     """
     sample = _sample(flat)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -1004,6 +1039,8 @@ def _near_decimals(flat: np.ndarray, kind: int, most: int) -> _Model | None:
     if best < _SHARE_EXACT:
         return None
     places = int(np.argmax(shares >= best - 1 / 16))
+    if below is not None and places >= below:
+        return None
     q = _scaled(flat, places)
     corrections = _corrections(flat, _approximate(q, kind, places, flat.dtype))
     if not corrections.any():
@@ -1051,8 +1088,11 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
     if best is None or int(flat.max()) + best[2] >= 2**63:
         return None
     _, step, shift = best
-    quotients = np.floor_divide(flat + shift, step)
-    return _Model(_GRID, step, (quotients, flat - quotients * step))
+    quotients = np.add(flat, shift)
+    np.floor_divide(quotients, step, out=quotients)
+    remainders = np.multiply(quotients, step)
+    np.subtract(flat, remainders, out=remainders)
+    return _Model(_GRID, step, (quotients, remainders))
 
 
 def _size_code(values: Sequence[int], *, signed: bool) -> int:
