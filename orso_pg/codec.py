@@ -707,17 +707,18 @@ def _split_stream(
     lows, ends, starts, segments = _split_plan(bits)
     # Per candidate number of low bits, the entropy of the high part from one histogram of
     # the values' top bits (at most 256 bins: the high part of the fewest low bits).
-    shift = int(lows[0])
+    shift = lows[0]
     bins = 1 << (bits - shift)
     running = np.zeros(bins + 1, np.int64)
     top_bits = np.right_shift(sample, sample.dtype.type(shift)).astype(np.intp)
     np.cumsum(np.bincount(top_bits, minlength=bins), out=running[1:])
-    counts = running[ends] - running[starts]
-    entropy = (_XLOGX[sample.size] - np.add.reduceat(_XLOGX[counts], segments)) / sample.size
-    high = np.minimum(count, count * entropy / 8 * _ZSTD_SLACK + _ZSTD_OVERHEAD)
-    costs = chunks * lows + np.where(lows < bits, high, 0)
-    pick = int(np.argmin(costs))
-    best = (float(costs[pick]), int(lows[pick]))
+    sums = np.add.reduceat(_XLOGX[running[ends] - running[starts]], segments).tolist()
+    whole = float(_XLOGX[sample.size])
+    best = (math.inf, 0)
+    for low, spent in zip(lows, sums, strict=True):  # a few candidates: plain floats
+        entropy = (whole - spent) / sample.size
+        high = min(count, count * entropy / 8 * _ZSTD_SLACK + _ZSTD_OVERHEAD) if low < bits else 0
+        best = min(best, (chunks * low + high, low))
     if best[0] >= budget:
         return None
     low = best[1]
@@ -734,7 +735,7 @@ def _split_stream(
 
 
 @functools.cache
-def _split_plan(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _split_plan(bits: int) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
     """Return the candidate low bit counts for values of *bits* bits, and their bins.
 
     The histogram counts ``value >> lows[0]``. For candidate ``low``, each value of the high
@@ -742,10 +743,10 @@ def _split_plan(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     and starts in a running sum (all candidates one after the other), and where each
     candidate's groups begin.
     """
-    lows = np.arange(max(1, bits - 8), min(_DENSE_MOST, bits) + 1)
-    groups = 1 << (lows - lows[0])  # bins of the histogram of value >> lows[0] per group
-    bins = 1 << (bits - int(lows[0]))
-    ends = [np.arange(group, bins + 1, group) for group in groups.tolist()]
+    lows = list(range(max(1, bits - 8), min(_DENSE_MOST, bits) + 1))
+    groups = [1 << (low - lows[0]) for low in lows]  # bins of value >> lows[0] per group
+    bins = 1 << (bits - lows[0])
+    ends = [np.arange(group, bins + 1, group) for group in groups]
     segments = np.cumsum([0] + [part.size for part in ends[:-1]])
     joined = np.concatenate(ends)
     widths = np.repeat(groups, [part.size for part in ends])

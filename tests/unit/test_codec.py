@@ -1397,3 +1397,16 @@ def test_decode_many_rebuilds_groups_with_differing_divisors_and_planes():
     frames = [codec.encode(a) for a in scaled + planes]
     out = codec.decode_many(frames)
     assert [o.tobytes() for o in out] == [a.tobytes() for a in scaled + planes]
+
+
+def test_large_arrays_choose_their_model_on_a_prefix():
+    """Beyond twice the trial length, the model is chosen on a prefix; values come back exact."""
+    rng = np.random.default_rng(89)
+    n = 3 * codec._MODEL_TRIAL
+    clock = 1_700_000_000_000 + 1000 * np.arange(n) + rng.integers(-20, 21, n)
+    assert model_of(assert_round_trip(clock)) == 4  # grid
+    prices = np.round(100 + np.cumsum(rng.normal(0, 0.5, n)), 2)
+    near = np.where(rng.random(n) < 0.2, np.nextafter(prices, np.inf), prices)
+    assert model_of(assert_round_trip(near)) == 1  # decimals with corrections
+    noise = rng.standard_normal(n)
+    assert model_of(assert_round_trip(noise)) in (0, 5)  # bits (or raw)
