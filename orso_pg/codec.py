@@ -1826,7 +1826,9 @@ def _rebuild_group(
         for values in (references, *([] if seeds is None else [seeds])):
             if values.min() < -half or values.max() >= half:
                 raise CompressionError("corrupt packing")
-    if divisors is not None and (divisors.view(np.uint64) >= 1 << (8 * item)).any():
+    if divisors is not None and (
+        (divisors == 0).any() or (divisors.view(np.uint64) >= 1 << (8 * item)).any()
+    ):
         raise CompressionError("corrupt packing")
     residuals = count - order
     payload_at = starts[group] + plan.header

@@ -1370,6 +1370,8 @@ def test_decode_many_refuses_damaged_split_groups_by_index():
         ({"dtype": 3, "streams": ({"reference": 2**15},)}, "out of range"),
         ({"dtype": 3, "streams": ({"order": 1, "seeds": (2**15,)},)}, "out of range"),
         ({"dtype": 3, "streams": ({"divisor": 2**16},)}, "out of range"),
+        ({"streams": ({"divisor": 0},)}, "out of range"),
+        ({"shape": (2**64 - 1,)}, "max_bytes"),
         ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
         ({"streams": ({"layout": 2, "width": 0, "payload": b""},)}, "zstd"),
         ({"streams": ({"layout": 2, "payload": b"\0" * 9},)}, "zstd"),
@@ -1397,6 +1399,8 @@ def test_decode_many_rebuilds_groups_with_differing_divisors_and_planes():
     frames = [codec.encode(a) for a in scaled + planes]
     out = codec.decode_many(frames)
     assert [o.tobytes() for o in out] == [a.tobytes() for a in scaled + planes]
+    huge = build_frame2(streams=({"divisor": 2**64 - 1, "reference": -(2**63)},))  # wraps
+    assert [o.tolist() for o in codec.decode_many([huge] * 5)] == [codec.decode(huge).tolist()] * 5
 
 
 def test_large_arrays_choose_their_model_on_a_prefix():
