@@ -1648,6 +1648,7 @@ class _Plan(NamedTuple):
 
 
 _PLANS: dict[int, _Plan | None] = {}
+_PLANS_MOST = 4096
 
 
 def _plan(signature: int) -> _Plan | None:
@@ -1659,9 +1660,23 @@ def _plan(signature: int) -> _Plan | None:
     if signature in _PLANS:
         return _PLANS[signature]
     typed, shaped, sized, flags, width, sizes = signature.to_bytes(6, "little")
-    code, kind, places, layout, order = typed & 15, typed >> 4, sized >> 2, flags & 3, flags >> 3
+    code, kind, places, layout = typed & 15, typed >> 4, sized >> 2, flags & 3
+    order = flags >> 3 & 3
     plan = None
-    if (
+    if kind == _RAW_MODEL and 0 < code < len(_DTYPES) and shaped == 1 and not sized & 0xFC:
+        size = 1 << (sized & 3)
+        fields = [(_HEAD2_SIZE, size, False)]
+        plan = _Plan(
+            code,
+            _NO_DECIMALS,
+            0,
+            0,
+            _RAW,
+            tuple(fields),
+            has_divisor=False,
+            header=_HEAD2_SIZE + size,
+        )
+    elif (
         0 < code < len(_DTYPES)
         and kind in (_BITS, _DECIMALS)
         and shaped == 1
@@ -1687,6 +1702,8 @@ def _plan(signature: int) -> _Plan | None:
                 at += 1 << code_bits
         places = places if kind == _DECIMALS else _NO_DECIMALS
         plan = _Plan(code, places, order, width, layout, tuple(fields), has_divisor, at)
+    if len(_PLANS) >= _PLANS_MOST:  # crafted frames could make many
+        _PLANS.clear()
     _PLANS[signature] = plan
     return plan
 
@@ -1729,6 +1746,7 @@ def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
         inside = lengths[chosen] >= stream_at + 3 + _CRC.size
         chosen, head, stream_at = chosen[inside], head[inside], stream_at[inside]
         descriptor = joined[(starts[chosen] + stream_at)[:, None] + np.arange(3)]
+        descriptor[head[:, 5] >> 4 == _RAW_MODEL] = 0  # raw frames have no descriptor
         signature = np.zeros(chosen.size, np.int64)
         for shift, column in enumerate((*head[:, 5:8].T, *descriptor.T)):
             signature |= column.astype(np.int64) << (8 * shift)
@@ -1768,7 +1786,14 @@ def _read_plan(
     fields = [
         _read_ints(joined, first + at, size, signed=signed) for at, size, signed in plan.fields
     ]
-    good = plan.header + fields[1] + _CRC.size == lengths[members]
+    if plan.layout == _RAW:
+        counts = fields[0]
+        fits = (counts >= 0) & (counts <= lengths[members])  # no overflow below
+        size = counts * _DTYPES[plan.code].itemsize
+        good = fits & (plan.header + size + _CRC.size == lengths[members])
+        fields.append(size)
+    else:
+        good = plan.header + fields[1] + _CRC.size == lengths[members]
     if plan.has_divisor:
         good &= fields[3] != 1
     groups = []
@@ -1812,6 +1837,12 @@ def _rebuild_group(
     order, width, layout, places = plan.order, plan.width, plan.layout, plan.places
     if count * dtype.itemsize > max_bytes:
         raise CompressionError("frame too large")  # the single decode names the size
+    if layout == _RAW:
+        raw = _rows_at(joined, starts[group] + plan.header, count * dtype.itemsize)
+        values = raw.view(dtype.newbyteorder("<")).astype(dtype)
+        if plan.code == _BOOL_CODE and values.view(np.uint8).max(initial=0) > 1:
+            raise CompressionError("corrupt bool values")
+        return list(values)
     if places != _NO_DECIMALS and (dtype.kind != "f" or dtype.itemsize < 4):  # noqa: PLR2004
         raise CompressionError("corrupt decimals")
     item = dtype.itemsize if places == _NO_DECIMALS else 8

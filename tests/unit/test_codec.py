@@ -1371,6 +1371,8 @@ def test_decode_many_refuses_damaged_split_groups_by_index():
         ({"dtype": 3, "streams": ({"order": 1, "seeds": (2**15,)},)}, "out of range"),
         ({"dtype": 3, "streams": ({"divisor": 2**16},)}, "out of range"),
         ({"streams": ({"divisor": 0},)}, "out of range"),
+        ({"model": 5, "raw": b"\0" * 5}, "raw bytes"),
+        ({"model": 5, "dtype": 1, "raw": b"\0\1\2\0"}, "bool"),
         ({"shape": (2**64 - 1,)}, "max_bytes"),
         ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
         ({"streams": ({"layout": 2, "width": 0, "payload": b""},)}, "zstd"),
@@ -1399,6 +1401,13 @@ def test_decode_many_rebuilds_groups_with_differing_divisors_and_planes():
     frames = [codec.encode(a) for a in scaled + planes]
     out = codec.decode_many(frames)
     assert [o.tobytes() for o in out] == [a.tobytes() for a in scaled + planes]
+    raw = [rng.integers(-(2**63), 2**63 - 1, 30, dtype=np.int64, endpoint=True) for _ in range(5)]
+    raw += [r.view(np.float64).astype(">f8") for r in raw]  # random bits, big-endian
+    frames = [codec.encode(a) for a in raw]
+    assert all(model_of(f) == 5 for f in frames)
+    assert [o.tobytes() for o in codec.decode_many(frames)] == [
+        a.astype(a.dtype.newbyteorder("=")).tobytes() for a in raw
+    ]
     huge = build_frame2(streams=({"divisor": 2**64 - 1, "reference": -(2**63)},))  # wraps
     assert [o.tolist() for o in codec.decode_many([huge] * 5)] == [codec.decode(huge).tolist()] * 5
 
@@ -1414,3 +1423,10 @@ def test_large_arrays_choose_their_model_on_a_prefix():
     assert model_of(assert_round_trip(near)) == 1  # decimals with corrections
     noise = rng.standard_normal(n)
     assert model_of(assert_round_trip(noise)) in (0, 5)  # bits (or raw)
+
+
+def test_decode_many_plan_cache_is_bounded():
+    """Crafted frames with ever new header signatures cannot grow the plan cache for ever."""
+    for signature in range(3 * codec._PLANS_MOST):
+        codec._plan(signature << 24 | 0x01_01_05)
+    assert len(codec._PLANS) <= codec._PLANS_MOST
