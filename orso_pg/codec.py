@@ -1645,6 +1645,7 @@ class _Plan(NamedTuple):
     fields: tuple[tuple[int, int, bool], ...]
     has_divisor: bool
     header: int
+    masked: bool = False
 
 
 _PLANS: dict[int, _Plan | None] = {}
@@ -1683,8 +1684,9 @@ def _plan(signature: int) -> _Plan | None:
         and not sized & 0x80
         and places <= _MAX_DECIMALS
         and (not places or kind == _DECIMALS)
-        and not flags & 0xC4
+        and not flags & 0xC0
         and layout != _RAW
+        and not (flags & 4 and (layout == _SPLIT or width == 0))
         and order <= 2  # noqa: PLR2004
     ):
         has_divisor = bool(flags & 32)
@@ -1701,7 +1703,9 @@ def _plan(signature: int) -> _Plan | None:
                 fields.append((at, 1 << code_bits, signed))
                 at += 1 << code_bits
         places = places if kind == _DECIMALS else _NO_DECIMALS
-        plan = _Plan(code, places, order, width, layout, tuple(fields), has_divisor, at)
+        plan = _Plan(
+            code, places, order, width, layout, tuple(fields), has_divisor, at, bool(flags & 4)
+        )
     if len(_PLANS) >= _PLANS_MOST:  # crafted frames could make many
         _PLANS.clear()
     _PLANS[signature] = plan
@@ -1866,7 +1870,11 @@ def _rebuild_group(
     rows = group.size
     signed, unsigned = _SIGNED[item], _UNSIGNED[item]
     step = max(1, _GROUP_BLOCK // count)
-    streams = _group_streams(plan, residuals, fields[1], payload_at, joined)
+    streams: tuple[np.ndarray | None, np.ndarray | None]
+    if plan.masked:
+        streams = _masked_group(plan, residuals, fields[1], payload_at, joined), None
+    else:
+        streams = _group_streams(plan, residuals, fields[1], payload_at, joined)
     if (
         layout == _SPLIT
         and not width >> 4
@@ -1914,7 +1922,11 @@ def _scaled_block(
 ) -> np.ndarray:
     """Return a block of rows' residuals, scaled by their divisors and offset by references."""
     rows = len(references[block])
-    reduced = _unpack_block(streams, block, plan, rows, residuals)
+    if plan.masked:
+        assert streams[0] is not None  # noqa: S101 - the masked values of every row
+        reduced = streams[0][block]
+    else:
+        reduced = _unpack_block(streams, block, plan, rows, residuals)
     deltas = np.empty((rows, residuals), unsigned)
     if divisors is not None:
         np.multiply(reduced, divisors[block, None].astype(unsigned), out=deltas)
@@ -2001,6 +2013,86 @@ def _group_streams(
     if width == 0:
         raise CompressionError("corrupt payload")
     return _decompress_rows(joined, payload_at, sizes, _stream_size(width, residuals)), None
+
+
+def _masked_group(
+    plan: _Plan, residuals: int, sizes: np.ndarray, payload_at: np.ndarray, joined: np.ndarray
+) -> np.ndarray:
+    """Return the reduced values of a group of zero-masked streams, one row per frame.
+
+    Each stream is a bitmap of the non-zero values, then those values packed; their number
+    differs from frame to frame. The values of all frames are unpacked together, and one
+    boolean-mask assignment puts them in place (row after row, as they were concatenated).
+    """
+    width = plan.width
+    mask_size = (residuals + 7) // 8
+    limit = mask_size + _stream_size(width, residuals)
+    data = joined.data
+    if plan.layout == _PACKED:
+        places = zip(payload_at.tolist(), sizes.tolist(), strict=True)
+        streams: list[bytes | memoryview] = [data[at : at + size] for at, size in places]
+    else:
+        streams = list(_decompress_each(joined, payload_at, sizes, limit))
+    stream_sizes = np.fromiter(map(len, streams), np.int64, len(streams))
+    if (stream_sizes < mask_size).any():
+        raise CompressionError("corrupt payload")
+    buffer = np.frombuffer(b"".join(streams), np.uint8)
+    starts = np.zeros(len(streams), np.int64)
+    np.cumsum(stream_sizes[:-1], out=starts[1:])
+    nonzero = np.unpackbits(
+        buffer[starts[:, None] + np.arange(mask_size)], axis=1, count=residuals
+    ).view(bool)
+    present = np.count_nonzero(nonzero, axis=1)
+    value_sizes = (
+        present * (width // 8) if width >= 8 else (present * width + 7) // 8  # noqa: PLR2004
+    )
+    if (stream_sizes != mask_size + value_sizes).any():
+        raise CompressionError("corrupt payload")
+    total = int(present.sum())
+    # Every value's position among its frame's packed values (local), and where they begin.
+    before = np.zeros(len(streams), np.int64)
+    np.cumsum(present[:-1], out=before[1:])
+    if width >= 8:  # noqa: PLR2004
+        planes = width // 8
+        size = _CONTAINER[planes]
+        as_bytes = np.zeros((total, size), np.uint8)
+        index = np.repeat(starts + mask_size - before, present)
+        index += np.arange(total)  # the first plane's byte of each value
+        stride = np.repeat(present, present)  # from one plane to the next
+        for plane in range(planes):
+            if plane:
+                index += stride
+            as_bytes[:, plane] = buffer[index]
+        values = as_bytes.view(_UNSIGNED[size]).reshape(total)
+    else:
+        per_byte = 8 // width
+        local = np.arange(total) - np.repeat(before, present)
+        index = np.repeat(starts + mask_size, present) + local // per_byte
+        shift = (per_byte - 1 - local % per_byte) * width  # the first value in the high bits
+        values = (buffer[index] >> shift.astype(np.uint8)) & ((1 << width) - 1)
+    out = np.zeros((len(streams), residuals), values.dtype)
+    out[nonzero] = values
+    return out
+
+
+def _decompress_each(
+    joined: np.ndarray, at: np.ndarray, sizes: np.ndarray, limit: int
+) -> list[bytes]:
+    """Decompress the zstd payloads at *at*, each declaring at most *limit* bytes."""
+    decompress = _decompressor().decompress
+    content_size = zstandard.frame_content_size
+    data = joined.data
+    streams = []
+    try:
+        for at_, length in zip(at.tolist(), sizes.tolist(), strict=True):
+            payload = data[at_ : at_ + length]
+            declared = content_size(payload)
+            if not 0 <= declared <= limit:
+                raise CompressionError("corrupt payload")
+            streams.append(decompress(payload, max_output_size=declared))
+    except zstandard.ZstdError as exc:
+        raise CompressionError("corrupt payload") from exc
+    return streams
 
 
 def _decompress_rows(

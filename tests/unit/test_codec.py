@@ -1132,6 +1132,12 @@ def test_hand_built_format2_frames_decode():
         ({"streams": ({"width": 3},)}, "out of range"),
         ({"dtype": 3, "streams": ({"reference": 2**15},)}, "out of range"),
         ({"model": 5, "raw": b"\0" * 5}, "raw bytes"),
+        ({"streams": ({"mask": 1},)}, "packed bytes"),
+        ({"streams": ({"mask": 1, "payload": b""},)}, "cut short"),
+        (
+            {"streams": ({"mask": 1, "layout": 2, "payload": zstandard.compress(b"\xff" * 99)},)},
+            "zstd content",
+        ),
         ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
         ({"shape": (2**40, 2**40, 0), "model": 5, "raw": b""}, "shape"),
     ],
@@ -1372,6 +1378,12 @@ def test_decode_many_refuses_damaged_split_groups_by_index():
         ({"dtype": 3, "streams": ({"divisor": 2**16},)}, "out of range"),
         ({"streams": ({"divisor": 0},)}, "out of range"),
         ({"model": 5, "raw": b"\0" * 5}, "raw bytes"),
+        ({"streams": ({"mask": 1},)}, "packed bytes"),
+        ({"streams": ({"mask": 1, "payload": b""},)}, "cut short"),
+        (
+            {"streams": ({"mask": 1, "layout": 2, "payload": zstandard.compress(b"\xff" * 99)},)},
+            "zstd content",
+        ),
         ({"model": 5, "dtype": 1, "raw": b"\0\1\2\0"}, "bool"),
         ({"shape": (2**64 - 1,)}, "max_bytes"),
         ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
@@ -1430,3 +1442,32 @@ def test_decode_many_plan_cache_is_bounded():
     for signature in range(3 * codec._PLANS_MOST):
         codec._plan(signature << 24 | 0x01_01_05)
     assert len(codec._PLANS) <= codec._PLANS_MOST
+
+
+def test_decode_many_groups_zero_masked_streams():
+    """Zero-masked streams (non-zero values differ in number per frame) decode in groups."""
+    rng = np.random.default_rng(97)
+
+    def trades(width: int) -> np.ndarray:
+        gaps = np.where(rng.random(600) < 0.4, 0, rng.integers(1, width, 600))
+        return 10**15 + np.cumsum(gaps)
+
+    families = {
+        "planes": [trades(70_000) for _ in range(6)],
+        "three planes": [trades(5_000_000) for _ in range(6)],
+        "bits": [
+            np.cumsum(np.where(rng.random(600) < 0.4, 0, rng.integers(1, 9, 600))) for _ in range(6)
+        ],
+        "as is": [
+            np.where(rng.random(300) < 0.3, 0, rng.integers(1, 2**40, 300)) for _ in range(6)
+        ],
+    }
+    frames, arrays = [], []
+    for name, family in families.items():
+        encoded = [codec.encode(a) for a in family]
+        assert all(streams_of(f)[0].flags == 1 for f in encoded), name
+        frames += encoded
+        arrays += family
+    out = codec.decode_many(frames)
+    assert [o.tobytes() for o in out] == [a.tobytes() for a in arrays]
+    assert {streams_of(f)[0].layout for f in frames} == {1, 2}
