@@ -1655,8 +1655,9 @@ _PLANS_MOST = 4096
 def _plan(signature: int) -> _Plan | None:
     """Return the plan of a signature (header bytes 5-7, stream bytes 0-2), or None.
 
-    None means: not a one-dimensional bits or decimals frame with one stream and no zero mask,
-    or a field no encoder writes; such frames are decoded alone, by :func:`_parse2`.
+    None means: not a one-dimensional raw, bits or decimals frame with one stream (the
+    corrections, float32 and grid models have two streams or a conversion), or a field no
+    encoder writes; such frames are decoded alone, by :func:`_parse2`.
     """
     if signature in _PLANS:
         return _PLANS[signature]
@@ -1717,10 +1718,11 @@ def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
 
     The frames are joined into one buffer and their headers read with numpy, a field at a
     time for all frames: a checksum per frame (the CRC-32 of a frame and its own checksum is a
-    constant) is the only call made per frame. One-dimensional frames of one stream and no
-    zero mask that share dtype, length and packing form a group that every later step treats
-    as one 2-D array. The other frames, and any frame of a group that fails a check, are
-    decoded one by one by :func:`_decode`, which names the fault.
+    constant) is the only call made per frame, with a zstd call per compressed payload.
+    One-dimensional raw, bits and decimals frames of one stream that share dtype, length and
+    packing form a group that every later step treats as one 2-D array. The other frames (the
+    models with corrections, float32 and grid), and any frame of a group that fails a check,
+    are decoded one by one by :func:`_decode`, which names the fault.
     """
     count = len(frames)
     blobs: list[bytes] = []

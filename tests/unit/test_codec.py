@@ -1471,3 +1471,67 @@ def test_decode_many_groups_zero_masked_streams():
     out = codec.decode_many(frames)
     assert [o.tobytes() for o in out] == [a.tobytes() for a in arrays]
     assert {streams_of(f)[0].layout for f in frames} == {1, 2}
+
+
+def _batch_frames() -> dict[str, bytes]:
+    """Return one frame of each layout that decode_many rebuilds in groups."""
+    rng = np.random.default_rng(101)
+    trades = 10**15 + np.cumsum(np.where(rng.random(300) < 0.4, 0, rng.integers(1, 70_000, 300)))
+    return {
+        **split_frames(),
+        "zstd planes": codec.encode(np.cumsum(rng.integers(-300_000, 300_000, 400))),
+        "packed": codec.encode(np.cumsum(rng.integers(-1, 2, 64))),
+        "mask": codec.encode(trades),
+        "divisor": codec.encode(np.cumsum(rng.integers(-9, 10, 300)) * 1000),
+        "decimals": codec.encode(np.round(rng.uniform(1, 9, 200), 2)),
+        "raw": codec.encode(rng.integers(-(2**63), 2**63 - 1, 20, dtype=np.int64, endpoint=True)),
+        "order 2": codec.encode(np.cumsum(np.cumsum(rng.integers(-2, 3, 200)))),
+    }
+
+
+@pytest.mark.parametrize("name", _batch_frames())
+def test_decode_many_never_decodes_a_damaged_frame(name):
+    """2,000 single-bit flips of a frame among good copies: decode_many always refuses it."""
+    frame = _batch_frames()[name]
+    flips = random.Random(name)
+    for _ in range(2000):
+        bit = flips.randrange(8 * len(frame))
+        damaged = bytearray(frame)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(CompressionError, match="frame 2: "):
+            codec.decode_many([frame, frame, bytes(damaged), frame, frame, frame])
+
+
+@pytest.mark.parametrize("name", _batch_frames())
+def test_decode_many_agrees_with_decode_on_resigned_damage(name):
+    """Damage with a valid checksum (as a forger could make): decode_many does what decode does.
+
+    Either both refuse the frame with CompressionError, or both return the same array: the
+    grouped path never accepts what the single path refuses, nor raises anything else.
+    """
+    frame = _batch_frames()[name]
+    flips = random.Random(name)
+    refused = 0
+    for _ in range(500):
+        damaged = bytearray(frame)
+        for _ in range(flips.randint(1, 2)):
+            bit = flips.randrange(8 * (len(frame) - 4))
+            damaged[bit // 8] ^= 1 << (bit % 8)
+        body = bytes(damaged[:-4])
+        forged = body + struct.pack("<I", zlib.crc32(body))
+        try:
+            single = codec.decode(forged)
+        except CompressionError:
+            single = None
+        try:
+            many = codec.decode_many([forged] * 5)
+        except CompressionError:
+            assert single is None
+            refused += 1
+            continue
+        assert single is not None
+        for out in many:
+            assert out.dtype == single.dtype
+            assert out.shape == single.shape
+            assert out.tobytes() == single.tobytes()
+    assert 0 < refused < 500  # damage both refused and (where the fields allow) decoded
