@@ -1745,8 +1745,8 @@ def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
     if chosen.size:
         first = starts[chosen]
         head = joined[first[:, None] + np.arange(8)]
-        chosen = chosen[(head[:, :5] == np.frombuffer(MAGIC + b"\2", np.uint8)).all(axis=1)]
-        head = head[(head[:, :5] == np.frombuffer(MAGIC + b"\2", np.uint8)).all(axis=1)]
+        second = (head[:, :5] == np.frombuffer(MAGIC + b"\2", np.uint8)).all(axis=1)
+        chosen, head = chosen[second], head[second]
     if chosen.size:
         stream_at = _HEAD2_SIZE + (1 << (head[:, 7] & 3).astype(np.int64))
         inside = lengths[chosen] >= stream_at + 3 + _CRC.size
