@@ -48,19 +48,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--pin", choices=("split", "same", "none"), default="split", help="CPU placement"
     )
     parser.add_argument("--no-codec", action="store_true", help="skip the codec comparison")
+    parser.add_argument(
+        "--codec-only",
+        action="store_true",
+        help="run only the codec comparison (no workloads, WAL warm-up or memory probe)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.{md,json,png} go")
     return parser.parse_args(argv)
 
 
-def _codec(quick: bool) -> dict[str, Any]:
+def _codec(quick: bool, e: env.Env) -> dict[str, Any]:
     try:
         from bench import codec_bench
     except ImportError as exc:
         return {"status": f"not available: {exc}", "rows": []}
     _log("== CODEC: orso_pg.codec against pcodec and numcodecs")
     try:
-        rows = codec_bench.run(quick)
+        rows = codec_bench.run(quick, conn=e.admin)
     except Exception as exc:  # the codec comparison must not sink the whole run
         return {"status": f"failed: {type(exc).__name__}: {exc}", "rows": []}
     return {"status": "ok", "rows": rows}
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     cap = args.cap if args.cap is not None else (1.5 if quick else 3.0)
     only = {k.strip().upper() for k in args.only.split(",") if k.strip()}
     chosen = [w for w in WORKLOADS if not only or w.key.upper() in only]
+    if args.codec_only:
+        chosen = []
     size = sizes(quick)
     started = time.perf_counter()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -100,18 +107,21 @@ def main(argv: list[str] | None = None) -> int:
             "cap_seconds": cap,
         }
         print("\n".join(report.header_lines(meta)), flush=True)
-        _log(f"== WAL warm-up ({size.wal_mb} MB)")
-        rows = list(trade_data(size.rows).with_ids())
-        meta["wal_warmup_bytes"] = env.warm_wal(e, rows, size.wal_mb)
+        meta["wal_warmup_bytes"] = 0
+        if chosen:
+            _log(f"== WAL warm-up ({size.wal_mb} MB)")
+            rows = list(trade_data(size.rows).with_ids())
+            meta["wal_warmup_bytes"] = env.warm_wal(e, rows, size.wal_mb)
         for cls in chosen:
             workload = cls(e, quick=quick)
             if args.reps is not None:
                 workload.reps = args.reps
             measurements += run(workload, cap=cap, log=_log)
         codec = {"status": "skipped (--no-codec)", "rows": []}
-        if not args.no_codec and not only:
-            codec = _codec(quick)
-        probes = [] if args.no_memory or only else _memory(e, size.memory_rows)
+        if args.codec_only or (not args.no_codec and not only):
+            codec = _codec(quick, e)
+        skip_memory = args.no_memory or only or args.codec_only
+        probes = [] if skip_memory else _memory(e, size.memory_rows)
     meta["elapsed_seconds"] = time.perf_counter() - started
     meta["machine"]["load_average_at_end"] = os.getloadavg()[0]
     results = report.summarize(measurements)

@@ -17,7 +17,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zstandard
@@ -25,7 +25,19 @@ import zstandard
 from bench.datasets import TIMESTAMP, real, synthetic
 from orso_pg import codec
 
-__all__ = ["TARGETS", "codecs", "format_markdown", "many_markdown", "real_markdown", "run"]
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "TARGETS",
+    "codecs",
+    "format_markdown",
+    "many_markdown",
+    "real_markdown",
+    "run",
+    "walk_column_rows",
+    "walk_markdown",
+]
 
 Encoder = Callable[[np.ndarray], Any]
 Decoder = Callable[[Any], np.ndarray]
@@ -51,12 +63,15 @@ TARGETS = {
     "real_ratio_vs_numcodecs": 1.5,
     "many_decode_speedup_vs_numcodecs": 2.0,
     "many_decode_speedup_vs_pcodec": 0.8,
+    "small_walk_column_vs_native": 3.0,
 }
 """Issues 3 and 21's targets, checked by :func:`run` (``kind == "target"`` rows)."""
 
 PRICE_PARTS = ("_open", "_high", "_low", "_close")
 """Real series whose name ends so are float prices (each must reach 0.95x pcodec)."""
 MANY_FRAMES, MANY_VALUES = 10_000, 1_000
+WALK_ROWS, WALK_VALUES = 2_000, 500
+"""The small-walk column: rows of 500-value walks of steps -3..3, compressed and native."""
 
 
 def codecs() -> dict[str, tuple[Encoder, Decoder]]:
@@ -351,12 +366,64 @@ def _many_rows(peers: dict[str, tuple[Encoder, Decoder]]) -> list[dict[str, Any]
     return rows
 
 
-def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+def _walks(rows: int, values: int) -> list[np.ndarray]:
+    """Return *rows* int64 walks of *values* steps of -3..3 from random starts (seeded)."""
+    rng = np.random.default_rng(500)
+    start = rng.integers(0, 10**9, rows)[:, None]
+    return list(start + np.cumsum(rng.integers(-3, 4, (rows, values)), axis=1))
+
+
+def walk_column_rows(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Store 500-value small-step walks as ``bigint[]`` and as codec ``bytea``; compare sizes.
+
+    Both columns live in one temporary table with the server's default storage (so the native
+    array is pglz-compressed where PostgreSQL finds it worth it); the sizes are
+    ``sum(pg_column_size(...))`` over the rows.
+    """
+    walks = _walks(WALK_ROWS, WALK_VALUES)
+    with conn.transaction():
+        conn.execute("CREATE TEMP TABLE codec_walks (native bigint[], packed bytea) ON COMMIT DROP")
+        with conn.cursor().copy("COPY codec_walks (native, packed) FROM STDIN") as copy:
+            for walk in walks:
+                copy.write_row((walk.tolist(), codec.encode(walk)))
+        row = conn.execute(
+            "SELECT sum(pg_column_size(native)), sum(pg_column_size(packed)) FROM codec_walks"
+        ).fetchone()
+    assert row is not None
+    native, packed = int(row[0]), int(row[1])
+    ratio = native / packed
+    goal = TARGETS["small_walk_column_vs_native"]
+    return [
+        {
+            "kind": "walk_column",
+            "rows": WALK_ROWS,
+            "values": WALK_VALUES,
+            "native_bytes_per_row": native / WALK_ROWS,
+            "codec_bytes_per_row": packed / WALK_ROWS,
+            "raw_bytes_per_row": 8 * WALK_VALUES,
+            "server": conn.info.server_version,
+        },
+        {
+            "kind": "target",
+            "target": "small_walk_column_vs_native",
+            "value": ratio,
+            "goal": goal,
+            "met": ratio >= goal,
+        },
+    ]
+
+
+def run(
+    quick: bool = False,
+    sizes: tuple[int, ...] | None = None,
+    conn: psycopg.Connection[Any] | None = None,
+) -> list[dict[str, Any]]:
     """Measure every codec on every synthetic set at each size.
 
     Args:
         quick: Only 1,000 and 100,000 elements, with shorter timing.
         sizes: Explicit sizes, overriding *quick*'s choice.
+        conn: An autocommit connection for the small-walk column sizes (skipped without).
 
     Returns:
         ``kind == "measure"`` rows (one per codec, set and size), then ``"summary"`` rows (per
@@ -372,7 +439,8 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[
         for dataset, full in data.items():
             rows += _measure_set(peers, dataset, full[:n].copy(), budget)
     summaries = _summaries(rows, sizes)
-    return rows + summaries + _targets(summaries) + _real_rows(peers) + _many_rows(peers)
+    walk = [] if conn is None else walk_column_rows(conn)
+    return rows + summaries + _targets(summaries) + _real_rows(peers) + _many_rows(peers) + walk
 
 
 def _fmt(value: float) -> str:
@@ -387,7 +455,7 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
     """Return *rows* from :func:`run` as markdown tables."""
     measures = [r for r in rows if r["kind"] == "measure"]
     names = list(dict.fromkeys(r["codec"] for r in measures))
-    lines: list[str] = real_markdown(rows) + many_markdown(rows)
+    lines: list[str] = real_markdown(rows) + many_markdown(rows) + walk_markdown(rows)
     for n in dict.fromkeys(r["n"] for r in measures):
         lines += [
             f"### n = {n:,}: ratio (encode / decode MB/s)",
@@ -483,6 +551,28 @@ def real_markdown(rows: list[dict[str, Any]]) -> list[str]:
         "",
     ]
     return lines
+
+
+def walk_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the small-walk column table of *rows* from :func:`run` (empty without a server)."""
+    found = [r for r in rows if r["kind"] == "walk_column"]
+    if not found:
+        return []
+    (r,) = found
+    native, ours = r["native_bytes_per_row"], r["codec_bytes_per_row"]
+    return [
+        (
+            f"### Column of {r['rows']:,} walks of {r['values']} steps of -3..3 "
+            f"(pg_column_size per row, PostgreSQL {r['server'] // 10000}.{r['server'] % 10000})"
+        ),
+        "",
+        "| column | bytes per row | vs native |",
+        "|---|---:|---:|",
+        f"| raw int64 values | {r['raw_bytes_per_row']:.0f} | |",
+        f"| native bigint[] | {native:.1f} | 1.00x |",
+        f"| orso_pg codec bytea | {ours:.1f} | {native / ours:.2f}x |",
+        "",
+    ]
 
 
 def many_markdown(rows: list[dict[str, Any]]) -> list[str]:

@@ -331,12 +331,13 @@ def codec_lines(codec: dict[str, Any]) -> list[str]:
         for r in found
         if r["kind"] == "summary"
     ]
-    from bench.codec_bench import many_markdown, real_markdown
+    from bench.codec_bench import many_markdown, real_markdown, walk_markdown
 
     if any(r["kind"] == "real" for r in found):
         lines += ["", *real_markdown(found)]
     if any(r["kind"] == "many" for r in found):
         lines += ["", *many_markdown(found)]
+    lines += walk_markdown(found)
     checks = [r for r in found if r["kind"] == "target"]
     if checks:
         lines += ["", "| codec target (issues 3, 21) | value | goal | met |", "|---|---:|---:|---|"]

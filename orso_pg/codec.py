@@ -69,6 +69,14 @@ Pipeline
 6. zstd (level 1 by default). The stream is stored as it is when zstd does not shrink it, and
    the raw values are stored when packing does not save 1%, so a frame is never larger than the
    raw bytes plus the header.
+7. Split: values of at most 16 bits are also considered split in two: their low ``b`` bits
+   (1 to 8) packed densely, ``b`` bits each, and stored as they are (near-random bits that
+   zstd cannot shrink), and the high bits left, one byte per value, through zstd alone. ``b``
+   is chosen from the entropy of the high part on a sample, and the split is kept when it
+   is smaller than step 5 and 6's stream. It wins where zstd's single Huffman table would
+   mix a random low byte plane with a skewed high one (a few thousand prices), and where
+   an alphabet of a few values costs a nibble or a byte per value (500 steps of -3..3 take
+   3 bits each, no high part at all).
 
 Frame, version 2 (written)
 ==========================
@@ -98,22 +106,33 @@ offset  size    field
 A stream descriptor is three bytes, then sized fields:
 
 - byte 0: bits 0-1 layout (1 packed stream as is, 2 packed stream in one zstd frame that
-  declares its content size); bit 2 zero mask; bits 3-4 delta order (0..2, also the number
-  of seeds); bit 5 set when a divisor is written (otherwise it is 1); bits 6-7 are 0.
-- byte 1: width, bits per packed value: 0 (all residuals equal, empty payload), 1, 2, 4, or
-  8..64 by 8.
+  declares its content size, 3 split stream); bit 2 zero mask (never with layout 3); bits
+  3-4 delta order (0..2, also the number of seeds); bit 5 set when a divisor is written
+  (otherwise it is 1); bits 6-7 are 0.
+- byte 1: for layouts 1 and 2, the width, bits per packed value: 0 (all residuals equal,
+  empty payload), 1, 2, 4, or 8..64 by 8. For layout 3, bits 0-3 the low bits ``b`` (1..8)
+  and bits 4-5 how the high bytes are stored: 0 none (every value is below ``2**b``), 1 as
+  they are, 2 in one zstd frame that declares its content size; with high bytes, ``b`` is
+  less than the item's bits.
 - byte 2: size codes: bits 0-1 payload length, 2-3 reference, 4-5 divisor, 6-7 seeds.
 - fields: payload length (unsigned), frame of reference (signed), the divisor (unsigned, when
   bit 5 is set; never 1), the seeds (signed; the first value, then for order 2 the first
   difference).
 
+A split stream's payload holds the ``m`` reduced values (``m = n - order``, each stored as
+``(residual - reference) / divisor`` as in version 1) as ``ceil(m / 8) * b`` bytes of their
+low bits: one little-endian bit stream in which value ``i`` holds bits ``i * b`` to
+``i * b + b - 1`` (a byte's least significant bit first; eight values fill ``b`` bytes, the
+last ones padded with zero bits). With high bytes, ``m`` bytes follow (or the zstd frame of
+them), ``value >> b`` for each value in order; the value is then ``high << b | low``.
+
 Every stream describes all ``n`` values of the array and is decoded as a version-1 packed
-stream (below) whose working integers are, per model: *bits*, as wide as the item (bool: 1
-byte); *decimals* and *float32 decimals*, int64 ``q``; *float32*, int32 float32 bits; *grid*,
-int64 quotients and int64 remainders, ``x = q * step + r`` (wrapping); corrections are as
-wide as the float and added, wrapping, to the bits of the decoded floats. Decimals are decoded
-as version 1 decodes them; float32 decimals as float32 ``q / 10**k`` (computed in float64 and
-rounded to float32), then widened.
+stream (below; split streams as just described) whose working integers are, per model:
+*bits*, as wide as the item (bool: 1 byte); *decimals* and *float32 decimals*, int64 ``q``;
+*float32*, int32 float32 bits; *grid*, int64 quotients and int64 remainders,
+``x = q * step + r`` (wrapping); corrections are as wide as the float and added, wrapping, to
+the bits of the decoded floats. Decimals are decoded as version 1 decodes them; float32
+decimals as float32 ``q / 10**k`` (computed in float64 and rounded to float32), then widened.
 
 Frame, version 1 (read, no longer written)
 ==========================================
@@ -170,6 +189,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import sys
@@ -184,7 +204,7 @@ import zstandard
 from orso_pg.errors import CompressionError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     import numpy.typing as npt
 
@@ -214,7 +234,7 @@ FORMAT_VERSION: Final = 2
 DEFAULT_MAX_BYTES: Final = 256 * 2**20
 """The default cap on the decoded size of one array (256 MiB), well under PostgreSQL's 1 GB."""
 
-_RAW, _PACKED, _ZSTD = 0, 1, 2
+_RAW, _PACKED, _ZSTD, _SPLIT = 0, 1, 2, 3
 _ZERO_MASK = 1
 _NO_DECIMALS = 255
 _MAX_DECIMALS = 18
@@ -267,10 +287,15 @@ _FLOOR_SAMPLE = 256  # spread-out residuals whose 1st percentile is the order co
 _GCD_SAMPLE = 256  # evenly spread values whose gcd proposes the divisor
 _DECIMAL_SAMPLE = 64  # evenly spread values that propose the decimal places
 _SPARSE_SHARE = 32  # try a zero mask when at least 1/32 of the values are zero
+_MODEL_TRIAL = 16384  # larger arrays choose their model on a prefix this long
 _MASK_TRIAL = 65536  # larger arrays choose between mask and planes on a prefix this long
 _TINY_SHARE = 64  # ... unless the prefix compresses to less than 1/64 of its packed size
 _RAW_SHARE = 100  # packing must save 1/100 of the raw bytes to be kept
 _MASK_BLOCK = 65536  # a decoded zero mask is expanded this many values at a time
+_SPLIT_SAMPLE = 4096  # values whose high part's entropy chooses the split
+_DENSE_MOST = 8  # the most low bits a split stream packs densely
+_ZSTD_SLACK = 1.04  # zstd's Huffman coding of a byte stream, over its entropy ...
+_ZSTD_OVERHEAD = 24  # ... plus its frame and table, in bytes
 _FEW = 4096  # up to this many values, a transposing copy splits bytes faster than shifts
 
 # Unpacking tables, byte -> its 2- or 4-bit values as one little-endian word.
@@ -279,6 +304,21 @@ _SHIFTS4 = np.array([4, 0], dtype=np.uint8)
 _BYTES = np.arange(256, dtype=np.uint8)[:, None]
 _UNPACK2: Final = ((_BYTES >> _SHIFTS2) & 3).astype(np.uint8).view("<u4").ravel()
 _UNPACK4: Final = ((_BYTES >> _SHIFTS4) & 15).astype(np.uint8).view("<u2").ravel()
+
+# Dense packing: eight values of b bits in b bytes, the first value in the low bits. A decoder
+# reads a chunk as one 64-bit word and looks its fields of k values (k * b <= 12 bits) up in a
+# table of 2 ** (k * b) rows.
+_DENSE_SHIFTS: Final = {b: np.arange(0, 8 * b, b, dtype=np.uint64) for b in range(1, 9)}
+_DENSE_K: Final = {1: 8, 2: 4, 3: 4, 4: 2, 5: 2, 6: 2, 7: 1, 8: 1}
+_FIELD_SHIFTS: Final = {b: np.arange(0, 8 * b, k * b, dtype=np.uint64) for b, k in _DENSE_K.items()}
+_DENSE_TABLES: Final = {
+    b: (np.arange(1 << (k * b), dtype=np.uint64)[:, None] >> np.arange(0, k * b, b, dtype=np.uint64)
+        & np.uint64((1 << b) - 1)).astype(np.uint8)
+    for b, k in _DENSE_K.items()
+}  # fmt: skip
+
+_COUNTS = np.arange(_SPLIT_SAMPLE + 1, dtype=np.float64)
+_XLOGX: Final = _COUNTS * np.log2(np.maximum(_COUNTS, 1))  # n * log2(n), 0 for 0
 
 _max_bytes = DEFAULT_MAX_BYTES
 _local = threading.local()
@@ -348,9 +388,12 @@ def decode_many(
     """Decompress many frames at once; the same result as :func:`decode` on each, faster.
 
     Frames that share their layout (as the rows of one column mostly do) are rebuilt together:
-    one zstd context, one joined buffer and one numpy operation per step for the whole group.
-    Arrays decoded together are rows of one 2-D block, so each is C-ordered and writable, but
-    keeping any of them keeps the block's memory.
+    the frames are joined into one buffer, their headers read with numpy a field at a time,
+    and each later step is one numpy operation for the whole group (dense split streams are
+    unpacked by table lookups that give several values, scaled and offset, at once); zstd
+    payloads share one context. The only call made per frame is its checksum. Arrays decoded
+    together are rows of one 2-D block, so each is C-ordered and writable, but keeping any of
+    them keeps the block's memory.
 
     Args:
         frames: The frames, in any order.
@@ -462,6 +505,9 @@ def _encode(array: npt.ArrayLike, decimals: int | None, level: int, max_bytes: i
     else:
         models = _models(flat)
         raw = flat
+    if len(models) > 1 and flat.size > 2 * _MODEL_TRIAL:
+        # Large arrays choose their model on a prefix, then pack that model alone.
+        models = [min(models, key=lambda model: _trial_size(model, level))]
     best: tuple[int, _Model, list[_Packing]] | None = None
     for model in models:
         packings = [_pack(stream, level) for stream in model.streams]
@@ -473,6 +519,11 @@ def _encode(array: npt.ArrayLike, decimals: int | None, level: int, max_bytes: i
     if size >= flat.nbytes * (1 - 1 / _RAW_SHARE):
         return _frame2(code, values.shape, _Model(_RAW_MODEL, 0, ()), [], raw.data)
     return _frame2(code, values.shape, model, packings, b"")
+
+
+def _trial_size(model: _Model, level: int) -> int:
+    """Return the packed size of a model's streams over their first values."""
+    return sum(len(_pack(stream[:_MODEL_TRIAL], level).payload) for stream in model.streams)
 
 
 def _as_array(array: object) -> np.ndarray:
@@ -622,11 +673,99 @@ def _pack_stream(
             try_mask = False
     width, stream = _pack_values(reduced, top)
     layout, payload = _compress(stream, level)
+    flags = 0
     if try_mask:
         masked_layout, masked_payload = _compress(_masked_stream(reduced, top), level)
         if len(masked_payload) < len(payload):
-            return width, _ZERO_MASK, masked_layout, masked_payload
-    return width, 0, layout, payload
+            flags, layout, payload = _ZERO_MASK, masked_layout, masked_payload
+    split = _split_stream(reduced, top, level, len(payload))
+    if split is not None:
+        return split
+    return width, flags, layout, payload
+
+
+def _split_stream(
+    reduced: np.ndarray, top: int, level: int, budget: int
+) -> tuple[int, int, int, bytes] | None:
+    """Return the split layout of the values when it is smaller than *budget* bytes, or None.
+
+    The low ``b`` bits of every value are packed densely, eight values in ``b`` bytes, and
+    stored as they are (they are close to random, so zstd cannot shrink them); the high bits
+    that remain, at most 8, are one byte per value that zstd codes alone. zstd's entropy
+    coder then sees only the skewed high part, where byte planes would share one Huffman
+    table between a random low plane and a skewed high one, and small alphabets (a walk's
+    steps of -3..3) cost their bits instead of a byte or a nibble each. ``b`` is chosen by the
+    entropy of the high part on a sample; the trial packing must then beat *budget*.
+    """
+    bits = top.bit_length()
+    count = reduced.size
+    if not 0 < bits <= 2 * _DENSE_MOST:
+        return None
+    chunks = -(-count // 8)
+    step = max(1, count // _SPLIT_SAMPLE)
+    sample = reduced[::step][:_SPLIT_SAMPLE]
+    lows, ends, starts, segments = _split_plan(bits)
+    # Per candidate number of low bits, the entropy of the high part from one histogram of
+    # the values' top bits (at most 256 bins: the high part of the fewest low bits).
+    shift = lows[0]
+    bins = 1 << (bits - shift)
+    running = np.zeros(bins + 1, np.int64)
+    top_bits = np.right_shift(sample, sample.dtype.type(shift)).astype(np.intp)
+    np.cumsum(np.bincount(top_bits, minlength=bins), out=running[1:])
+    sums = np.add.reduceat(_XLOGX[running[ends] - running[starts]], segments).tolist()
+    whole = float(_XLOGX[sample.size])
+    best = (math.inf, 0)
+    for low, spent in zip(lows, sums, strict=True):  # a few candidates: plain floats
+        entropy = (whole - spent) / sample.size
+        high = min(count, count * entropy / 8 * _ZSTD_SLACK + _ZSTD_OVERHEAD) if low < bits else 0
+        best = min(best, (chunks * low + high, low))
+    if best[0] >= budget:
+        return None
+    low = best[1]
+    parts = [_dense(reduced, low)]
+    high_layout = 0
+    if low < bits:
+        high = np.right_shift(reduced, reduced.dtype.type(low)).astype(np.uint8)
+        high_layout, payload = _compress(high, level)
+        parts.append(bytes(payload))
+    packed = b"".join(parts)
+    if len(packed) >= budget:
+        return None
+    return low | high_layout << 4, 0, _SPLIT, packed
+
+
+@functools.cache
+def _split_plan(bits: int) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """Return the candidate low bit counts for values of *bits* bits, and their bins.
+
+    The histogram counts ``value >> lows[0]``. For candidate ``low``, each value of the high
+    part ``value >> low`` is the sum of ``2 ** (low - lows[0])`` of its bins: the groups' ends
+    and starts in a running sum (all candidates one after the other), and where each
+    candidate's groups begin.
+    """
+    lows = list(range(max(1, bits - 8), min(_DENSE_MOST, bits) + 1))
+    groups = [1 << (low - lows[0]) for low in lows]  # bins of value >> lows[0] per group
+    bins = 1 << (bits - lows[0])
+    ends = [np.arange(group, bins + 1, group) for group in groups]
+    segments = np.cumsum([0] + [part.size for part in ends[:-1]])
+    joined = np.concatenate(ends)
+    widths = np.repeat(groups, [part.size for part in ends])
+    return lows, joined, joined - widths, segments
+
+
+def _dense(values: np.ndarray, low: int) -> bytes:
+    """Return the low *low* bits of every value, eight values per *low* bytes, LSB first.
+
+    That is one little-endian bit stream: value ``i`` holds bits ``i * low`` on, and the
+    last chunk is padded with zero bits to eight values.
+    """
+    count = values.size
+    bits = np.unpackbits(
+        values.astype(np.uint8, copy=False).reshape(count, 1), axis=1, bitorder="little"
+    )
+    stream = np.zeros(-(-count // 8) * 8 * low, np.uint8)
+    stream[: count * low] = bits[:, :low].reshape(-1)
+    return np.packbits(stream, bitorder="little").tobytes()
 
 
 def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
@@ -690,11 +829,14 @@ def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     divisor = math.gcd(int(np.gcd.reduce(reduced[::step][:_GCD_SAMPLE])), span)
     if divisor == 1:
         return reduced, 1
+    # numpy divides by a scalar much faster than it takes remainders.
     scalar = reduced.dtype.type(divisor)
     quotient = np.floor_divide(reduced, scalar)
-    wrong = np.multiply(quotient, scalar) != reduced
-    if wrong.any():
-        divisor = math.gcd(divisor, int(np.gcd.reduce(reduced[wrong])))
+    remainders = np.multiply(quotient, scalar)
+    np.subtract(reduced, remainders, out=remainders)
+    if remainders.any():
+        # gcd(d, x) == gcd(d, x mod d): the remainders bring the divisor down.
+        divisor = math.gcd(divisor, int(np.gcd.reduce(remainders[remainders != 0])))
         if divisor == 1:
             return reduced, 1
         np.floor_divide(reduced, reduced.dtype.type(divisor), out=quotient)
@@ -813,11 +955,12 @@ def _models(flat: np.ndarray) -> list[_Model]:
     plain = _Model(_BITS, 0, (flat.view(_SIGNED[flat.itemsize]),))
     if flat.dtype.kind == "f" and flat.itemsize >= 4:  # noqa: PLR2004
         exact = _find_decimals(flat)
-        near = _near_decimals(flat, _DECIMALS, _FIND_DECIMALS[flat.itemsize])
+        most = _FIND_DECIMALS[flat.itemsize]
+        near = _near_decimals(flat, _DECIMALS, most, below=None if exact is None else exact[0])
         if exact is not None:
             # Exact with more places than most values need (a few one ulp off): compare.
             models = [_Model(_DECIMALS, exact[0], (exact[1],))]
-            return models if near is None or near.param >= exact[0] else [*models, near]
+            return models if near is None else [*models, near]
         models = [plain]
         if near is not None:
             models.append(near)
@@ -872,11 +1015,14 @@ def _scaled(flat: np.ndarray, places: int) -> np.ndarray:
     return q
 
 
-def _near_decimals(flat: np.ndarray, kind: int, most: int) -> _Model | None:
+def _near_decimals(
+    flat: np.ndarray, kind: int, most: int, *, below: int | None = None
+) -> _Model | None:
     """Return decimals with exceptions: places that most sampled values have exactly.
 
     The places are the fewest that give back (nearly) as many sampled values as any number
     of places does; the values they miss, such as prices one ulp off, become corrections.
+    With *below*, places as many or more are not worth building (None).
     """
     sample = _sample(flat)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -894,6 +1040,8 @@ def _near_decimals(flat: np.ndarray, kind: int, most: int) -> _Model | None:
     if best < _SHARE_EXACT:
         return None
     places = int(np.argmax(shares >= best - 1 / 16))
+    if below is not None and places >= below:
+        return None
     q = _scaled(flat, places)
     corrections = _corrections(flat, _approximate(q, kind, places, flat.dtype))
     if not corrections.any():
@@ -922,7 +1070,8 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
     """
     if flat.size < 2 * _GRID_SMALLEST:
         return None
-    median = int(np.median(np.diff(flat[: _FLOOR_SAMPLE + 1])))
+    steps = np.diff(flat[: _FLOOR_SAMPLE + 1])
+    median = int(np.partition(steps, steps.size // 2)[steps.size // 2])
     if median < _GRID_SMALLEST:
         return None
     prefix = flat[: _ORDER_SAMPLE + 1]
@@ -940,18 +1089,19 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
     if best is None or int(flat.max()) + best[2] >= 2**63:
         return None
     _, step, shift = best
-    quotients = np.floor_divide(flat + shift, step)
-    return _Model(_GRID, step, (quotients, flat - quotients * step))
+    quotients = np.add(flat, shift)
+    np.floor_divide(quotients, step, out=quotients)
+    remainders = np.multiply(quotients, step)
+    np.subtract(flat, remainders, out=remainders)
+    return _Model(_GRID, step, (quotients, remainders))
 
 
 def _size_code(values: Sequence[int], *, signed: bool) -> int:
     """Return 0..3 for the fewest bytes (1, 2, 4 or 8) that hold every value."""
-    for code in range(3):
-        bits = 8 << code
-        low, high = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
-        if all(low <= value < high for value in values):
-            return code
-    return 3
+    if not values:
+        return 0
+    bits = max((value if value >= 0 else ~value).bit_length() for value in values) + signed
+    return 0 if bits <= 8 else 1 if bits <= 16 else 2 if bits <= 32 else 3  # noqa: PLR2004
 
 
 def _frame2(
@@ -1141,8 +1291,10 @@ def _parse2(frame: memoryview | bytes) -> _Parsed:
             f"corrupt frame header: dtype {code}, model {kind}, ndim {ndim}, decimals {places}"
         )
     dtype = _DTYPES[code]
-    if (kind in (_FLOAT32, _FLOAT32_DECIMALS) and dtype != np.float64) or (
-        kind == _GRID and dtype != np.int64
+    if (
+        (kind in (_FLOAT32, _FLOAT32_DECIMALS) and dtype != np.float64)
+        or (kind == _GRID and dtype != np.int64)
+        or (kind == _DECIMALS and (dtype.kind != "f" or dtype.itemsize < 4))  # noqa: PLR2004
     ):
         raise CompressionError(f"corrupt frame: model {kind} for {dtype}")
     fields = ndim + (kind == _GRID)
@@ -1156,7 +1308,7 @@ def _parse2(frame: memoryview | bytes) -> _Parsed:
         for _ in range(streams):
             flags, width, stream_sizes = frame[at], frame[at + 1], frame[at + 2]
             layout = flags & 3
-            if flags & 0xC0 or not _PACKED <= layout <= _ZSTD or (flags >> 3 & 3) > 2:  # noqa: PLR2004
+            if flags & 0xC0 or not _PACKED <= layout <= _SPLIT or (flags >> 3 & 3) > 2:  # noqa: PLR2004
                 raise CompressionError(f"corrupt frame: stream flags {flags}")
             layout_format = _stream_format(flags, stream_sizes)
             described.append((flags, width, layout_format.unpack_from(frame, at + 3)))
@@ -1270,9 +1422,10 @@ def _unpack(packing: _Packing, dtype: np.dtype, decimals: int, count: int) -> np
     modulus = 2 ** (8 * item)
     if (
         count <= order
-        or width not in _WIDTHS
-        or width > 8 * item
+        or not (_split_fits(width, item) if layout == _SPLIT else width in _WIDTHS)
+        or (layout != _SPLIT and width > 8 * item)
         or (width == 0 and flags)
+        or (layout == _SPLIT and flags)
         or not 0 < divisor < modulus
         or not all(-modulus // 2 <= value < modulus // 2 for value in (reference, *seeds))
     ):
@@ -1280,15 +1433,18 @@ def _unpack(packing: _Packing, dtype: np.dtype, decimals: int, count: int) -> np
 
     residuals = count - order
     mask_size = (residuals + 7) // 8 if flags else 0
-    limit = mask_size + _stream_size(width, residuals)
-    stream = payload if layout == _PACKED else _decompress(payload, limit)
     reduced: np.ndarray | None
-    if flags:
-        reduced = _unmask(stream, mask_size, width, residuals)
-    elif len(stream) != limit:
-        raise CompressionError(f"corrupt frame: {len(stream)} packed bytes, expected {limit}")
+    if layout == _SPLIT:
+        reduced = _unsplit(payload, width, residuals)
     else:
-        reduced = _unpack_values(np.frombuffer(stream, np.uint8), width, residuals)
+        limit = mask_size + _stream_size(width, residuals)
+        stream = payload if layout == _PACKED else _decompress(payload, limit)
+        if flags:
+            reduced = _unmask(stream, mask_size, width, residuals)
+        elif len(stream) != limit:
+            raise CompressionError(f"corrupt frame: {len(stream)} packed bytes, expected {limit}")
+        else:
+            reduced = _unpack_values(np.frombuffer(stream, np.uint8), width, residuals)
 
     signed, unsigned = _SIGNED[item], _UNSIGNED[item]
     work = np.empty(count, signed)
@@ -1309,6 +1465,80 @@ def _unpack(packing: _Packing, dtype: np.dtype, decimals: int, count: int) -> np
     if decimals != _NO_DECIMALS:
         return _from_decimals(work, decimals, dtype)
     return work.view(dtype)
+
+
+def _split_fits(width: int, item: int) -> bool:
+    """Whether a split stream's width byte is one an encoder writes for items of *item* bytes."""
+    low, high_layout = width & 15, width >> 4
+    return 0 < low <= _DENSE_MOST and high_layout <= _ZSTD and low + bool(high_layout) <= 8 * item
+
+
+def _unsplit(payload: bytes | memoryview, width: int, count: int) -> np.ndarray:
+    """Return the *count* values of a split stream: dense low bits, then the high bytes."""
+    low, high_layout = width & 15, width >> 4
+    size = -(-count // 8) * low
+    data = np.frombuffer(payload, np.uint8)
+    if data.size < size or (not high_layout and data.size != size):
+        raise CompressionError(f"corrupt frame: {data.size} split bytes for {count} values")
+    values: np.ndarray
+    if low in (1, 2, 4, 8):  # whole bytes of 8 // low values: one table lookup
+        values = np.take(_DENSE_TABLES[low], data[:size], axis=0).reshape(-1)[:count]
+    else:  # each chunk of eight values is one unaligned 64-bit word of a padded copy
+        padded = np.zeros(size + 8, np.uint8)
+        padded[:size] = data[:size]
+        words = np.ndarray((size // low, 1), np.uint64, buffer=padded, strides=(low, 8))
+        shifted = np.right_shift(words, _DENSE_SHIFTS[low])
+        shifted &= np.uint64((1 << low) - 1)
+        values = shifted.astype(np.uint8).reshape(-1)[:count]
+    if not high_layout:
+        return values
+    rest = payload[size:]
+    high = rest if high_layout == _PACKED else _decompress(rest, count)
+    if len(high) != count:
+        raise CompressionError(f"corrupt frame: {len(high)} high bytes for {count} values")
+    wide = np.frombuffer(high, np.uint8).astype(np.uint16)
+    np.left_shift(wide, low, out=wide)
+    np.bitwise_or(wide, values, out=wide)
+    return wide
+
+
+def _dense_fields(data: np.ndarray, low: int) -> np.ndarray:
+    """Return the table indices of dense streams, one stream of *low*-bit values per row.
+
+    Each chunk of eight values (*low* bytes) is read as one unaligned 64-bit word, from a copy
+    of the rows with eight bytes of padding, and cut into fields of ``k`` values.
+    """
+    rows, size = data.shape
+    if low in (1, 2, 4, 8):  # fields of whole bytes
+        return data.astype(np.intp)
+    if low in (3, 6):  # two 12-bit fields in every three bytes
+        triples = data.reshape(rows, size // 3, 3)
+        fields = np.empty((rows, size // 3, 2), np.intp)
+        np.bitwise_and(triples[:, :, 1], 15, out=fields[:, :, 0])
+        fields[:, :, 0] <<= 8
+        fields[:, :, 0] |= triples[:, :, 0]
+        np.left_shift(triples[:, :, 2], 4, out=fields[:, :, 1], dtype=np.intp)
+        fields[:, :, 1] |= triples[:, :, 1] >> 4
+        return fields.reshape(rows, -1)
+    padded = np.empty((rows, size + 8), np.uint8)
+    padded[:, :size] = data
+    padded[:, size:] = 0
+    words = np.ndarray((rows, size // low, 1), np.uint64, buffer=padded, strides=(size + 8, low, 8))
+    fields = np.right_shift(words, _FIELD_SHIFTS[low])
+    fields &= np.uint64((1 << _DENSE_K[low] * low) - 1)
+    indices: np.ndarray = fields.reshape(rows, -1).view(np.intp)
+    return indices
+
+
+def _undense_rows(data: np.ndarray, low: int, count: int, table: np.ndarray) -> np.ndarray:
+    """Return the rows of *count* values packed densely at *low* bits, mapped by *table*.
+
+    *data* holds one packed stream per row; *table* has one row per field of ``k`` values
+    (:data:`_DENSE_TABLES`, or one whose entries are already scaled and offset).
+    """
+    rows = data.shape[0]
+    values = np.take(table, _dense_fields(data, low), axis=0, mode="clip")
+    return values.reshape(rows, -1)[:, :count]
 
 
 def _stream_size(width: int, count: int) -> int:
@@ -1398,185 +1628,201 @@ def _join_planes(data: np.ndarray, planes: int, count: int) -> np.ndarray:
 # --- decoding many frames ------------------------------------------------------------------
 
 _GROUP_MIN = 4  # frames that share a layout are decoded together from this many on
-_GROUP_BLOCK = 65536  # values rebuilt per numpy pass over a group
-
-
-class _Group(NamedTuple):
-    """Frames that :func:`_decode_many` rebuilds together: per frame, its varying fields.
-
-    Parallel lists rather than an object per frame: fewer allocations, fewer garbage
-    collector passes over a large batch.
-    """
-
-    indices: list[int]
-    references: list[int]
-    divisors: list[int]
-    seeds: list[tuple[int, ...]]
-    payloads: list[bytes]
-
-
-def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
-    """Decode *frames*; the frames whose packing matches are rebuilt together, as 2-D arrays.
-
-    Every frame goes through the same checks as :func:`_decode`. Frames of one dimension with
-    the same dtype, length, delta order, width, decimals and layout and no zero mask form a
-    group: one zstd call decompresses all their payloads, and every later step is one numpy
-    operation over the group instead of one per frame. The others are decoded one by one.
-    """
-    out: list[np.ndarray | None] = [None] * len(frames)
-    groups: dict[tuple[int, ...], _Group] = {}
-    for index, data in enumerate(frames):
-        try:
-            frame = data if type(data) is bytes else _as_bytes(data)
-            version = frame[4] if len(frame) > 4 and bytes(frame[:4]) == MAGIC else None  # noqa: PLR2004
-            found = (
-                _member2(frame, max_bytes)
-                if version == FORMAT_VERSION
-                else _member1(frame)
-                if version == 1
-                else None
-            )
-            if found is None:
-                out[index] = _decode(frame, max_bytes)
-                continue
-            if isinstance(found, np.ndarray):
-                out[index] = found
-                continue
-        except CompressionError as exc:
-            raise _at(index, exc) from exc
-        key, reference, divisor, seeds, payload = found
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group([], [], [], [], [])
-        group.indices.append(index)
-        group.references.append(reference)
-        group.divisors.append(divisor)
-        group.seeds.append(seeds)
-        group.payloads.append(payload)
-    for key, group in groups.items():
-        rebuilt = None
-        if len(group.indices) >= _GROUP_MIN:
-            try:
-                rebuilt = _unpack_group(key, group, max_bytes)
-            except CompressionError:
-                rebuilt = None  # decoded one by one below, which names the frame at fault
-        if rebuilt is None:
-            rebuilt = [_decode_indexed(frames, index, max_bytes) for index in group.indices]
-        for index, values in zip(group.indices, rebuilt, strict=True):
-            out[index] = values
-    return out  # type: ignore[return-value]  # every slot was filled above
-
-
-_Member = tuple[tuple[int, ...], int, int, tuple[int, ...], bytes]
-
-
-def _member1(frame: bytes | memoryview) -> _Member | None:
-    """Return a format-1 frame's group key and fields, or None to decode it alone."""
-    if len(frame) < _FIXED_SIZE + 8:
-        return None
-    head = _HEAD.unpack_from(frame)
-    code, layout, ndim, order, flags = head[2], head[3], head[4], head[5], head[8]
-    if ndim != 1 or flags or not 0 < code < len(_DTYPES) or not _PACKED <= layout <= _ZSTD:
-        return None
-    if order > 2:  # noqa: PLR2004
-        return None
-    start = _FIXED_SIZE + 8 * (1 + order)
-    if (
-        len(frame) != start + head[9]
-        or zlib.crc32(frame[_FIXED_SIZE:], zlib.crc32(frame[: _HEAD.size]))
-        != _CRC.unpack_from(frame, _HEAD.size)[0]
-    ):
-        return None  # decoded alone, which names the fault
-    count, *seeds = struct.unpack_from(f"<Q{order}q", frame, _FIXED_SIZE)
-    key = (code, count, order, head[6], head[7], layout)
-    return key, head[10], head[11], tuple(seeds), bytes(frame[start:])
+_GROUP_BLOCK = 1 << 18  # values rebuilt per numpy pass over a group
+_CRC_RESIDUE = 0x2144DF1C  # zlib.crc32 of any bytes followed by their own CRC-32, little endian
+_SHORTEST = 16  # no packed format-2 frame with one stream is shorter
 
 
 class _Plan(NamedTuple):
-    """How to read the fields of the format-2 frames that share a header signature."""
+    """Where the fields of the format-2 frames that share a header signature are.
 
-    fields: struct.Struct
+    ``fields`` lists, per field after the three header bytes (count, then the stream
+    descriptor's payload length, reference, divisor and seeds), its offset, size and sign.
+    """
+
     code: int
+    places: int
     order: int
     width: int
-    places: int
     layout: int
+    fields: tuple[tuple[int, int, bool], ...]
     has_divisor: bool
+    header: int
+    masked: bool = False
 
 
-_PLANS: dict[bytes, _Plan | None] = {}
+_PLANS: dict[int, _Plan | None] = {}
+_PLANS_MOST = 4096
 
 
-def _plan(signature: bytes) -> _Plan | None:
+def _plan(signature: int) -> _Plan | None:
     """Return the plan of a signature (header bytes 5-7, stream bytes 0-2), or None.
 
-    None means: not a one-dimensional bits or decimals frame with one stream and no zero mask,
-    or a field no encoder writes; such frames are decoded alone, by :func:`_parse2`.
+    None means: not a one-dimensional raw, bits or decimals frame with one stream (the
+    corrections, float32 and grid models have two streams or a conversion), or a field no
+    encoder writes; such frames are decoded alone, by :func:`_parse2`.
     """
-    typed, shaped, sized, flags, width, sizes = signature
-    code, kind, places, layout, order = typed & 15, typed >> 4, sized >> 2, flags & 3, flags >> 3
-    if (
-        not 0 < code < len(_DTYPES)
-        or kind not in (_BITS, _DECIMALS)
-        or shaped != 1
-        or sized & 0x80
-        or places > _MAX_DECIMALS
-        or (places and kind != _DECIMALS)
-        or flags & 0xC4
-        or not _PACKED <= layout <= _ZSTD
-        or order > 2  # noqa: PLR2004
+    if signature in _PLANS:
+        return _PLANS[signature]
+    typed, shaped, sized, flags, width, sizes = signature.to_bytes(6, "little")
+    code, kind, places, layout = typed & 15, typed >> 4, sized >> 2, flags & 3
+    order = flags >> 3 & 3
+    plan = None
+    if kind == _RAW_MODEL and 0 < code < len(_DTYPES) and shaped == 1 and not sized & 0xFC:
+        size = 1 << (sized & 3)
+        fields = [(_HEAD2_SIZE, size, False)]
+        plan = _Plan(
+            code,
+            _NO_DECIMALS,
+            0,
+            0,
+            _RAW,
+            tuple(fields),
+            has_divisor=False,
+            header=_HEAD2_SIZE + size,
+        )
+    elif (
+        0 < code < len(_DTYPES)
+        and kind in (_BITS, _DECIMALS)
+        and shaped == 1
+        and not sized & 0x80
+        and places <= _MAX_DECIMALS
+        and (not places or kind == _DECIMALS)
+        and not flags & 0xC0
+        and layout != _RAW
+        and not (flags & 4 and (layout == _SPLIT or width == 0))
+        and order <= 2  # noqa: PLR2004
     ):
-        return None
-    has_divisor = bool(flags & 32)
-    letters = (
-        _UNSIGNED_LETTER[sized & 3]
-        + "3x"  # the stream descriptor's bytes, read as the signature
-        + _UNSIGNED_LETTER[sizes & 3]
-        + _SIGNED_LETTER[sizes >> 2 & 3]
-        + (_UNSIGNED_LETTER[sizes >> 4 & 3] if has_divisor else "")
-        + _SIGNED_LETTER[sizes >> 6 & 3] * (order & 3)
-    )
-    places = places if kind == _DECIMALS else _NO_DECIMALS
-    return _Plan(struct.Struct("<" + letters), code, order & 3, width, places, layout, has_divisor)
-
-
-def _member2(frame: bytes | memoryview, max_bytes: int) -> _Member | np.ndarray:
-    """Return a format-2 frame's group key and fields, or its array when it cannot join one.
-
-    Frames of one column share their header's layout: the plan for it is made once, and each
-    frame then costs a checksum and one struct call.
-    """
-    size = len(frame)
-    if size >= 24:  # noqa: PLR2004 - the shortest packed frame with one stream
-        at = _HEAD2_SIZE + (1 << (frame[7] & 3))
-        signature = bytes(frame[5:8]) + bytes(frame[at : at + 3])
-        if signature in _PLANS:
-            plan = _PLANS[signature]
-        else:
-            plan = _PLANS[signature] = _plan(signature)
-        if (
-            plan is not None
-            and zlib.crc32(frame[: size - 4]) == _CRC.unpack_from(frame, size - 4)[0]
+        has_divisor = bool(flags & 32)
+        at = _HEAD2_SIZE
+        fields = [(at, 1 << (sized & 3), False)]
+        at += fields[0][1] + 3
+        for code_bits, signed, present in (
+            (sizes & 3, False, True),
+            (sizes >> 2 & 3, True, True),
+            (sizes >> 4 & 3, False, has_divisor),
+            *[(sizes >> 6 & 3, True, True)] * order,
         ):
-            start = _HEAD2_SIZE + plan.fields.size
-            fields = plan.fields.unpack_from(frame, _HEAD2_SIZE) if start + 4 <= size else ()
-            if (
-                fields
-                and start + fields[1] == size - 4
-                and (not plan.has_divisor or fields[3] != 1)
-            ):
-                divisor = fields[3] if plan.has_divisor else 1
-                key = (plan.code, fields[0], plan.order, plan.width, plan.places, plan.layout)
-                seeds = fields[len(fields) - plan.order :] if plan.order else ()
-                return key, fields[2], divisor, seeds, bytes(frame[start : size - 4])
-    return _rebuild2(_parse2(frame), max_bytes)  # alone, with the precise error if any
+            if present:
+                fields.append((at, 1 << code_bits, signed))
+                at += 1 << code_bits
+        places = places if kind == _DECIMALS else _NO_DECIMALS
+        plan = _Plan(
+            code, places, order, width, layout, tuple(fields), has_divisor, at, bool(flags & 4)
+        )
+    if len(_PLANS) >= _PLANS_MOST:  # crafted frames could make many
+        _PLANS.clear()
+    _PLANS[signature] = plan
+    return plan
 
 
-def _decode_indexed(frames: Sequence[object], index: int, max_bytes: int) -> np.ndarray:
-    try:
-        return _decode(frames[index], max_bytes)  # type: ignore[arg-type]  # checked by _as_bytes
-    except CompressionError as exc:
-        raise _at(index, exc) from exc
+def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
+    """Decode *frames*; the frames whose layout matches are rebuilt together, as 2-D arrays.
+
+    The frames are joined into one buffer and their headers read with numpy, a field at a
+    time for all frames: a checksum per frame (the CRC-32 of a frame and its own checksum is a
+    constant) is the only call made per frame, with a zstd call per compressed payload.
+    One-dimensional raw, bits and decimals frames of one stream that share dtype, length and
+    packing form a group that every later step treats as one 2-D array. The other frames (the
+    models with corrections, float32 and grid), and any frame of a group that fails a check,
+    are decoded one by one by :func:`_decode`, which names the fault.
+    """
+    count = len(frames)
+    blobs: list[bytes] = []
+    for index, data in enumerate(frames):
+        if type(data) is bytes:
+            blobs.append(data)
+            continue
+        try:
+            blobs.append(bytes(_as_bytes(data)))
+        except CompressionError as exc:
+            raise _at(index, exc) from exc
+    out: list[np.ndarray | None] = [None] * count
+    lengths = np.fromiter(map(len, blobs), np.int64, count)
+    crcs = np.fromiter(map(zlib.crc32, blobs), np.int64, count)
+    joined = np.frombuffer(b"".join(blobs), np.uint8)
+    starts = np.zeros(count, np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    alone = np.ones(count, bool)
+    chosen = np.flatnonzero((lengths >= _SHORTEST) & (crcs == _CRC_RESIDUE))
+    if chosen.size:
+        first = starts[chosen]
+        head = joined[first[:, None] + np.arange(8)]
+        second = (head[:, :5] == np.frombuffer(MAGIC + b"\2", np.uint8)).all(axis=1)
+        chosen, head = chosen[second], head[second]
+    if chosen.size:
+        stream_at = _HEAD2_SIZE + (1 << (head[:, 7] & 3).astype(np.int64))
+        inside = lengths[chosen] >= stream_at + 3 + _CRC.size
+        chosen, head, stream_at = chosen[inside], head[inside], stream_at[inside]
+        descriptor = joined[(starts[chosen] + stream_at)[:, None] + np.arange(3)]
+        descriptor[head[:, 5] >> 4 == _RAW_MODEL] = 0  # raw frames have no descriptor
+        signature = np.zeros(chosen.size, np.int64)
+        for shift, column in enumerate((*head[:, 5:8].T, *descriptor.T)):
+            signature |= column.astype(np.int64) << (8 * shift)
+        kinds, which = np.unique(signature, return_inverse=True)
+        for number, value in enumerate(kinds.tolist()):
+            plan = _plan(value)
+            if plan is None:
+                continue
+            members = chosen[which == number]
+            for group, fields in _read_plan(plan, members, starts, lengths, joined):
+                try:
+                    rebuilt = _rebuild_group(plan, fields, group, starts, joined, max_bytes)
+                except CompressionError:
+                    continue  # decoded one by one below, which names the frame at fault
+                for index, values in zip(group.tolist(), rebuilt, strict=True):
+                    out[index] = values
+                alone[group] = False
+    for index in np.flatnonzero(alone).tolist():
+        try:
+            out[index] = _decode(blobs[index], max_bytes)
+        except CompressionError as exc:
+            raise _at(index, exc) from exc
+    return out  # type: ignore[return-value]  # every slot was filled above
+
+
+def _read_plan(
+    plan: _Plan, members: np.ndarray, starts: np.ndarray, lengths: np.ndarray, joined: np.ndarray
+) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Read the fields of the frames that share *plan*; return them by group of equal length.
+
+    Frames whose sizes disagree with their fields, or that write a divisor of 1, are left out
+    (decoded alone). Groups smaller than :data:`_GROUP_MIN` are left out as well.
+    """
+    fits = lengths[members] >= plan.header + _CRC.size
+    members = members[fits]
+    first = starts[members]
+    fields = [
+        _read_ints(joined, first + at, size, signed=signed) for at, size, signed in plan.fields
+    ]
+    if plan.layout == _RAW:
+        counts = fields[0]
+        fits = (counts >= 0) & (counts <= lengths[members])  # no overflow below
+        size = counts * _DTYPES[plan.code].itemsize
+        good = fits & (plan.header + size + _CRC.size == lengths[members])
+        fields.append(size)
+    else:
+        good = plan.header + fields[1] + _CRC.size == lengths[members]
+    if plan.has_divisor:
+        good &= fields[3] != 1
+    groups = []
+    counts = fields[0]
+    for value in np.unique(counts[good]).tolist():
+        mine = good & (counts == value)
+        if np.count_nonzero(mine) >= _GROUP_MIN:
+            groups.append((members[mine], [field[mine] for field in fields]))
+    return groups
+
+
+def _read_ints(joined: np.ndarray, at: np.ndarray, size: int, *, signed: bool) -> np.ndarray:
+    """Return the little-endian integers of *size* bytes at offsets *at*, as int64."""
+    padded = np.zeros((at.size, 8), np.uint8)
+    padded[:, :size] = joined[at[:, None] + np.arange(size)]
+    values = padded.view(np.int64)[:, 0]
+    if signed and size < 8:  # noqa: PLR2004
+        sign = np.int64(1 << (8 * size - 1))
+        values = (values ^ sign) - sign
+    return values
 
 
 def _at(index: int, exc: CompressionError) -> CompressionError:
@@ -1586,112 +1832,326 @@ def _at(index: int, exc: CompressionError) -> CompressionError:
     return error
 
 
-def _unpack_group(key: tuple[int, ...], group: _Group, max_bytes: int) -> list[np.ndarray]:
+def _rebuild_group(
+    plan: _Plan,
+    fields: list[np.ndarray],
+    group: np.ndarray,
+    starts: np.ndarray,
+    joined: np.ndarray,
+    max_bytes: int,
+) -> list[np.ndarray]:
     """Rebuild a group of frames that share every field but reference, divisor and seeds."""
-    code, count, order, width, decimals, layout = key
-    dtype = _DTYPES[code]
+    dtype = _DTYPES[plan.code]
+    count = int(fields[0][0])
+    order, width, layout, places = plan.order, plan.width, plan.layout, plan.places
     if count * dtype.itemsize > max_bytes:
         raise CompressionError("frame too large")  # the single decode names the size
-    if decimals != _NO_DECIMALS and (
-        dtype.kind != "f" or dtype.itemsize < 4 or decimals > _MAX_DECIMALS  # noqa: PLR2004
-    ):
+    if layout == _RAW:
+        raw = _rows_at(joined, starts[group] + plan.header, count * dtype.itemsize)
+        values = raw.view(dtype.newbyteorder("<")).astype(dtype)
+        if plan.code == _BOOL_CODE and values.view(np.uint8).max(initial=0) > 1:
+            raise CompressionError("corrupt bool values")
+        return list(values)
+    if places != _NO_DECIMALS and (dtype.kind != "f" or dtype.itemsize < 4):  # noqa: PLR2004
         raise CompressionError("corrupt decimals")
-    item = dtype.itemsize if decimals == _NO_DECIMALS else 8
-    modulus = 2 ** (8 * item)
-    if count <= order or width not in _WIDTHS or width > 8 * item:
-        raise CompressionError("corrupt packing")
-    # Eight-byte fields are in range by construction; narrower items need the check.
-    half = modulus // 2
-    if min(group.divisors) == 0 or (
-        item < 8  # noqa: PLR2004
-        and (
-            max(group.divisors) >= modulus
-            or not -half <= min(group.references) <= max(group.references) < half
-            or not all(-half <= value < half for seeds in group.seeds for value in seeds)
-        )
+    item = dtype.itemsize if places == _NO_DECIMALS else 8
+    if count <= order or not (
+        _split_fits(width, item) if layout == _SPLIT else width in _WIDTHS and width <= 8 * item
     ):
         raise CompressionError("corrupt packing")
-    rows = len(group.indices)
+    references, divisors = fields[2], fields[3] if plan.has_divisor else None
+    seeds = np.stack(fields[len(fields) - order :], axis=1) if order else None
+    if item < 8:  # noqa: PLR2004 - eight-byte fields are in range by construction
+        half = 1 << (8 * item - 1)
+        for values in (references, *([] if seeds is None else [seeds])):
+            if values.min() < -half or values.max() >= half:
+                raise CompressionError("corrupt packing")
+    if divisors is not None and (
+        (divisors == 0).any() or (divisors.view(np.uint64) >= 1 << (8 * item)).any()
+    ):
+        raise CompressionError("corrupt packing")
     residuals = count - order
-    size = _stream_size(width, residuals)
-    unsigned = _UNSIGNED[item]
-    offsets = np.array(group.references, np.int64).astype(unsigned)[:, None]
-    divisors = np.array(group.divisors, np.uint64).astype(unsigned)[:, None]
-    seeds = np.array(group.seeds, np.int64).reshape(rows, order)
-    if width == 0:
-        if layout != _PACKED or any(group.payloads):
-            raise CompressionError("corrupt payload")
-        packed = None
-    else:
-        if layout == _PACKED:
-            joined = b"".join(group.payloads)
-        else:
-            joined = b"".join(_decompress_all(group.payloads, size))
-        if len(joined) != rows * size:
-            raise CompressionError("corrupt payload")
-        packed = np.frombuffer(joined, np.uint8).reshape(rows, size)
-    # A block of rows at a time, so that every pass over it stays in the CPU cache.
+    payload_at = starts[group] + plan.header
+    rows = group.size
+    signed, unsigned = _SIGNED[item], _UNSIGNED[item]
     step = max(1, _GROUP_BLOCK // count)
-    out: list[np.ndarray] = []
-    for first in range(0, rows, step):
-        block = slice(first, first + step)
-        values = _rebuild_rows(
-            None if packed is None else packed[block],
-            (width, order, residuals, item, decimals, dtype),
-            offsets[block],
-            divisors[block],
-            seeds[block],
+    streams: tuple[np.ndarray | None, np.ndarray | None]
+    if plan.masked:
+        streams = _masked_group(plan, residuals, fields[1], payload_at, joined), None
+    else:
+        streams = _group_streams(plan, residuals, fields[1], payload_at, joined)
+    if (
+        layout == _SPLIT
+        and not width >> 4
+        and bool((references == references[0]).all())
+        and (divisors is None or bool((divisors == divisors[0]).all()))
+    ):
+        assert streams[0] is not None  # noqa: S101 - a split stream has its low bits
+        blocks = _dense_group(
+            streams[0],
+            width,
+            (int(references[0]), 1 if divisors is None else int(divisors[0])),
+            seeds,
+            unsigned,
         )
-        if code == _BOOL_CODE and values.view(np.uint8).max(initial=0) > 1:
+    else:
+        blocks = (
+            _integrate(
+                _scaled_block(streams, plan, block, residuals, references, divisors, unsigned),
+                order,
+                None if seeds is None else seeds[block],
+            )
+            for block in (slice(first, first + step) for first in range(0, rows, step))
+        )
+    out: list[np.ndarray] = []
+    for block_values in blocks:
+        values = block_values.view(signed)[:, :count]
+        if places != _NO_DECIMALS:
+            values = _from_decimals(values, places, dtype)
+        else:
+            values = values.view(dtype)
+        if plan.code == _BOOL_CODE and values.view(np.uint8).max(initial=0) > 1:
             raise CompressionError("corrupt bool values")
         out += list(values)
     return out
 
 
-def _rebuild_rows(
-    packed: np.ndarray | None,
-    shape: tuple[int, int, int, int, int, np.dtype],
-    offsets: np.ndarray,
-    divisors: np.ndarray,
-    seeds: np.ndarray,
+def _scaled_block(
+    streams: tuple[np.ndarray | None, np.ndarray | None],
+    plan: _Plan,
+    block: slice,
+    residuals: int,
+    references: np.ndarray,
+    divisors: np.ndarray | None,
+    unsigned: np.dtype,
 ) -> np.ndarray:
-    """Rebuild a block of rows: unpack, scale, offset, undo the deltas, map to the dtype."""
-    width, order, residuals, item, decimals, dtype = shape
-    rows = offsets.shape[0]
-    work = np.empty((rows, residuals + order), _SIGNED[item])
-    whole = work.view(_UNSIGNED[item])
-    if packed is None:
-        whole[...] = offsets
+    """Return a block of rows' residuals, scaled by their divisors and offset by references."""
+    rows = len(references[block])
+    if plan.masked:
+        assert streams[0] is not None  # noqa: S101 - the masked values of every row
+        reduced = streams[0][block]
     else:
-        # The arithmetic runs over whole rows, seeds' places included (they are set after):
-        # numpy is several times faster on contiguous rows than on rows with a gap.
-        whole[:, order:] = _unpack_rows(packed, width, residuals)
-        if (divisors != 1).any():
-            np.multiply(whole, divisors, out=whole)
-        np.add(whole, offsets, out=whole)
-    if order:
-        work[:, :order] = seeds
-        if order == 2:  # noqa: PLR2004
-            np.add.accumulate(work[:, 1:], axis=1, out=work[:, 1:])
+        reduced = _unpack_block(streams, block, plan, rows, residuals)
+    deltas = np.empty((rows, residuals), unsigned)
+    if divisors is not None:
+        np.multiply(reduced, divisors[block, None].astype(unsigned), out=deltas)
+        deltas += references[block, None].astype(unsigned)
+    else:
+        np.add(reduced, references[block, None].astype(unsigned), out=deltas)
+    return deltas
+
+
+def _dense_group(
+    data: np.ndarray, low: int, scale: tuple[int, int], seeds: np.ndarray | None, unsigned: np.dtype
+) -> Iterator[np.ndarray]:
+    """Yield blocks of rows of dense streams that share their reference and divisor.
+
+    One table lookup gives ``k`` values at a time, already scaled and offset, into a buffer
+    that every block reuses; the running sums then go straight into the rows returned.
+    """
+    reference, divisor = scale
+    modulus = 1 << (8 * unsigned.itemsize)
+    table = _DENSE_TABLES[low].astype(unsigned)
+    table *= unsigned.type(divisor % modulus)
+    table += unsigned.type(reference % modulus)
+    rows, size = data.shape
+    per_field = _DENSE_K[low]
+    fields_per_row = size // low * 8 // per_field
+    width = fields_per_row * per_field
+    order = 0 if seeds is None else seeds.shape[1]
+    step = max(1, _GROUP_BLOCK // width)
+    lookup = np.empty((min(step, rows), fields_per_row, per_field), unsigned)
+    for first in range(0, rows, step):
+        block = data[first : first + step]
+        count = block.shape[0]
+        looked = np.take(table, _dense_fields(block, low), axis=0, out=lookup[:count], mode="clip")
+        deltas = looked.reshape(count, width)
+        if not order:
+            yield deltas.copy()
+            continue
+        assert seeds is not None  # noqa: S101 - order > 0 has seeds
+        yield _integrate(deltas, order, seeds[first : first + step])
+
+
+def _integrate(deltas: np.ndarray, order: int, seeds: np.ndarray | None) -> np.ndarray:
+    """Return the rows whose residuals of delta order *order* are *deltas* (overwritten).
+
+    *deltas* is unsigned; the sums wrap, as the encoder's differences did.
+    """
+    rows, residuals = deltas.shape
+    if seeds is None:
+        return deltas
+    unsigned = deltas.dtype
+    mine = seeds.astype(unsigned)
+    work = np.empty((rows, residuals + order), unsigned)
+    work[:, :order] = mine
+    deltas[:, 0] += mine[:, order - 1]
+    np.add.accumulate(deltas, axis=1, out=work[:, order:])
+    if order == 2:  # noqa: PLR2004
         np.add.accumulate(work, axis=1, out=work)
-    if decimals != _NO_DECIMALS:
-        return _from_decimals(work, decimals, dtype)
-    return work.view(dtype)
+    return work
 
 
-def _decompress_all(payloads: list[bytes], size: int) -> list[bytes]:
-    """Decompress zstd payloads that each declare *size* bytes, with one context."""
+def _group_streams(
+    plan: _Plan, residuals: int, sizes: np.ndarray, payload_at: np.ndarray, joined: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return a group's packed streams, one row each, and for split streams the high bytes."""
+    layout, width = plan.layout, plan.width
+    if layout == _SPLIT:
+        fixed = -(-residuals // 8) * (width & 15)
+        high_layout = width >> 4
+        if (sizes != fixed).any() if not high_layout else (sizes <= fixed).any():
+            raise CompressionError("corrupt payload")
+        high = None
+        if high_layout == _PACKED:
+            if (sizes != fixed + residuals).any():
+                raise CompressionError("corrupt payload")
+            high = _rows_at(joined, payload_at + fixed, residuals)
+        elif high_layout == _ZSTD:
+            high = _decompress_rows(joined, payload_at + fixed, sizes - fixed, residuals)
+        return _rows_at(joined, payload_at, fixed), high
+    if layout == _PACKED:
+        fixed = _stream_size(width, residuals)
+        if (sizes != fixed).any():
+            raise CompressionError("corrupt payload")
+        return (None if width == 0 else _rows_at(joined, payload_at, fixed)), None
+    if width == 0:
+        raise CompressionError("corrupt payload")
+    return _decompress_rows(joined, payload_at, sizes, _stream_size(width, residuals)), None
+
+
+def _masked_group(
+    plan: _Plan, residuals: int, sizes: np.ndarray, payload_at: np.ndarray, joined: np.ndarray
+) -> np.ndarray:
+    """Return the reduced values of a group of zero-masked streams, one row per frame.
+
+    Each stream is a bitmap of the non-zero values, then those values packed; their number
+    differs from frame to frame. The values of all frames are unpacked together, and one
+    boolean-mask assignment puts them in place (row after row, as they were concatenated).
+    """
+    width = plan.width
+    mask_size = (residuals + 7) // 8
+    limit = mask_size + _stream_size(width, residuals)
+    data = joined.data
+    if plan.layout == _PACKED:
+        places = zip(payload_at.tolist(), sizes.tolist(), strict=True)
+        streams: list[bytes | memoryview] = [data[at : at + size] for at, size in places]
+    else:
+        streams = list(_decompress_each(joined, payload_at, sizes, limit))
+    stream_sizes = np.fromiter(map(len, streams), np.int64, len(streams))
+    if (stream_sizes < mask_size).any():
+        raise CompressionError("corrupt payload")
+    buffer = np.frombuffer(b"".join(streams), np.uint8)
+    starts = np.zeros(len(streams), np.int64)
+    np.cumsum(stream_sizes[:-1], out=starts[1:])
+    nonzero = np.unpackbits(
+        buffer[starts[:, None] + np.arange(mask_size)], axis=1, count=residuals
+    ).view(bool)
+    present = np.count_nonzero(nonzero, axis=1)
+    value_sizes = (
+        present * (width // 8) if width >= 8 else (present * width + 7) // 8  # noqa: PLR2004
+    )
+    if (stream_sizes != mask_size + value_sizes).any():
+        raise CompressionError("corrupt payload")
+    total = int(present.sum())
+    # Every value's position among its frame's packed values (local), and where they begin.
+    before = np.zeros(len(streams), np.int64)
+    np.cumsum(present[:-1], out=before[1:])
+    if width >= 8:  # noqa: PLR2004
+        planes = width // 8
+        size = _CONTAINER[planes]
+        as_bytes = np.zeros((total, size), np.uint8)
+        index = np.repeat(starts + mask_size - before, present)
+        index += np.arange(total)  # the first plane's byte of each value
+        stride = np.repeat(present, present)  # from one plane to the next
+        for plane in range(planes):
+            if plane:
+                index += stride
+            as_bytes[:, plane] = buffer[index]
+        values = as_bytes.view(_UNSIGNED[size]).reshape(total)
+    else:
+        per_byte = 8 // width
+        local = np.arange(total) - np.repeat(before, present)
+        index = np.repeat(starts + mask_size, present) + local // per_byte
+        shift = (per_byte - 1 - local % per_byte) * width  # the first value in the high bits
+        values = (buffer[index] >> shift.astype(np.uint8)) & ((1 << width) - 1)
+    out = np.zeros((len(streams), residuals), values.dtype)
+    out[nonzero] = values
+    return out
+
+
+def _decompress_each(
+    joined: np.ndarray, at: np.ndarray, sizes: np.ndarray, limit: int
+) -> list[bytes]:
+    """Decompress the zstd payloads at *at*, each declaring at most *limit* bytes."""
     decompress = _decompressor().decompress
-    frame_size = zstandard.frame_content_size
+    content_size = zstandard.frame_content_size
+    data = joined.data
     streams = []
     try:
-        for payload in payloads:
-            if frame_size(payload) != size:
+        for at_, length in zip(at.tolist(), sizes.tolist(), strict=True):
+            payload = data[at_ : at_ + length]
+            declared = content_size(payload)
+            if not 0 <= declared <= limit:
+                raise CompressionError("corrupt payload")
+            streams.append(decompress(payload, max_output_size=declared))
+    except zstandard.ZstdError as exc:
+        raise CompressionError("corrupt payload") from exc
+    return streams
+
+
+def _decompress_rows(
+    joined: np.ndarray, at: np.ndarray, sizes: np.ndarray, size: int
+) -> np.ndarray:
+    """Decompress the zstd payloads at *at*, each declaring *size* bytes, with one context."""
+    decompress = _decompressor().decompress
+    content_size = zstandard.frame_content_size
+    data = joined.data
+    streams = []
+    try:
+        for at_, length in zip(at.tolist(), sizes.tolist(), strict=True):
+            payload = data[at_ : at_ + length]
+            if content_size(payload) != size:
                 raise CompressionError("corrupt payload")
             streams.append(decompress(payload, max_output_size=size))
     except zstandard.ZstdError as exc:
         raise CompressionError("corrupt payload") from exc
-    return streams
+    return np.frombuffer(b"".join(streams), np.uint8).reshape(len(streams), size)
+
+
+def _rows_at(joined: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
+    """Return the rows of *size* bytes at offsets *at*: a strided view when evenly spaced."""
+    if size == 0:
+        return np.zeros((at.size, 0), np.uint8)
+    gaps = np.diff(at)
+    if at.size > 1 and (gaps == gaps[0]).all() and gaps[0] >= size:
+        return np.lib.stride_tricks.as_strided(
+            joined[int(at[0]) :], shape=(at.size, size), strides=(int(gaps[0]), 1), writeable=False
+        )
+    return joined[at[:, None] + np.arange(size)]
+
+
+def _unpack_block(
+    streams: tuple[np.ndarray | None, np.ndarray | None],
+    block: slice,
+    plan: _Plan,
+    rows: int,
+    residuals: int,
+) -> np.ndarray:
+    """Return the reduced values of a block of a group's rows (dense-only split streams aside)."""
+    packed, high = streams
+    if packed is None:  # width 0: every residual is the reference
+        return np.zeros((rows, residuals), np.uint8)
+    if plan.layout != _SPLIT:
+        return _unpack_rows(packed[block], plan.width, residuals)
+    low = plan.width & 15
+    values = _undense_rows(packed[block], low, residuals, _DENSE_TABLES[low])
+    if high is None:
+        return values
+    wide = high[block].astype(np.uint16)
+    np.left_shift(wide, low, out=wide)
+    np.bitwise_or(wide, values, out=wide)
+    return wide
 
 
 def _unpack_rows(data: np.ndarray, width: int, count: int) -> np.ndarray:

@@ -556,9 +556,25 @@ def small_frames() -> dict[str, bytes]:
         ),
         "float_bits": codec.encode(rng.standard_normal(30).cumsum().reshape(5, 6)),
         "bool": codec.encode(rng.random(64) < 0.5),
+        **split_frames(),
         "v1_planes": build_frame(dtype=4, width=16, payload=bytes([1, 2, 3, 4, 0, 1, 0, 2])),
         **model_frames(200),
     }
+
+
+def split_frames() -> dict[str, bytes]:
+    """Return a small frame of each kind of split stream (layout 3)."""
+    rng = np.random.default_rng(13)
+    frames = {
+        "split_dense": codec.encode(np.cumsum(rng.integers(-3, 4, 90))),
+        "split_high_zstd": codec.encode(np.round(500 + np.cumsum(rng.laplace(0, 8, 400)), 2)),
+        "split_high_raw": codec.encode(rng.integers(0, 4096, 40) * 3),
+        "split_int8": codec.encode(rng.integers(-64, 64, 200).astype(np.int8)),
+    }
+    assert [(s.layout, s.width >> 4) for f in frames.values() for s in streams_of(f)] == [
+        (3, 0), (3, 2), (3, 1), (3, 0)
+    ]  # fmt: skip
+    return frames
 
 
 def model_frames(n: int) -> dict[str, bytes]:
@@ -589,7 +605,7 @@ def test_small_frames_cover_every_layout():
     """The frames that the damage tests use include every model, layout and a zero mask."""
     current = [frame for name, frame in FRAMES.items() if not name.startswith("v1")]
     assert {model_of(frame) for frame in current} == set(range(6))
-    assert {packing.layout for frame in current for packing in streams_of(frame)} == {1, 2}
+    assert {packing.layout for frame in current for packing in streams_of(frame)} == {1, 2, 3}
     assert streams_of(FRAMES["mask"])[0].flags == 1
 
 
@@ -604,12 +620,18 @@ def test_every_single_bit_flip_is_detected(name):
             codec.decode(damaged)
 
 
-def test_random_bit_flips_of_a_large_frame_never_decode():
-    """2,000 random single-bit flips of a 200,000-element frame all raise CompressionError."""
+@pytest.mark.parametrize(
+    ("steps", "n", "layout"),
+    [(300_000, 200_000, (2, 0)), (300, 200_000, (3, 2)), (3, 1000, (3, 0))],
+    ids=["zstd planes", "split with zstd high bytes", "dense"],
+)
+def test_random_bit_flips_of_a_large_frame_never_decode(steps, n, layout):
+    """2,000 random single-bit flips of a large frame of each layout all raise CompressionError."""
     rng = np.random.default_rng(2000)
-    values = 3_000_000_000_000 + np.cumsum(rng.integers(-300, 301, 200_000)) * 1_000_000
+    values = 3_000_000_000_000 + np.cumsum(rng.integers(-steps, steps + 1, n)) * 1_000_000
     frame = codec.encode(values)
-    assert streams_of(frame)[0].layout == 2  # zstd
+    stream = streams_of(frame)[0]
+    assert (stream.layout, stream.width >> 4 if stream.layout == 3 else 0) == layout
     flips = random.Random(2000)
     silent = 0
     for _ in range(2000):
@@ -986,10 +1008,13 @@ def test_models_are_chosen_for_their_data():
     assert streams_of(assert_round_trip(outlier))[0].order == 1
 
 
-@pytest.mark.parametrize("name", ["near_decimals", "float32", "float32_decimals", "grid"])
+@pytest.mark.parametrize(
+    "name",
+    ["near_decimals", "float32", "float32_decimals", "grid", *split_frames()],
+)
 def test_random_damage_to_every_model_never_decodes(name):
     """2,000 random flips of 1 to 3 bits in a frame of each model all raise CompressionError."""
-    frame = model_frames(2000)[name]
+    frame = {**model_frames(2000), **split_frames()}[name]
     flips = random.Random(name)
     for _ in range(2000):
         damaged = bytearray(frame)
@@ -1049,6 +1074,29 @@ def test_hand_built_format2_frames_decode():
     assert codec.decode(grid).tolist() == [6997, 8002, 9000, 10003]
     raw = build_frame2(dtype=7, model=5, raw=struct.pack("<4H", 1, 2, 3, 65535))
     assert codec.decode(raw).tolist() == [1, 2, 3, 65535]
+    # Split: 3-bit values 1, 6, 0, 5 as one little-endian bit stream (LSB first), 8 per 3 bytes.
+    low = 1 | 6 << 3 | 0 << 6 | 5 << 9
+    dense = build_frame2(
+        streams=({"layout": 3, "width": 3, "reference": -3, "order": 1, "seeds": (100,),
+                  "payload": low.to_bytes(3, "little")},),
+        shape=(5,),
+    )  # fmt: skip
+    assert codec.decode(dense).tolist() == [100, 98, 101, 98, 100]
+    # Split with high bytes as they are: value = high << 2 | low.
+    high = build_frame2(
+        dtype=4,
+        streams=({"layout": 3, "width": 2 | 1 << 4, "reference": 10,
+                  "payload": bytes([0b11_10_01_00, 0]) + bytes([0, 1, 2, 255])},),
+    )  # fmt: skip
+    assert codec.decode(high).tolist() == [10, 15, 20, 1033]
+    # ... and through zstd.
+    squeezed = build_frame2(
+        dtype=4,
+        streams=({"layout": 3, "width": 2 | 2 << 4, "reference": 10,
+                  "payload": bytes([0b11_10_01_00, 0])
+                  + zstandard.ZstdCompressor().compress(bytes([0, 1, 2, 255]))},),
+    )  # fmt: skip
+    assert codec.decode(squeezed).tolist() == [10, 15, 20, 1033]
 
 
 @pytest.mark.parametrize(
@@ -1070,13 +1118,26 @@ def test_hand_built_format2_frames_decode():
         ({"streams": ({"divisor": 1},)}, "divisor of 1"),
         ({"streams": ({"reserved": 64},)}, "stream flags"),
         ({"streams": ({"layout": 0},)}, "stream flags"),
-        ({"streams": ({"layout": 3},)}, "stream flags"),
+        ({"streams": ({"layout": 3, "width": 0},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 9},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 3 | 3 << 4},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 3, "mask": 1},)}, "out of range"),
+        ({"dtype": 2, "streams": ({"layout": 3, "width": 8 | 1 << 4},)}, "out of range"),
+        ({"streams": ({"layout": 3, "width": 3},)}, "split bytes"),
+        ({"streams": ({"layout": 3, "width": 2 | 1 << 4},)}, "high bytes"),
+        ({"streams": ({"layout": 3, "width": 2 | 2 << 4, "payload": b"\0" * 6},)}, "zstd"),
         ({"streams": ({"order": 3},)}, "stream flags"),
         ({"tail": b"\0"}, "after the payloads"),
         ({"streams": ({"payload": b"\0" * 3},)}, "packed bytes"),
         ({"streams": ({"width": 3},)}, "out of range"),
         ({"dtype": 3, "streams": ({"reference": 2**15},)}, "out of range"),
         ({"model": 5, "raw": b"\0" * 5}, "raw bytes"),
+        ({"streams": ({"mask": 1},)}, "packed bytes"),
+        ({"streams": ({"mask": 1, "payload": b""},)}, "cut short"),
+        (
+            {"streams": ({"mask": 1, "layout": 2, "payload": zstandard.compress(b"\xff" * 99)},)},
+            "zstd content",
+        ),
         ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
         ({"shape": (2**40, 2**40, 0), "model": 5, "raw": b""}, "shape"),
     ],
@@ -1193,3 +1254,284 @@ def test_decode_many_groups_every_packing():
     assert [out.tolist() for out in codec.decode_many(v1)] == [
         codec.decode(frame).tolist() for frame in v1
     ]
+
+
+@st.composite
+def small_alphabets(draw: st.DrawFn) -> np.ndarray:
+    """Walks and levels whose residuals take few values: dense split streams, any dtype."""
+    n = draw(st.integers(2, 700))
+    spread = draw(st.sampled_from([1, 2, 3, 5, 7, 15, 31, 63, 127]))
+    dtype = draw(st.sampled_from(["int8", "int16", "int32", "int64", "uint8", "uint64"]))
+    steps = draw(hnp.arrays(np.int64, n, elements=st.integers(-spread, spread)))
+    values = np.cumsum(steps) if draw(st.booleans()) else steps
+    values = values * draw(st.sampled_from([1, 3, 1000])) + draw(st.integers(-(10**6), 10**6))
+    return values.astype(dtype)  # wraps for narrow dtypes, as a column's values may
+
+
+@st.composite
+def skewed_wide(draw: st.DrawFn) -> np.ndarray:
+    """Prices with wide, peaked steps: split streams with high bytes (raw or through zstd)."""
+    n = draw(st.integers(8, 3000))
+    scale = draw(st.sampled_from([2.0, 8.0, 40.0, 300.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    steps = np.rint(np.random.default_rng(seed).laplace(0, scale, n)).astype(np.int64)
+    cents = 10**6 + np.cumsum(steps)
+    return cents / 100 if draw(st.booleans()) else cents
+
+
+@given(small_alphabets())
+def test_round_trip_small_alphabets(values):
+    """Dense split streams of every field size give every value back."""
+    assert_round_trip(values)
+
+
+@given(skewed_wide())
+def test_round_trip_skewed_wide(values):
+    """Split streams with high bytes give every value back."""
+    assert_round_trip(values)
+
+
+def test_split_layout_is_chosen_where_it_is_smaller():
+    """Small alphabets and skewed wide steps take the split layout; it beats byte planes."""
+    rng = np.random.default_rng(71)
+    walk = 10**9 + np.cumsum(rng.integers(-3, 4, 500))
+    stream = streams_of(assert_round_trip(walk))[0]
+    assert (stream.layout, stream.width) == (3, 3)  # three dense bits, no high bytes
+    prices = np.round(500 + np.cumsum(rng.laplace(0, 8, 2000)), 2)
+    frame = assert_round_trip(prices)
+    stream = streams_of(frame)[0]
+    assert stream.layout == 3
+    assert stream.width >> 4 == 2  # the high byte through zstd
+    assert len(frame) < 0.92 * len(_planes_frame(prices))
+
+
+def _planes_frame(values: np.ndarray) -> bytes:
+    """Return the frame the encoder would write without the split layout."""
+    split = codec._split_stream
+    try:
+        codec._split_stream = lambda *_: None
+        return codec.encode(values)
+    finally:
+        codec._split_stream = split
+
+
+def test_decode_many_groups_split_streams():
+    """Groups of split streams decode exactly: shared or differing references, high bytes."""
+    rng = np.random.default_rng(73)
+    families: dict[str, list[np.ndarray]] = {
+        "dense, one reference": [
+            10**9 * k + np.cumsum(rng.integers(-3, 4, 1000)) for k in range(7)
+        ],
+        "dense, references differ": [
+            np.cumsum(rng.integers(-k, 8 - k, 400)) for k in (0, 1, 2, 3, 4, 5)
+        ],
+        "dense order 0": [rng.integers(-16, 16, 333).astype(np.int16) for _ in range(5)],
+        "dense order 2": [np.cumsum(np.cumsum(rng.integers(-60, 60, 300))) for _ in range(5)],
+        "dense divisor": [np.cumsum(rng.integers(-3, 4, 250)) * 1000 for _ in range(5)],
+        "dense uint8": [rng.integers(0, 64, 100).astype(np.uint8) for _ in range(5)],
+        "dense int8": [rng.integers(-64, 64, 200).astype(np.int8) for _ in range(5)],
+        "dense decimals": [
+            np.round(100 + np.cumsum(rng.integers(-3, 4, 300)) / 100, 2) for _ in range(5)
+        ],
+        "high zstd": [np.round(500 + np.cumsum(rng.laplace(0, 8, 1500)), 2) for _ in range(5)],
+        "high raw": [rng.integers(0, 4096, 40) * 3 for _ in range(5)],
+    }
+    frames: list[bytes] = []
+    arrays: list[np.ndarray] = []
+    for name, family in families.items():
+        encoded = [codec.encode(a) for a in family]
+        assert all(streams_of(f)[0].layout == 3 for f in encoded), name
+        frames += encoded
+        arrays += family
+    # Interleaved with other frames, so that no group's frames are evenly spaced.
+    order = np.random.default_rng(5).permutation(len(frames))
+    mixed = [frames[i] for i in order]
+    for index, out in zip(order, codec.decode_many(mixed), strict=True):
+        assert out.dtype == arrays[index].dtype
+        assert out.tobytes() == arrays[index].tobytes()
+        assert out.flags.c_contiguous
+        assert out.flags.writeable
+    for family in families.values():  # each family alone: evenly spaced rows
+        alone = codec.decode_many([codec.encode(a) for a in family])
+        assert [o.tobytes() for o in alone] == [a.tobytes() for a in family]
+
+
+def test_decode_many_refuses_damaged_split_groups_by_index():
+    """A split frame whose fields no encoder writes, among good ones, is named by index."""
+    rng = np.random.default_rng(79)
+    frames = [codec.encode(10**9 + np.cumsum(rng.integers(-3, 4, 500))) for _ in range(6)]
+    bad = build_frame2(streams=({"layout": 3, "width": 3},))  # 4 payload bytes, 3 expected
+    with pytest.raises(CompressionError, match="frame 2: corrupt frame: 4 split bytes"):
+        codec.decode_many([*frames[:2], bad, *frames[2:]])
+    odd = build_frame2(dtype=2, streams=({"layout": 3, "width": 8 | 1 << 4},))
+    with pytest.raises(CompressionError, match="frame 0: corrupt frame: packing"):
+        codec.decode_many([odd] * 5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"streams": ({"divisor": 1},)}, "divisor of 1"),
+        ({"model": 1, "places": 2}, "model 1"),
+        ({"dtype": 3, "streams": ({"reference": 2**15},)}, "out of range"),
+        ({"dtype": 3, "streams": ({"order": 1, "seeds": (2**15,)},)}, "out of range"),
+        ({"dtype": 3, "streams": ({"divisor": 2**16},)}, "out of range"),
+        ({"streams": ({"divisor": 0},)}, "out of range"),
+        ({"model": 5, "raw": b"\0" * 5}, "raw bytes"),
+        ({"streams": ({"mask": 1},)}, "packed bytes"),
+        ({"streams": ({"mask": 1, "payload": b""},)}, "cut short"),
+        (
+            {"streams": ({"mask": 1, "layout": 2, "payload": zstandard.compress(b"\xff" * 99)},)},
+            "zstd content",
+        ),
+        ({"model": 5, "dtype": 1, "raw": b"\0\1\2\0"}, "bool"),
+        ({"shape": (2**64 - 1,)}, "max_bytes"),
+        ({"dtype": 1, "streams": ({"payload": b"\0\1\2\0"},)}, "bool"),
+        ({"streams": ({"layout": 2, "width": 0, "payload": b""},)}, "zstd"),
+        ({"streams": ({"layout": 2, "payload": b"\0" * 9},)}, "zstd"),
+        ({"streams": ({"layout": 3, "width": 3 | 1 << 4, "payload": b"\0" * 9},)}, "high"),
+        ({"streams": ({"layout": 3, "width": 3 | 2 << 4, "payload": b"\0" * 9},)}, "zstd"),
+        ({"streams": ({"layout": 3, "width": 3 | 2 << 4, "payload": b"\0" * 3},)}, "zstd"),
+        ({"shape": (0,), "streams": ({"width": 0, "payload": b""},)}, "out of range"),
+    ],
+    ids=repr,
+)
+def test_decode_many_refuses_groups_no_encoder_writes(fields, match):
+    """Groups of frames whose shared fields no encoder writes are refused as decode refuses."""
+    frame = build_frame2(**fields)
+    with pytest.raises(CompressionError, match=match):
+        codec.decode(frame)
+    with pytest.raises(CompressionError, match=f"frame 0: .*{match}"):
+        codec.decode_many([frame] * 6)
+
+
+def test_decode_many_rebuilds_groups_with_differing_divisors_and_planes():
+    """Groups whose divisors and references differ, and one-plane groups, decode exactly."""
+    rng = np.random.default_rng(83)
+    scaled = [np.cumsum(rng.integers(-k, 9 - k, 200)) * (k + 2) for k in range(6)]
+    planes = [rng.integers(0, 256, 50).astype(np.uint8) for _ in range(5)]
+    frames = [codec.encode(a) for a in scaled + planes]
+    out = codec.decode_many(frames)
+    assert [o.tobytes() for o in out] == [a.tobytes() for a in scaled + planes]
+    raw = [rng.integers(-(2**63), 2**63 - 1, 30, dtype=np.int64, endpoint=True) for _ in range(5)]
+    raw += [r.view(np.float64).astype(">f8") for r in raw]  # random bits, big-endian
+    frames = [codec.encode(a) for a in raw]
+    assert all(model_of(f) == 5 for f in frames)
+    assert [o.tobytes() for o in codec.decode_many(frames)] == [
+        a.astype(a.dtype.newbyteorder("=")).tobytes() for a in raw
+    ]
+    huge = build_frame2(streams=({"divisor": 2**64 - 1, "reference": -(2**63)},))  # wraps
+    assert [o.tolist() for o in codec.decode_many([huge] * 5)] == [codec.decode(huge).tolist()] * 5
+
+
+def test_large_arrays_choose_their_model_on_a_prefix():
+    """Beyond twice the trial length, the model is chosen on a prefix; values come back exact."""
+    rng = np.random.default_rng(89)
+    n = 3 * codec._MODEL_TRIAL
+    clock = 1_700_000_000_000 + 1000 * np.arange(n) + rng.integers(-20, 21, n)
+    assert model_of(assert_round_trip(clock)) == 4  # grid
+    prices = np.round(100 + np.cumsum(rng.normal(0, 0.5, n)), 2)
+    near = np.where(rng.random(n) < 0.2, np.nextafter(prices, np.inf), prices)
+    assert model_of(assert_round_trip(near)) == 1  # decimals with corrections
+    noise = rng.standard_normal(n)
+    assert model_of(assert_round_trip(noise)) in (0, 5)  # bits (or raw)
+
+
+def test_decode_many_plan_cache_is_bounded():
+    """Crafted frames with ever new header signatures cannot grow the plan cache for ever."""
+    for signature in range(3 * codec._PLANS_MOST):
+        codec._plan(signature << 24 | 0x01_01_05)
+    assert len(codec._PLANS) <= codec._PLANS_MOST
+
+
+def test_decode_many_groups_zero_masked_streams():
+    """Zero-masked streams (non-zero values differ in number per frame) decode in groups."""
+    rng = np.random.default_rng(97)
+
+    def trades(width: int) -> np.ndarray:
+        gaps = np.where(rng.random(600) < 0.4, 0, rng.integers(1, width, 600))
+        return 10**15 + np.cumsum(gaps)
+
+    families = {
+        "planes": [trades(70_000) for _ in range(6)],
+        "three planes": [trades(5_000_000) for _ in range(6)],
+        "bits": [
+            np.cumsum(np.where(rng.random(600) < 0.4, 0, rng.integers(1, 9, 600))) for _ in range(6)
+        ],
+        "as is": [
+            np.where(rng.random(300) < 0.3, 0, rng.integers(1, 2**40, 300)) for _ in range(6)
+        ],
+    }
+    frames, arrays = [], []
+    for name, family in families.items():
+        encoded = [codec.encode(a) for a in family]
+        assert all(streams_of(f)[0].flags == 1 for f in encoded), name
+        frames += encoded
+        arrays += family
+    out = codec.decode_many(frames)
+    assert [o.tobytes() for o in out] == [a.tobytes() for a in arrays]
+    assert {streams_of(f)[0].layout for f in frames} == {1, 2}
+
+
+def _batch_frames() -> dict[str, bytes]:
+    """Return one frame of each layout that decode_many rebuilds in groups."""
+    rng = np.random.default_rng(101)
+    trades = 10**15 + np.cumsum(np.where(rng.random(300) < 0.4, 0, rng.integers(1, 70_000, 300)))
+    return {
+        **split_frames(),
+        "zstd planes": codec.encode(np.cumsum(rng.integers(-300_000, 300_000, 400))),
+        "packed": codec.encode(np.cumsum(rng.integers(-1, 2, 64))),
+        "mask": codec.encode(trades),
+        "divisor": codec.encode(np.cumsum(rng.integers(-9, 10, 300)) * 1000),
+        "decimals": codec.encode(np.round(rng.uniform(1, 9, 200), 2)),
+        "raw": codec.encode(rng.integers(-(2**63), 2**63 - 1, 20, dtype=np.int64, endpoint=True)),
+        "order 2": codec.encode(np.cumsum(np.cumsum(rng.integers(-2, 3, 200)))),
+    }
+
+
+@pytest.mark.parametrize("name", _batch_frames())
+def test_decode_many_never_decodes_a_damaged_frame(name):
+    """2,000 single-bit flips of a frame among good copies: decode_many always refuses it."""
+    frame = _batch_frames()[name]
+    flips = random.Random(name)
+    for _ in range(2000):
+        bit = flips.randrange(8 * len(frame))
+        damaged = bytearray(frame)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(CompressionError, match="frame 2: "):
+            codec.decode_many([frame, frame, bytes(damaged), frame, frame, frame])
+
+
+@pytest.mark.parametrize("name", _batch_frames())
+def test_decode_many_agrees_with_decode_on_resigned_damage(name):
+    """Damage with a valid checksum (as a forger could make): decode_many does what decode does.
+
+    Either both refuse the frame with CompressionError, or both return the same array: the
+    grouped path never accepts what the single path refuses, nor raises anything else.
+    """
+    frame = _batch_frames()[name]
+    flips = random.Random(name)
+    refused = 0
+    for _ in range(500):
+        damaged = bytearray(frame)
+        for _ in range(flips.randint(1, 2)):
+            bit = flips.randrange(8 * (len(frame) - 4))
+            damaged[bit // 8] ^= 1 << (bit % 8)
+        body = bytes(damaged[:-4])
+        forged = body + struct.pack("<I", zlib.crc32(body))
+        try:
+            single = codec.decode(forged)
+        except CompressionError:
+            single = None
+        try:
+            many = codec.decode_many([forged] * 5)
+        except CompressionError:
+            assert single is None
+            refused += 1
+            continue
+        assert single is not None
+        for out in many:
+            assert out.dtype == single.dtype
+            assert out.shape == single.shape
+            assert out.tobytes() == single.tobytes()
+    assert 0 < refused < 500  # damage both refused and (where the fields allow) decoded
