@@ -151,6 +151,29 @@ def test_single_row_writes_make_their_partition(db: Database, raw: psycopg.Conne
     assert found.price == 3.0
 
 
+@pytest.mark.parametrize("transaction", [False, True], ids=["autocommit", "transaction"])
+def test_pipelined_writes_make_their_partition(
+    db: Database, raw: psycopg.Connection[Any], transaction: bool
+) -> None:
+    """A pipeline cannot ask before it syncs: each row's partition is made before it is queued."""
+    create_tables(db, PTrade)
+    with db.pipeline(transaction=transaction) as p:
+        inserted = [
+            PTrade(symbol="BTC", ts=T0 + timedelta(days=d), price=float(d)).insert(p)
+            for d in range(4)
+        ]
+        upserted = PTrade(symbol="BTC", ts=T0 + timedelta(days=9), price=9.0).upsert(p)
+        found = PTrade.find_by_id(("BTC", T0 + timedelta(days=2)), p)
+    assert [t.result().price for t in inserted] == [0.0, 1.0, 2.0, 3.0]
+    assert upserted.result().price == 9.0
+    row = found.result()
+    assert row is not None
+    assert row.price == 2.0
+    assert len(PTrade.partitions(db)) == 5
+    assert PTrade.count(db) == 5
+    assert misplaced(raw) == 0
+
+
 def test_plain_rows_make_their_partitions(db: Database, raw: psycopg.Connection[Any]) -> None:
     """batch_create_rows with tuples and with dicts."""
     create_tables(db, PTrade)
