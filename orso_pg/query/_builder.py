@@ -849,9 +849,15 @@ class QueryBuilder:
         """Return how many rows the query yields (its limit and offset ignored)."""
         return _session(db)._count_builder(self)
 
-    def stream(self, db: object, *, batch_size: int = 2000) -> Iterator[tuple[Any, ...]]:
-        """Yield the rows from a server-side cursor, *batch_size* at a time (flat memory)."""
-        return _session(db)._stream_builder(self, batch_size)
+    def stream(
+        self, db: object, *, batch_size: int = 2000, timeout: float | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Yield the rows from a server-side cursor, *batch_size* at a time (flat memory).
+
+        *timeout* bounds each round trip (the query, then each batch) in seconds, as on
+        ``stream_where``.
+        """
+        return _session(db)._stream_builder(self, batch_size, timeout)
 
     # --- columnar results ------------------------------------------------------------------------
 
@@ -905,7 +911,7 @@ class _Runner(Protocol):
     ) -> int: ...
     def _count_builder(self, builder: QueryBuilder) -> int: ...
     def _stream_builder(
-        self, builder: QueryBuilder, batch_size: int
+        self, builder: QueryBuilder, batch_size: int, timeout: float | None = None
     ) -> Iterator[tuple[Any, ...]]: ...
 
 

@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from orso_pg import errors
-from orso_pg.errors import ConfigError
+from orso_pg.errors import ConfigError, ConnectionLostError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -25,6 +25,8 @@ __all__ = ["AdbcConnections", "adbc_available"]
 
 _BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
 _ONE_BATCH = 2**31 - 1
+# ADBC's status code for a failure of the connection itself (AdbcStatusCode.IO).
+_IO = 10
 
 
 def adbc_available() -> bool:
@@ -52,7 +54,26 @@ class AdbcConnections:
         self._closed = False
 
     def read(self, query: str, label: str) -> pa.Table:
-        """Run *query* (its values already bound) and return the result as Arrow."""
+        """Run *query* (its values already bound) and return the result as Arrow.
+
+        An idle connection that turns out to be dead (the server restarted since it was last
+        used) is dropped with the other idle ones and the read runs once more on a new one,
+        as a pooled connection's read is retried.
+        """
+        with self._lock:
+            reused = bool(self._idle)
+        try:
+            return self._read(query, label)
+        except ConnectionLostError:
+            if not reused:
+                raise
+            with self._lock:
+                idle, self._idle = self._idle, []
+            for conn in idle:
+                conn.close()
+            return self._read(query, label)
+
+    def _read(self, query: str, label: str) -> pa.Table:
         dbapi = importlib.import_module("adbc_driver_postgresql.dbapi")
         with self._lock:
             conn = self._idle.pop() if self._idle else None
@@ -96,5 +117,8 @@ def _adbc_error(exc: BaseException, label: str) -> Exception:
     # The same class a psycopg error of that SQLSTATE gets, so callers catch one error tree.
     sqlstate = getattr(exc, "sqlstate", None)
     cls = errors.class_for_sqlstate(sqlstate)
+    if sqlstate is None and getattr(exc, "status_code", None) == _IO:
+        # libpq lost the connection (the server went away): no SQLSTATE, ADBC's IO status.
+        cls = errors.ConnectionLostError
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return cls(f"{first} [table {label!r}]", sqlstate=sqlstate, table=label)

@@ -202,12 +202,14 @@ class Session:
             start = end
         return [tuple(_model_part(row, *part) for part in parts) for row in rows]
 
-    def _stream_builder(self, builder: QueryBuilder, batch_size: int) -> Iterator[tuple[Any, ...]]:
+    def _stream_builder(
+        self, builder: QueryBuilder, batch_size: int, timeout: float | None = None
+    ) -> Iterator[tuple[Any, ...]]:
         check_batch_size(batch_size, builder.base_name)
         self._check_lock(builder.row_lock, builder.base_name)
         stmt = builder.build()
         loaders = builder_loaders(builder)
-        rows = self._iterate(stmt, batch_size, builder.base_name)
+        rows = self._iterate(stmt, batch_size, builder.base_name, timeout)
         if not any(loaders):
             return rows
         return loaded(rows, lambda row: convert_row(loaders, row))

@@ -26,6 +26,7 @@ from psycopg import sql
 from orso_pg import (
     Aggregate,
     ConfigError,
+    ConnectionLostError,
     Database,
     DatabaseError,
     Filter,
@@ -177,6 +178,24 @@ def test_a_database_reads_through_adbc_and_a_transaction_through_its_connection(
         assert inside["symbol"][-1] == "ZZZ"
     for name in through_db:
         assert np.array_equal(through_db[name], inside[name][:50])
+
+
+def test_a_dead_idle_columnar_connection_is_replaced(db: Database):
+    """A kept ADBC connection whose backend was terminated is dropped and the read retried."""
+    reader = db._columnar_reader()
+    assert reader is not None
+    first = reader.read("SELECT pg_backend_pid() AS pid", "t").column("pid")[0].as_py()
+    assert reader._idle
+    with db.connection() as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (first,))
+    second = reader.read("SELECT pg_backend_pid() AS pid", "t").column("pid")[0].as_py()
+    assert second != first
+    # The kept connection is dead again; its replacement dies during the read itself, which
+    # is not retried a second time: it surfaces as a lost connection.
+    with db.connection() as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (second,))
+    with pytest.raises(ConnectionLostError):
+        reader.read("SELECT pg_terminate_backend(pg_backend_pid())", "t")
 
 
 def test_the_columnar_read_is_logged_like_any_statement(db: Database):

@@ -22,8 +22,10 @@ from orso_pg import (
     ConfigError,
     ConnectionLostError,
     Database,
+    Filter,
     LockTimeoutError,
     Orso,
+    QueryBuilder,
     QueryCanceledError,
     ValidationError,
     column,
@@ -303,6 +305,19 @@ def test_batch_and_stream_timeouts(one: Database):
         assert _one(tx.connection, "SHOW statement_timeout") == "4s"  # the transaction's again
         assert len(list(Item.stream_where(None, tx, timeout=3))) == 3
     assert Item.count(one) == 3
+
+
+def test_a_builder_stream_timeout(one: Database):
+    """QueryBuilder.stream takes timeout= as stream_where does."""
+    Item(name="streamed").insert(one)
+    slow = QueryBuilder(Item).where(
+        Filter.eq("name", "streamed") & Filter.raw(sql.SQL("pg_sleep(0.5) IS NOT NULL"))
+    )
+    with pytest.raises(QueryCanceledError):
+        list(slow.stream(one, timeout=0.1))
+    assert [row[1] for row in slow.stream(one, timeout=5)] == ["streamed"]
+    with pytest.raises(ConfigError, match="timeout must be a positive number"):
+        list(slow.stream(one, timeout=-1))
 
 
 def test_bad_operation_timeouts_are_refused(one: Database):
