@@ -284,21 +284,7 @@ class Router:
 
     def read(self, work: Callable[[Executor], T]) -> T:
         """Run *work* on a replica; on a failure there, once on another server."""
-        server = self._choose(None)
-        if server is None or server.member is None:
-            return self._db._read_primary(work)
-        try:
-            return server.member._read_primary(work)
-        except _ELSEWHERE as exc:
-            self._failed(server, exc)
-        other = self._choose(server)
-        if other is None or other.member is None:
-            return self._db._read_primary(work)
-        try:
-            return other.member._read_primary(work)
-        except _ELSEWHERE as exc:
-            self._failed(other, exc)
-        return self._db._read_primary(work)
+        return self.on_server(lambda session: session._read(work))
 
     def iterate(
         self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None
