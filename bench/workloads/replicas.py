@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench import data
@@ -98,24 +98,31 @@ class ReplicaLookups(_Lookups):
             Variant("raw", "pool_per_op_autocommit", raw_pool, "threads"),
             Variant("orso_pg", "find_by_id (one server)", lambda: _lookup(clients.db), "threads"),
         ]
-        standby = replicated.standby
-        if standby is not None:
-            both = [standby.dsn, self.env.base_dsn]
-            found += [
-                Variant(
-                    "orso_pg",
-                    "find_by_id (primary + standby)",
-                    lambda: _lookup(replicated.database(both)),
-                    "threads",
-                ),
-                Variant(
-                    "orso_pg",
-                    "find_by_id (standby only)",
-                    lambda: _lookup(replicated.database([standby.dsn])),
-                    "threads",
-                ),
-            ]
-        return found
+        return found + _routed(replicated, self.env.base_dsn, "find_by_id", _lookup)
+
+
+def _routed(
+    replicated: _Replicated, primary_dsn: str, name: str, make: Callable[[Database], PerOp]
+) -> list[Variant]:
+    """The variants reading through a Database with replicas: both servers, the standby alone."""
+    standby = replicated.standby
+    if standby is None:
+        return []
+    both = [standby.dsn, primary_dsn]
+    return [
+        Variant(
+            "orso_pg",
+            f"{name} (primary + standby)",
+            lambda: make(replicated.database(both)),
+            "threads",
+        ),
+        Variant(
+            "orso_pg",
+            f"{name} (standby only)",
+            lambda: make(replicated.database([standby.dsn])),
+            "threads",
+        ),
+    ]
 
 
 class ReplicaRanges(_Reads):
@@ -182,24 +189,7 @@ class ReplicaRanges(_Reads):
             Variant("raw", "pool_per_op_attrs", raw_pool, "threads"),
             Variant("orso_pg", "query (one server)", lambda: orso(clients.db), "threads"),
         ]
-        standby = replicated.standby
-        if standby is not None:
-            both = [standby.dsn, self.env.base_dsn]
-            found += [
-                Variant(
-                    "orso_pg",
-                    "query (primary + standby)",
-                    lambda: orso(replicated.database(both)),
-                    "threads",
-                ),
-                Variant(
-                    "orso_pg",
-                    "query (standby only)",
-                    lambda: orso(replicated.database([standby.dsn])),
-                    "threads",
-                ),
-            ]
-        return found
+        return found + _routed(replicated, self.env.base_dsn, "query", orso)
 
 
 class ReplicaRouting(_Lookups):
