@@ -603,14 +603,18 @@ class PipelineExecutor:
         except psycopg.Error as exc:
             raise translate(exc) from exc
 
-    def close(self) -> None:
-        """Leave pipeline mode; results left are dropped, a transaction left open rolled back."""
+    def close(self, *, end_transaction: bool = True) -> None:
+        """Leave pipeline mode; results left are dropped.
+
+        A transaction left open is rolled back, unless *end_transaction* is false (a pipeline
+        inside a transaction it does not own).
+        """
         block, self._block, self._pipe = self._block, None, None
         if block is not None:
             with contextlib.suppress(psycopg.Error):
                 block.__exit__(None, None, None)
         conn = self.conn
-        if not conn.closed and conn.info.transaction_status != _IDLE:
+        if end_transaction and not conn.closed and conn.info.transaction_status != _IDLE:
             try:
                 conn.rollback()
             except psycopg.Error:  # pragma: no cover - the connection broke just now
