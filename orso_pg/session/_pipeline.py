@@ -143,10 +143,6 @@ class Pending(Generic[T]):
         """Whether the operation failed (``result()`` would raise)."""
         return self._state == _FAILED
 
-    def _resolve(self, value: Any) -> None:
-        self._state = _DONE
-        self._value = value
-
     def _fail(self, error: BaseException) -> None:
         self._state = _FAILED
         self._error = error
@@ -210,6 +206,29 @@ class Pipeline(Session):
     # --- queueing -----------------------------------------------------------------------------
 
     def _queue_step(self, step: Step[T]) -> Pending[T]:
+        # Every operation of a pipeline passes here: the checks are grouped, the sending
+        # inlined, so that the common case costs as few calls as possible.
+        px = self._px
+        stmt = step.stmt
+        if self._closed or px.broken is not None or stmt.settings or self._first_error:
+            return self._refused(step)
+        self._count += 1
+        handle: Pending[T] = Pending(self, self._count)
+        cur = px.send(stmt, binary=step.kind != ROWCOUNT)
+        if not self.transaction:
+            px.boundary()
+        queue = self._queue
+        queue.append((handle, cur, step))
+        size = 64
+        for value in stmt.params:
+            size += len(value) if type(value) is str or type(value) is bytes else _SMALL
+        self._bytes += size
+        if len(queue) >= self.max_pending or self._bytes >= self.max_bytes:
+            self.sync()
+        return handle
+
+    def _refused(self, step: Step[T]) -> Pending[T]:
+        """Raise why *step* cannot be queued, or return its handle failed as aborted."""
         if self._closed:
             msg = "this pipeline is closed; open another with db.pipeline()"
             raise QueryError(msg, table=step.label)
@@ -220,20 +239,8 @@ class Pipeline(Session):
             raise QueryError(msg, table=step.label)
         self._count += 1
         handle: Pending[T] = Pending(self, self._count)
-        if self._first_error is not None:
-            handle._fail(self._aborted(step.label))
-            return handle
-        self._send(handle, step)
-        if len(self._queue) >= self.max_pending or self._bytes >= self.max_bytes:
-            self.sync()
+        handle._fail(self._aborted(step.label))
         return handle
-
-    def _send(self, handle: Pending[Any], step: Step[Any]) -> None:
-        cur = self._px.send(step.stmt, binary=step.kind != ROWCOUNT)
-        if not self.transaction:
-            self._px.boundary()
-        self._queue.append((handle, cur, step))
-        self._bytes += _size(step.stmt.params)
 
     def _aborted(self, label: str | None) -> PipelineAbortedError:
         first = self._first_error
@@ -278,13 +285,13 @@ class Pipeline(Session):
             with contextlib.suppress(OrsoError):
                 self._px.sync()  # a broken connection: every outcome below says so
             px = self._px
+            outcome = px.outcome
             for handle, cur, step in entries:
                 if self._first_error is not None:
                     handle._fail(self._aborted(step.label))
-                    px.release(cur)
                     continue
                 try:
-                    value = step.finish(px.outcome(cur, step.kind, step.label))
+                    value = step.finish(outcome(cur, step.kind, step.label))
                 except Aborted:  # pragma: no cover - a failed BEGIN, or a broken connection
                     # Skipped by the server: its BEGIN failed, or the connection broke.
                     self._fail(handle, px.broken or _begin_failed(step.label))
@@ -292,9 +299,9 @@ class Pipeline(Session):
                 except Exception as exc:  # noqa: BLE001 - delivered on the handle
                     self._fail(handle, exc)
                     continue
-                finally:
-                    px.release(cur)
-                handle._resolve(value)
+                handle._state = _DONE
+                handle._value = value
+            px.release_all([cur for _, cur, _ in entries])
             self._failures = [h for h in self._failures if not h._observed]
 
     def _fail(self, handle: Pending[Any], error: BaseException) -> None:
@@ -422,13 +429,6 @@ def _rolled_back(label: str, *, nested: bool = False) -> OrsoError:
 
 def _begin_failed(label: str) -> OrsoError:  # pragma: no cover - see sync()
     return QueryError("the pipeline's transaction could not begin", table=label)
-
-
-def _size(params: tuple[Any, ...]) -> int:
-    total = 64
-    for value in params:
-        total += len(value) if isinstance(value, (str, bytes)) else _SMALL
-    return total
 
 
 @contextlib.contextmanager
