@@ -23,6 +23,7 @@ from orso_pg import (
     column,
     table,
 )
+from tests.conftest import Server
 from tests.helpers import create_tables
 from tests.partition_models import PTrade
 
@@ -247,3 +248,12 @@ def test_synchronous_commit_must_be_a_bool(db: Database):
         ),
     ):
         pass  # pragma: no cover - refused before the block
+
+
+def test_the_readme_section_runs(
+    server: Server, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's example runs unchanged and its asserts hold."""
+    from tests.readme_run import run_section
+
+    run_section("Pipelines in a transaction", server, schema, monkeypatch)
