@@ -584,8 +584,9 @@ class PipelineExecutor:
     :meth:`send` queues a statement and returns its cursor; :meth:`boundary` ends the
     server's implicit transaction after the statements queued so far (an error then aborts
     nothing queued after it); :meth:`sync` sends everything and waits for every result;
-    :meth:`outcome` reads one statement's result after the sync. It decides nothing about
-    transactions or which statements to send: the pipeline session does.
+    :meth:`outcome` reads one statement's result after the sync, and :meth:`release_all`
+    takes the cursors back for the next statements. It decides nothing about transactions or
+    which statements to send: the pipeline session does.
     """
 
     __slots__ = ("_block", "_pipe", "_spare", "broken", "conn", "ex")
@@ -669,10 +670,6 @@ class PipelineExecutor:
             self.broken = translate(exc)
         if self.broken is not None:
             raise self.broken from exc
-
-    def release(self, cur: Any) -> None:
-        """Take back a cursor :meth:`send` returned, its outcome read (or not wanted)."""
-        self._spare.append(cur)
 
     def release_all(self, curs: list[Any]) -> None:
         """Take back cursors :meth:`send` returned, their outcomes read (or not wanted)."""

@@ -195,7 +195,9 @@ def test_partitions_are_made_on_the_transactions_own_connection(db: Database):
         with pytest.raises(UniqueViolationError), tx.pipeline() as p:
             PTrade(symbol="BTC", ts=t0, price=1.0).insert(p)  # taken: fails
             late = PTrade(symbol="BTC", ts=t0 + timedelta(days=30), price=3.0).insert(p)
+            later = PTrade(symbol="BTC", ts=t0 + timedelta(days=60), price=3.0).insert(p)
         assert late.failed()
+        assert later.failed()
         PTrade(symbol="BTC", ts=t0, price=1.0).insert(tx)  # the transaction still runs
     assert PTrade.count(db) == 3
     _idle(db)
