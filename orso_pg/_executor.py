@@ -26,7 +26,6 @@ from psycopg import sql
 
 from orso_pg import _adapters, _vector, errors
 from orso_pg._compiler import Statement
-from orso_pg._memo import Memo
 from orso_pg._schema import model_of_table
 from orso_pg._types import Refused, Unloadable
 from orso_pg.session import _watchdog
@@ -88,7 +87,8 @@ _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 _SNAPSHOT: Final = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 _END_SNAPSHOT: Final = sql.SQL("COMMIT")
 
-_RENDERED: Final[Memo[bytes]] = Memo()
+_RENDERED: Final[dict[int, tuple[sql.Composable, bytes]]] = {}
+_RENDERED_SIZE: Final = 2048
 
 _clock: Final = time.perf_counter
 
@@ -104,9 +104,15 @@ def render(query: sql.Composable) -> bytes:
     back for every call of an operation and is rendered once. Connections use UTF-8 (set by
     :mod:`orso_pg.session._database`), which is what rendering without a connection assumes.
     """
-    data = _RENDERED.get(None, (query,))
-    if data is None:
-        data = _RENDERED.put(None, query.as_bytes(None), (query,))
+    # By id, the entry holding the object so that its id cannot be reused while stored: a
+    # dict lookup and an identity check, on every statement sent.
+    entry = _RENDERED.get(id(query))
+    if entry is not None and entry[0] is query:
+        return entry[1]
+    if len(_RENDERED) >= _RENDERED_SIZE:
+        _RENDERED.clear()
+    data = query.as_bytes(None)
+    _RENDERED[id(query)] = (query, data)
     return data
 
 
@@ -578,8 +584,9 @@ class PipelineExecutor:
     :meth:`send` queues a statement and returns its cursor; :meth:`boundary` ends the
     server's implicit transaction after the statements queued so far (an error then aborts
     nothing queued after it); :meth:`sync` sends everything and waits for every result;
-    :meth:`outcome` reads one statement's result after the sync. It decides nothing about
-    transactions or which statements to send: the pipeline session does.
+    :meth:`outcome` reads one statement's result after the sync, and :meth:`release_all`
+    takes the cursors back for the next statements. It decides nothing about transactions or
+    which statements to send: the pipeline session does.
     """
 
     __slots__ = ("_block", "_pipe", "_spare", "broken", "conn", "ex")
@@ -603,27 +610,33 @@ class PipelineExecutor:
         except psycopg.Error as exc:
             raise translate(exc) from exc
 
-    def close(self) -> None:
-        """Leave pipeline mode; results left are dropped, a transaction left open rolled back."""
+    def close(self, *, end_transaction: bool = True) -> None:
+        """Leave pipeline mode; results left are dropped.
+
+        A transaction left open is rolled back, unless *end_transaction* is false (a pipeline
+        inside a transaction it does not own).
+        """
         block, self._block, self._pipe = self._block, None, None
         if block is not None:
             with contextlib.suppress(psycopg.Error):
                 block.__exit__(None, None, None)
         conn = self.conn
-        if not conn.closed and conn.info.transaction_status != _IDLE:
+        if end_transaction and not conn.closed and conn.info.transaction_status != _IDLE:
             try:
                 conn.rollback()
             except psycopg.Error:  # pragma: no cover - the connection broke just now
                 conn.close()  # the pool sees it closed and opens another
 
-    def send(self, stmt: Statement, *, binary: bool = True) -> psycopg.Cursor[Any]:
+    def send(self, stmt: Statement, *, binary: bool = True) -> _PipelineCursor:
         """Queue *stmt*; return the cursor its result will arrive on."""
         query = render(stmt.query)
         if self.ex.listeners:
             self.ex._notify(query, stmt.params)
-        cur = self._spare.pop() if self._spare else _PipelineCursor(self.conn)
+        spare = self._spare
+        cur = spare.pop() if spare else _PipelineCursor(self.conn)
         cur.error = None
-        cur.format = _BINARY if binary else _TEXT
+        if binary is not (cur.format is _BINARY):
+            cur.format = _BINARY if binary else _TEXT
         try:
             cur.execute(query, stmt.params)
         except psycopg.Error as exc:
@@ -658,18 +671,18 @@ class PipelineExecutor:
         if self.broken is not None:
             raise self.broken from exc
 
-    def release(self, cur: Any) -> None:
-        """Take back a cursor :meth:`send` returned, its outcome read (or not wanted)."""
-        self._spare.append(cur)
+    def release_all(self, curs: list[Any]) -> None:
+        """Take back cursors :meth:`send` returned, their outcomes read (or not wanted)."""
+        self._spare.extend(curs)
 
-    def outcome(self, cur: psycopg.Cursor[Any], kind: int, table: str | None) -> Any:
+    def outcome(self, cur: _PipelineCursor, kind: int, table: str | None) -> Any:
         """Return the result of a statement after the sync, as *kind* asks.
 
         Raises:
             Aborted: the server skipped it after an earlier error.
             OrsoError: the statement failed (translated), or its rows could not be read.
         """
-        error = getattr(cur, "error", None)
+        error = cur.error
         if error is not None:
             if isinstance(error, psycopg.errors.PipelineAborted):  # pragma: no cover
                 raise Aborted  # the session fails these itself, without reading them

@@ -314,11 +314,27 @@ class PipelinedEtl(_Pipelined):
                 pipelined(p)
             return 0
 
+        def pipeline_async_commit() -> int:
+            with db.pipeline(synchronous_commit=False) as p:
+                pipelined(p)
+            return 0
+
+        def pipeline_in_transaction() -> int:
+            with db.transaction() as tx, tx.pipeline() as p:
+                pipelined(p)
+            return 0
+
         return [
             Variant("orso_pg", "one call at a time (transaction)", in_transaction, ref=True),
             Variant("orso_pg", "pipeline (transaction)", pipeline_transaction),
             Variant("orso_pg", "one call at a time (Database)", autocommit, ref=True),
             Variant("orso_pg", "pipeline (autocommit)", pipeline_autocommit),
+            Variant(
+                "orso_pg",
+                "pipeline (autocommit, synchronous_commit=False)",
+                pipeline_async_commit,
+            ),
+            Variant("orso_pg", "tx.pipeline() in a transaction", pipeline_in_transaction),
         ]
 
 

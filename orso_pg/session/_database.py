@@ -869,6 +869,7 @@ class Database(Session):
         transaction: bool = False,
         max_pending: int = 1000,
         max_bytes: int = 4 << 20,
+        synchronous_commit: bool = True,
     ) -> Iterator[Pipeline]:
         """Send Orso operations without waiting for each other, on one pooled connection.
 
@@ -883,6 +884,11 @@ class Database(Session):
                 operation commits on its own and a failure fails its own handle only.
             max_pending: Operations sent before the pipeline syncs by itself.
             max_bytes: Bytes of parameters sent before the pipeline syncs by itself.
+            synchronous_commit: ``False`` lets each commit return before its WAL is flushed
+                to disk (PostgreSQL's ``synchronous_commit = off`` on this connection, for
+                the block only): a server crash may lose the last few hundred milliseconds
+                of commits, never leave one half-applied. Much faster in autocommit, where
+                every operation is a commit.
 
         Raises:
             OrsoError: when the block ends, the first error no handle's ``result()`` raised
@@ -899,6 +905,7 @@ class Database(Session):
                     max_pending=max_pending,
                     max_bytes=max_bytes,
                     side=self._write,
+                    synchronous_commit=synchronous_commit,
                 ) as p,
             ):
                 yield p
@@ -925,6 +932,7 @@ class Transaction(Session):
         self._conn = conn
         self._listeners = db._listeners
         self._deadline = deadline
+        self._piped = False  # a pipeline is open on the connection
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -939,19 +947,74 @@ class Transaction(Session):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Open a nested transaction (a savepoint); an exception rolls back only its work."""
+        self._ready()
         with _translated(), self._conn.transaction():
             yield Transaction(self._db, self._conn, self._deadline)
+
+    @contextlib.contextmanager
+    def pipeline(self, *, max_pending: int = 1000, max_bytes: int = 4 << 20) -> Iterator[Pipeline]:
+        """Send Orso operations without waiting for each other, inside this transaction.
+
+        The yielded :class:`~orso_pg.Pipeline` works as ``db.pipeline(transaction=True)``
+        does, in a savepoint of this transaction: when an operation fails, its handle raises
+        its error, the later ones raise :class:`PipelineAbortedError`, the pipeline's work
+        (and only it) is rolled back to the savepoint, and the error is raised when the block
+        ends. Catch it and this transaction goes on, as after a failed nested
+        ``tx.transaction()``. Until the block ends, operations must go through the pipeline,
+        not this transaction (they raise :class:`QueryError`).
+
+        Args:
+            max_pending: Operations sent before the pipeline syncs by itself.
+            max_bytes: Bytes of parameters sent before the pipeline syncs by itself.
+        """
+        from orso_pg.session._pipeline import pipelined
+
+        self._ready()
+        self._piped = True
+        try:
+            with pipelined(
+                self._executor(),
+                transaction=True,
+                savepoint=True,
+                max_pending=max_pending,
+                max_bytes=max_bytes,
+                side=self._inline,
+            ) as p:
+                yield p
+        finally:
+            self._piped = False
+
+    def _inline(self, work: Callable[[Executor], T]) -> T:
+        """Run preparatory *work* for the pipeline open on this transaction (it paused)."""
+        self._piped = False
+        try:
+            return self._atomic(work)
+        finally:
+            self._piped = True
+
+    def _ready(self) -> None:
+        if self._piped:
+            msg = (
+                "a pipeline is open on this transaction: send operations through it (or end "
+                "its block first)"
+            )
+            raise QueryError(msg)
 
     def _executor(self) -> Executor:
         return self._db._executor(self._conn, self._deadline)
 
     def _read(self, work: Callable[[Executor], T]) -> T:
+        if self._piped:
+            self._ready()
         return work(self._executor())
 
     def _write(self, work: Callable[[Executor], T]) -> T:
+        if self._piped:
+            self._ready()
         return work(self._executor())
 
     def _atomic(self, work: Callable[[Executor], T], *, timeout: float | None = None) -> T:
+        self._ready()
         local, deadline = _call_timeout(timeout)
         ex = self._db._executor(self._conn, deadline or self._deadline)
         # A savepoint, so a failed operation can be caught without poisoning the transaction.
@@ -971,6 +1034,7 @@ class Transaction(Session):
     ) -> Iterator[Any]:
         # Only the client-side deadline: a SET LOCAL here would outlive the stream in the
         # transaction (give the transaction its statement_timeout instead).
+        self._ready()
         _, deadline = _call_timeout(timeout)
         ex = self._db._executor(self._conn, deadline or self._deadline)
         return ex.stream(stmt, batch_size=batch_size, table=table)

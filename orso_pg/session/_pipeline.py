@@ -16,11 +16,15 @@ Two modes:
   the block ends. The first operation that fails (on the server, or when its result is read,
   e.g. an ``update`` finding no row) fails every later one with
   :class:`~orso_pg.errors.PipelineAbortedError`, and the transaction is rolled back.
+* savepoint (``tx.pipeline()`` in an open :class:`~orso_pg.Transaction`): as a transaction
+  pipeline, but inside a savepoint of the enclosing transaction. A failure rolls back to the
+  savepoint, so only the pipeline's own work is undone and the enclosing transaction goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
@@ -28,7 +32,13 @@ from psycopg import sql
 
 from orso_pg._compiler import Statement
 from orso_pg._executor import ROWCOUNT, Aborted, Executor, PipelineExecutor
-from orso_pg.errors import ConfigError, OrsoError, PipelineAbortedError, QueryError
+from orso_pg.errors import (
+    ConfigError,
+    ConnectionLostError,
+    OrsoError,
+    PipelineAbortedError,
+    QueryError,
+)
 from orso_pg.session._database import Session
 
 __all__ = ["Pending", "Pipeline", "Step", "pipelined"]
@@ -42,6 +52,9 @@ _FAILED: Final = 2
 _BEGIN: Final = Statement(sql.SQL("BEGIN"))
 _COMMIT: Final = Statement(sql.SQL("COMMIT"))
 _ROLLBACK: Final = Statement(sql.SQL("ROLLBACK"))
+
+#: Numbers the savepoints of pipelines opened in a transaction (unique in the process).
+_savepoints = itertools.count(1)
 
 #: Bytes counted for a parameter whose size is not measured (numbers, dates...).
 _SMALL: Final = 16
@@ -130,10 +143,6 @@ class Pending(Generic[T]):
         """Whether the operation failed (``result()`` would raise)."""
         return self._state == _FAILED
 
-    def _resolve(self, value: Any) -> None:
-        self._state = _DONE
-        self._value = value
-
     def _fail(self, error: BaseException) -> None:
         self._state = _FAILED
         self._error = error
@@ -167,9 +176,11 @@ class Pipeline(Session):
         max_pending: int,
         max_bytes: int,
         side: Callable[[Callable[[Executor], Any]], Any] | None = None,
+        savepoint: sql.Composable | None = None,
     ) -> None:
         self._px = px
         self._side = side
+        self._savepoint = savepoint
         self._listeners = tuple(px.ex.listeners)
         self.transaction = transaction
         self.max_pending = max_pending
@@ -183,6 +194,8 @@ class Pipeline(Session):
 
     def __repr__(self) -> str:
         mode = "transaction" if self.transaction else "autocommit"
+        if self._savepoint is not None:
+            mode = "savepoint"
         return f"<Pipeline {mode}, {len(self._queue)} queued, {self._count} operations>"
 
     @property
@@ -193,6 +206,29 @@ class Pipeline(Session):
     # --- queueing -----------------------------------------------------------------------------
 
     def _queue_step(self, step: Step[T]) -> Pending[T]:
+        # Every operation of a pipeline passes here: the checks are grouped, the sending
+        # inlined, so that the common case costs as few calls as possible.
+        px = self._px
+        stmt = step.stmt
+        if self._closed or px.broken is not None or stmt.settings or self._first_error:
+            return self._refused(step)
+        self._count += 1
+        handle: Pending[T] = Pending(self, self._count)
+        cur = px.send(stmt, binary=step.kind != ROWCOUNT)
+        if not self.transaction:
+            px.boundary()
+        queue = self._queue
+        queue.append((handle, cur, step))
+        size = 64
+        for value in stmt.params:
+            size += len(value) if type(value) is str or type(value) is bytes else _SMALL
+        self._bytes += size
+        if len(queue) >= self.max_pending or self._bytes >= self.max_bytes:
+            self.sync()
+        return handle
+
+    def _refused(self, step: Step[T]) -> Pending[T]:
+        """Raise why *step* cannot be queued, or return its handle failed as aborted."""
         if self._closed:
             msg = "this pipeline is closed; open another with db.pipeline()"
             raise QueryError(msg, table=step.label)
@@ -203,27 +239,16 @@ class Pipeline(Session):
             raise QueryError(msg, table=step.label)
         self._count += 1
         handle: Pending[T] = Pending(self, self._count)
-        if self._first_error is not None:
-            handle._fail(self._aborted(step.label))
-            return handle
-        self._send(handle, step)
-        if len(self._queue) >= self.max_pending or self._bytes >= self.max_bytes:
-            self.sync()
+        handle._fail(self._aborted(step.label))
         return handle
-
-    def _send(self, handle: Pending[Any], step: Step[Any]) -> None:
-        cur = self._px.send(step.stmt, binary=step.kind != ROWCOUNT)
-        if not self.transaction:
-            self._px.boundary()
-        self._queue.append((handle, cur, step))
-        self._bytes += _size(step.stmt.params)
 
     def _aborted(self, label: str | None) -> PipelineAbortedError:
         first = self._first_error
         assert first is not None  # noqa: S101 - only called once an operation failed
+        undone = "its transaction is" if self._savepoint is None else "its savepoint is"
         msg = (
             f"aborted by an earlier error at operation {first.operation} of this pipeline "
-            f"(its transaction is rolled back): {first._error}"
+            f"({undone} rolled back): {first._error}"
         )
         return PipelineAbortedError(msg, operation=first.operation, table=label)
 
@@ -236,7 +261,20 @@ class Pipeline(Session):
         if self._side is None:  # pragma: no cover - Database.pipeline always gives one
             msg = "this pipeline cannot run preparatory statements"
             raise QueryError(msg)
-        self._side(work)
+        if self._savepoint is None:
+            self._side(work)
+            return
+        # In a transaction, on its own connection (another one would wait for the locks this
+        # transaction holds): the pipeline syncs, leaves pipeline mode for the work and
+        # enters it again. After a failure the operation is aborted anyway: nothing to make.
+        if self._first_error is None:
+            self.sync()
+        if self._first_error is None:
+            self._px.close(end_transaction=False)
+            try:
+                self._side(work)
+            finally:
+                self._px.open()
 
     # --- syncing ------------------------------------------------------------------------------
 
@@ -247,13 +285,13 @@ class Pipeline(Session):
             with contextlib.suppress(OrsoError):
                 self._px.sync()  # a broken connection: every outcome below says so
             px = self._px
+            outcome = px.outcome
             for handle, cur, step in entries:
                 if self._first_error is not None:
                     handle._fail(self._aborted(step.label))
-                    px.release(cur)
                     continue
                 try:
-                    value = step.finish(px.outcome(cur, step.kind, step.label))
+                    value = step.finish(outcome(cur, step.kind, step.label))
                 except Aborted:  # pragma: no cover - a failed BEGIN, or a broken connection
                     # Skipped by the server: its BEGIN failed, or the connection broke.
                     self._fail(handle, px.broken or _begin_failed(step.label))
@@ -261,9 +299,9 @@ class Pipeline(Session):
                 except Exception as exc:  # noqa: BLE001 - delivered on the handle
                     self._fail(handle, exc)
                     continue
-                finally:
-                    px.release(cur)
-                handle._resolve(value)
+                handle._state = _DONE
+                handle._value = value
+            px.release_all([cur for _, cur, _ in entries])
             self._failures = [h for h in self._failures if not h._observed]
 
     def _fail(self, handle: Pending[Any], error: BaseException) -> None:
@@ -275,7 +313,9 @@ class Pipeline(Session):
     # --- the end ------------------------------------------------------------------------------
 
     def _begin(self) -> None:
-        if self.transaction:
+        if self._savepoint is not None:
+            self._px.send(Statement(sql.SQL("SAVEPOINT {}").format(self._savepoint)), binary=False)
+        elif self.transaction:
             self._px.send(_BEGIN, binary=False)
 
     def _finish(self, *, raising: bool) -> None:
@@ -298,7 +338,7 @@ class Pipeline(Session):
             for handle, _, step in self._queue:  # pragma: no cover - a race with the network
                 handle._fail(self._px.broken or _rolled_back(step.label))
             self._queue.clear()
-            self._px.close()
+            self._px.close(end_transaction=self._savepoint is None)
         if raising:
             return
         if self._first_error is not None:
@@ -310,8 +350,21 @@ class Pipeline(Session):
     def _end(self, *, commit: bool) -> None:
         queued, self._queue = self._queue, []
         for handle, _, step in queued:
-            handle._fail(_rolled_back(step.label))
-        cur = self._px.send(_COMMIT if commit else _ROLLBACK, binary=False)
+            handle._fail(_rolled_back(step.label, nested=self._savepoint is not None))
+        if self._savepoint is None:
+            cur = self._px.send(_COMMIT if commit else _ROLLBACK, binary=False)
+        else:
+            # After a Sync of its own: an error among what was queued last would otherwise
+            # make the server skip the rollback, and leave the enclosing transaction failed.
+            self._px.boundary()
+            name = self._savepoint
+            if not commit:
+                undo = Statement(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
+                self._px.send(undo, binary=False)
+            cur = self._px.send(
+                Statement(sql.SQL("RELEASE SAVEPOINT {}").format(name)), binary=False
+            )
+            commit = True  # the outcome of the release says whether the transaction goes on
         with contextlib.suppress(OrsoError):
             self._px.sync()
         if commit:
@@ -368,20 +421,14 @@ def _error_of(handle: Pending[Any]) -> BaseException:
     return handle._error
 
 
-def _rolled_back(label: str) -> OrsoError:
-    msg = "not run: the pipeline's block raised, and its transaction was rolled back"
+def _rolled_back(label: str, *, nested: bool = False) -> OrsoError:
+    undone = "savepoint" if nested else "transaction"
+    msg = f"not run: the pipeline's block raised, and its {undone} was rolled back"
     return PipelineAbortedError(msg, operation=0, table=label)
 
 
 def _begin_failed(label: str) -> OrsoError:  # pragma: no cover - see sync()
     return QueryError("the pipeline's transaction could not begin", table=label)
-
-
-def _size(params: tuple[Any, ...]) -> int:
-    total = 64
-    for value in params:
-        total += len(value) if isinstance(value, (str, bytes)) else _SMALL
-    return total
 
 
 @contextlib.contextmanager
@@ -392,23 +439,53 @@ def pipelined(
     max_pending: int,
     max_bytes: int,
     side: Callable[[Callable[[Executor], Any]], Any] | None = None,
+    savepoint: bool = False,
+    synchronous_commit: bool = True,
 ) -> Iterator[Pipeline]:
-    """Run the block with a :class:`Pipeline` on *ex*'s connection; end it as its mode says."""
+    """Run the block with a :class:`Pipeline` on *ex*'s connection; end it as its mode says.
+
+    With *savepoint*, the connection is in a transaction the caller owns: the pipeline runs
+    in a savepoint of it and leaves it open. Without *synchronous_commit*, the connection's
+    ``synchronous_commit`` is ``off`` for the block and put back afterwards.
+    """
     if type(max_pending) is not int or max_pending < 1:
         msg = f"max_pending must be a positive int, not {max_pending!r}"
         raise ConfigError(msg, value=max_pending)
     if type(max_bytes) is not int or max_bytes < 1:
         msg = f"max_bytes must be a positive int, not {max_bytes!r}"
         raise ConfigError(msg, value=max_bytes)
-    px = PipelineExecutor(ex)
-    px.open()
-    p = Pipeline(
-        px, transaction=transaction, max_pending=max_pending, max_bytes=max_bytes, side=side
-    )
+    if synchronous_commit not in (True, False):
+        msg = f"synchronous_commit must be True or False, not {synchronous_commit!r}"
+        raise ConfigError(msg, value=synchronous_commit)
+    name = sql.Identifier(f"orso_pg_pipeline_{next(_savepoints)}") if savepoint else None
+    before = None
+    if not synchronous_commit:
+        before = ex.scalar(_SYNC_COMMIT)
+        ex.scalar(Statement(_SET_COMMIT, ("off",)))
     try:
-        p._begin()
-        yield p
-    except BaseException:
-        p._finish(raising=True)
-        raise
-    p._finish(raising=False)
+        px = PipelineExecutor(ex)
+        px.open()
+        p = Pipeline(
+            px,
+            transaction=transaction or savepoint,
+            max_pending=max_pending,
+            max_bytes=max_bytes,
+            side=side,
+            savepoint=name,
+        )
+        try:
+            p._begin()
+            yield p
+        except BaseException:
+            p._finish(raising=True)
+            raise
+        p._finish(raising=False)
+    finally:
+        if before is not None:
+            # A lost connection is discarded by the pool, with its setting.
+            with contextlib.suppress(ConnectionLostError):
+                ex.scalar(Statement(_SET_COMMIT, (before,)))
+
+
+_SYNC_COMMIT: Final = Statement(sql.SQL("SELECT current_setting('synchronous_commit')"))
+_SET_COMMIT: Final = sql.SQL("SELECT set_config('synchronous_commit', %s, false)")
