@@ -159,8 +159,10 @@ def _status(args: argparse.Namespace) -> int:
     if isinstance(entries, int):
         return entries
     pending: list[MigrationPlan] = []
+    servers: list[str] = []
 
     def work(db: Database) -> None:
+        servers.append(db.server)
         plans = Migrations.plan(db, entries, **_options(args))
         pending.extend(p for p in plans if p.steps)
         print(plans_json(plans) if args.json else format_plans(plans))
@@ -171,7 +173,7 @@ def _status(args: argparse.Namespace) -> int:
         tables = len(pending)
         print(
             f"orso-pg: {count} pending step{'s' * (count != 1)} in {tables} "
-            f"table{'s' * (tables != 1)}; run orso-pg migrate",
+            f"table{'s' * (tables != 1)} on {servers[0]}; run orso-pg migrate",
             file=sys.stderr,
         )
         return 1
@@ -384,12 +386,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orso-pg {orso_pg.__version__}")
     server = _server_options()
     changes = _change_options()
+    running = _run_options()
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser(
         "migrate",
         epilog=EXIT_STATUSES["migrate"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[server, changes],
+        parents=[server, changes, running],
         help="bring the tables of a module's models in line with them",
         description=(
             "Import MODULE (a dotted name or a .py file), find its @table models (or its "
@@ -466,7 +469,7 @@ def _parser() -> argparse.ArgumentParser:
         "rollback",
         epilog=EXIT_STATUSES["rollback"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[server, changes],
+        parents=[server, changes, running],
         help="bring a table back to the schema before its last migration",
     )
     rollback.add_argument("table", help="the table")
@@ -498,12 +501,8 @@ def _server_options() -> argparse.ArgumentParser:
 
 
 def _change_options() -> argparse.ArgumentParser:
+    """The options that change a plan (every command that plans takes them)."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="run the migration in a transaction, checks included, then roll it back",
-    )
     options.add_argument(
         "--drop-columns",
         action="store_true",
@@ -519,10 +518,22 @@ def _change_options() -> argparse.ArgumentParser:
         action="store_true",
         help="build new indexes with CREATE INDEX CONCURRENTLY after each table's transaction",
     )
+    return options
+
+
+def _run_options() -> argparse.ArgumentParser:
+    """The options of the commands that run a migration (migrate, rollback)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the migration in a transaction, checks included, then roll it back",
+    )
     options.add_argument(
         "--lock-timeout",
         type=_seconds,
         default=5.0,
+        metavar="SECONDS",
         help="seconds to wait for a table lock before retrying (default 5)",
     )
     return options

@@ -237,3 +237,19 @@ def test_configuration_errors_exit_2_naming_the_server(server, schema, tmp_path,
         main(["migrate", models, "--lock-timeout", "-1", "--dsn", server.dsn])
     assert done.value.code == 2
     assert "expected a positive number of seconds, not '-1'" in capsys.readouterr().err
+
+
+def test_options_of_running_commands_are_refused_by_planning_ones(server, schema, tmp_path, capsys):
+    """--dry-run and --lock-timeout belong to migrate and rollback: status refuses them (2)."""
+    models = write(tmp_path, "off_opts", BASE)
+    for command in ("status", "sql"):
+        with pytest.raises(SystemExit) as done:
+            main([command, models, "--dry-run", "--dsn", server.dsn])
+        assert done.value.code == 2
+        assert "unrecognized arguments: --dry-run" in capsys.readouterr().err
+    code, _, err = run(capsys, "status", models, "--dsn", server.dsn, "--schema", schema)
+    assert code == 1
+    named = err.splitlines()[0].removeprefix("orso-pg: server ")
+    assert err.splitlines()[-1] == (
+        f"orso-pg: 2 pending steps in 1 table on {named}; run orso-pg migrate"
+    )
