@@ -22,7 +22,7 @@ from psycopg import sql
 from orso_pg._compiler import Statement
 from orso_pg._executor import Executor
 from orso_pg._operations import check_session
-from orso_pg.errors import MigrationError, ValidationError
+from orso_pg.errors import DatabaseError, MigrationError, ValidationError
 from orso_pg.migrate import _history as history
 from orso_pg.migrate._introspect import read_table
 from orso_pg.migrate._migrations import MigrationEntry, Migrations, _schema_of
@@ -142,7 +142,7 @@ def prepare(scratch: object, tables: Sequence[Mapping[str, Any]]) -> list[str]:
 
     try:
         Migrations.init(session, entries)
-    except MigrationError as exc:
+    except (MigrationError, DatabaseError) as exc:
         msg = f"cannot recreate the recorded schema in the scratch server: {exc}"
         raise MigrationError(msg, table=exc.table, column=exc.column) from exc
 

@@ -253,3 +253,43 @@ def test_options_of_running_commands_are_refused_by_planning_ones(server, schema
     assert err.splitlines()[-1] == (
         f"orso-pg: 2 pending steps in 1 table on {named}; run orso-pg migrate"
     )
+
+
+@pytest.mark.own_server
+def test_what_cannot_be_recreated_offline_is_said(server, schema, tmp_path, capsys):
+    """A default not rebuilt is named; a type or reference the scratch lacks exits 1."""
+    common = ("--dsn", server.dsn, "--schema", schema)
+    models = write(tmp_path, "off_lost_v1", BASE)
+    assert run(capsys, "migrate", models, *common)[0] == 0
+    document = json.loads(run(capsys, "schema", models, *common)[1])
+    table = document["tables"][0]
+    qty = next(c for c in table["columns"] if c["name"] == "qty")
+    qty["default"] = "(random() * 10)::integer"
+    file = tmp_path / "lost.json"
+    file.write_text(json.dumps(document))
+    code, out, err = run(capsys, "sql", models, "--from-schema", str(file))
+    assert code == 0, err
+    assert "not recreated: off_items: the recorded default (random() * 10)::integer" in err
+    assert out == "-- off_items: matches its model\n"
+
+    qty["type"] = "no_such_type_here"
+    file.write_text(json.dumps(document))
+    code, out, err = run(capsys, "sql", models, "--from-schema", str(file))
+    assert (code, out) == (1, "")
+    assert "cannot recreate the recorded schema in the scratch server" in err
+    assert 'type "no_such_type_here" does not exist' in err
+
+    qty["type"] = "integer"
+    table["foreign_keys"] = [
+        {
+            "columns": ["qty"],
+            "ref_schema": schema,
+            "ref_table": "off_absent",
+            "ref_columns": ["id"],
+            "on_delete": "NO ACTION",
+        }
+    ]
+    file.write_text(json.dumps(document))
+    code, out, err = run(capsys, "sql", models, "--from-schema", str(file))
+    assert (code, out) == (1, "")
+    assert "cannot recreate the recorded schema in the scratch server" in err
