@@ -52,6 +52,7 @@ from orso_pg.session._connect import EMBEDDED, ENV_DSN
 from orso_pg.session._database import Database
 
 __all__ = [
+    "EXIT_STATUSES",
     "format_history",
     "format_plans",
     "format_results",

@@ -293,3 +293,48 @@ def test_what_cannot_be_recreated_offline_is_said(server, schema, tmp_path, caps
     code, out, err = run(capsys, "sql", models, "--from-schema", str(file))
     assert (code, out) == (1, "")
     assert "cannot recreate the recorded schema in the scratch server" in err
+
+
+def test_recorded_schemas_are_read_from_every_documented_shape():
+    """A schema document, one table, a list of tables, or history records (latest wins)."""
+    one = {"format": 1, "schema": "s", "table": "t", "columns": [], "primary_key": []}
+    newer = {**one, "columns": [{"name": "x"}]}
+    assert recorded_tables({"format": 1, "tables": [one]}) == [one]
+    assert recorded_tables(one) == [one]
+    assert recorded_tables([one, newer]) == [one, newer]
+    records = [
+        {"schema": "s", "table": "t", "schema_after": one},
+        {"schema": "s", "table": "t", "schema_after": newer},
+    ]
+    assert recorded_tables(records) == [newer]
+
+
+def test_schema_of_missing_tables_and_modules(server, schema, tmp_path, capsys):
+    """A table not created yet is left out of the document; a bad module exits 2."""
+    models = write(tmp_path, "off_none", BASE)
+    code, out, err = run(capsys, "schema", models, "--dsn", server.dsn, "--schema", schema)
+    assert code == 0, err
+    assert json.loads(out)["tables"] == []
+    assert run(capsys, "schema", str(tmp_path / "nope.py"), "--dsn", server.dsn)[0] == 2
+    assert run(capsys, "sql", str(tmp_path / "nope.py"), "--from-schema", "-")[0] == 2
+    code, _, err = run(capsys, "schema", models)
+    assert code == 2
+    assert "no PostgreSQL server chosen" in err
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1"])
+def test_lock_timeouts_must_be_positive_seconds(value, capsys):
+    """--lock-timeout takes a positive number of seconds; anything else is a usage error."""
+    with pytest.raises(SystemExit) as done:
+        main(["rollback", "t", "--lock-timeout", value])
+    assert done.value.code == 2
+    assert f"expected a positive number of seconds, not '{value}'" in capsys.readouterr().err
+
+
+def test_a_lock_timeout_reaches_the_dry_run(server, schema, tmp_path, capsys):
+    """A valid --lock-timeout is taken (here by a dry run that creates the table)."""
+    models = write(tmp_path, "off_lock", BASE)
+    argv = ["migrate", models, "--dry-run", "--lock-timeout", "0.5"]
+    code, out, _ = run(capsys, *argv, "--dsn", server.dsn, "--schema", schema)
+    assert code == 0
+    assert out.startswith("off_items: would create (2 steps)")
