@@ -215,6 +215,14 @@ def _sql_from_schema(args: argparse.Namespace, entries: list[MigrationEntry]) ->
     except (OSError, ValueError) as exc:  # ValidationError and JSONDecodeError are ValueErrors
         print(f"orso-pg: cannot read the recorded schema {source}: {exc}", file=sys.stderr)
         return _USAGE_ERROR
+    recorded = sorted({str(t["schema"]) for t in tables})
+    if args.schema is not None and recorded and args.schema not in recorded:
+        print(
+            f"orso-pg: {source} records tables of schema {', '.join(recorded)}, not of "
+            f"--schema {args.schema}: the plan would create every table",
+            file=sys.stderr,
+        )
+        return _USAGE_ERROR
     schema = args.schema or (str(tables[0]["schema"]) if tables else None)
     count = len(tables)
     with tempfile.TemporaryDirectory(prefix="orso-pg-scratch-") as scratch:

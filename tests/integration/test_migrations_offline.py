@@ -277,6 +277,12 @@ def test_what_cannot_be_recreated_offline_is_said(server, schema, tmp_path, caps
     assert "not recreated: off_items: the recorded default (random() * 10)::integer" in err
     assert out == "-- off_items: matches its model\n"
 
+    code, _, err = run(capsys, "sql", models, "--from-schema", str(file), "--schema", "elsewhere")
+    assert code == 2
+    assert f"records tables of schema {schema}, not of --schema elsewhere" in err
+    code, out, _ = run(capsys, "sql", models, "--from-schema", str(file), "--schema", schema)
+    assert (code, out) == (0, "-- off_items: matches its model\n")
+
     qty["type"] = "no_such_type_here"
     file.write_text(json.dumps(document))
     code, out, err = run(capsys, "sql", models, "--from-schema", str(file))
