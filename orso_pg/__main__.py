@@ -1,9 +1,12 @@
 """The command line, ``orso-pg`` or ``python -m orso_pg``.
 
 Commands: ``migrate MODULE`` (``--dry-run``, ``--plan-only``, ``--to ID``), ``status MODULE``,
-``sql MODULE`` (``--offline``), ``history [TABLE]``, ``rollback TABLE``; and ``--version``.
-None of them prompts. Each names the server it talks to (on stderr) and, like ``Database()``,
-refuses to run without one: ``--dsn``, ``$ORSO_PG_DSN``, ``--embedded`` or ``--data-dir``.
+``sql MODULE`` (``--offline``, ``--from-schema FILE``), ``schema MODULE``, ``history [TABLE]``,
+``rollback TABLE``; and ``--version``. None of them prompts. Each names the server it talks to
+(on stderr) and, like ``Database()``, refuses to run without one: ``--dsn``, ``$ORSO_PG_DSN``,
+``--embedded`` or ``--data-dir``. ``sql --from-schema`` talks to no server of the user's: it
+plans in a scratch embedded PostgreSQL started in a temporary directory and removed after.
+Exit statuses: 0 done, 1 refused, failed or pending, 2 usage or configuration error.
 
 Owns argument parsing, importing the module of the models (as ``python -m`` would: its
 directory and the current one on the path), printing plans, results, SQL and history, and the
@@ -19,14 +22,19 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from psycopg import sql
+
 import orso_pg
-from orso_pg.errors import OrsoError
+from orso_pg.errors import ConfigError, OrsoError, ValidationError
+from orso_pg.migrate import _offline as offline
 from orso_pg.migrate._apply import Progress
 from orso_pg.migrate._history import MigrationRecord
 from orso_pg.migrate._migrations import (
@@ -44,6 +52,7 @@ from orso_pg.session._connect import EMBEDDED, ENV_DSN
 from orso_pg.session._database import Database
 
 __all__ = [
+    "EXIT_STATUSES",
     "format_history",
     "format_plans",
     "format_results",
@@ -55,6 +64,38 @@ __all__ = [
 ]
 
 _USAGE_ERROR = 2
+
+_CODES = "exit status:\n  0  {ok}\n  1  {fail}\n  2  {usage}"
+_USAGE = (
+    "usage or configuration error: bad arguments, no server chosen or unreachable,\n"
+    "     a module that does not import"
+)
+#: What each command's exit statuses mean (its --help ends with it; the README lists them).
+EXIT_STATUSES: dict[str, str] = {
+    "orso-pg": _CODES.format(
+        ok="done", fail="refused, failed or (status) steps pending", usage=_USAGE
+    ),
+    "migrate": _CODES.format(
+        ok="migrated (--dry-run: the real run would succeed; --plan-only: planned)",
+        fail="refused or failed, that table unchanged (--dry-run: the real run would fail)",
+        usage=_USAGE,
+    ),
+    "status": _CODES.format(
+        ok="every table matches its model",
+        fail="steps are pending, or the migration would be refused",
+        usage=_USAGE,
+    ),
+    "sql": _CODES.format(
+        ok="the SQL is printed", fail="the migration would be refused", usage=_USAGE
+    ),
+    "schema": _CODES.format(ok="the schemas are printed", fail="a database error", usage=_USAGE),
+    "history": _CODES.format(ok="the records are printed", fail="a database error", usage=_USAGE),
+    "rollback": _CODES.format(
+        ok="rolled back (--dry-run: the real rollback would succeed)",
+        fail="nothing to go back to, or refused or failed; nothing changed",
+        usage=_USAGE,
+    ),
+}
 NO_SERVER_CLI = (
     f"no PostgreSQL server chosen: pass --dsn or set {ENV_DSN}; for the embedded PostgreSQL "
     f"pass --embedded or --data-dir DIR (or set {ENV_DSN}=embedded)"
@@ -119,8 +160,10 @@ def _status(args: argparse.Namespace) -> int:
     if isinstance(entries, int):
         return entries
     pending: list[MigrationPlan] = []
+    servers: list[str] = []
 
     def work(db: Database) -> None:
+        servers.append(db.server)
         plans = Migrations.plan(db, entries, **_options(args))
         pending.extend(p for p in plans if p.steps)
         print(plans_json(plans) if args.json else format_plans(plans))
@@ -131,7 +174,7 @@ def _status(args: argparse.Namespace) -> int:
         tables = len(pending)
         print(
             f"orso-pg: {count} pending step{'s' * (count != 1)} in {tables} "
-            f"table{'s' * (tables != 1)}; run orso-pg migrate",
+            f"table{'s' * (tables != 1)} on {servers[0]}; run orso-pg migrate",
             file=sys.stderr,
         )
         return 1
@@ -142,6 +185,8 @@ def _sql(args: argparse.Namespace) -> int:
     entries = _entries(args.module)
     if isinstance(entries, int):
         return entries
+    if args.from_schema is not None:
+        return _sql_from_schema(args, entries)
     if args.offline:
         print(
             "orso-pg: offline, no server: the SQL that creates every table in an empty database",
@@ -152,6 +197,80 @@ def _sql(args: argparse.Namespace) -> int:
     return _with_server(
         args, lambda db: print(format_sql(Migrations.plan(db, entries, **_options(args))))
     )
+
+
+def _sql_from_schema(args: argparse.Namespace, entries: list[MigrationEntry]) -> int:
+    """Plan against the schema recorded in ``--from-schema FILE``, in a scratch server."""
+    if args.dsn is not None or args.embedded or args.data_dir is not None:
+        print(
+            "orso-pg: sql --from-schema plans in a scratch server of its own and talks to no "
+            "other: leave out --dsn, --embedded and --data-dir",
+            file=sys.stderr,
+        )
+        return _USAGE_ERROR
+    source = args.from_schema
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        tables = offline.recorded_tables(json.loads(text), source=source)
+    except (OSError, ValueError) as exc:  # ValidationError and JSONDecodeError are ValueErrors
+        print(f"orso-pg: cannot read the recorded schema {source}: {exc}", file=sys.stderr)
+        return _USAGE_ERROR
+    recorded = sorted({str(t["schema"]) for t in tables})
+    if args.schema is not None and recorded and args.schema not in recorded:
+        print(
+            f"orso-pg: {source} records tables of schema {', '.join(recorded)}, not of "
+            f"--schema {args.schema}: the plan would create every table",
+            file=sys.stderr,
+        )
+        return _USAGE_ERROR
+    schema = args.schema or (str(tables[0]["schema"]) if tables else None)
+    count = len(tables)
+    with tempfile.TemporaryDirectory(prefix="orso-pg-scratch-") as scratch:
+        print(
+            f"orso-pg: offline: planning against the recorded schema in {source} ({count} "
+            f"table{'s' * (count != 1)}) in a scratch embedded server in {scratch}, removed "
+            "afterwards; no other server is contacted",
+            file=sys.stderr,
+        )
+        try:
+            with Database(data_dir=scratch, min_size=1, max_size=2) as admin:
+                offline.create_schemas(admin, tables)
+                with Database(admin.conninfo, schema=schema, min_size=1, max_size=2) as db:
+                    notes = offline.prepare(db, tables)
+                    plans = Migrations.plan(db, entries, **_options(args))
+        except ConfigError as exc:
+            print(f"orso-pg: {exc}", file=sys.stderr)
+            return _USAGE_ERROR
+        except OrsoError as exc:
+            print(f"orso-pg: {exc}", file=sys.stderr)
+            return 1
+    for note in notes:
+        print(f"orso-pg: offline: not recreated: {note}", file=sys.stderr)
+    print(
+        "orso-pg: offline: checks on the rows (NULLs, values a type change would alter) are "
+        "left to the real run; orso-pg migrate --dry-run makes them against the server",
+        file=sys.stderr,
+    )
+    print(format_sql(plans))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    entries = _entries(args.module)
+    if isinstance(entries, int):
+        return entries
+
+    def work(db: Database) -> None:
+        tables = offline.record_schema(db, entries)
+        document = {
+            "format": offline.DOCUMENT_FORMAT,
+            "server": db.server,
+            "recorded_at": datetime.now(UTC).isoformat(),
+            "tables": tables,
+        }
+        print(json.dumps(document, indent=2, sort_keys=True))
+
+    return _with_server(args, work)
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -191,6 +310,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": _migrate,
     "status": _status,
     "sql": _sql,
+    "schema": _schema,
     "history": _history,
     "rollback": _rollback,
 }
@@ -237,13 +357,24 @@ def _with_server(
             require_tls=args.require_tls,
         ) as db:
             print(f"orso-pg: server {db.server}", file=sys.stderr)
+            if args.schema is not None and not db.fetch(_SCHEMA_EXISTS, (args.schema,)):
+                # The search_path would silently skip it: every table would land elsewhere.
+                print(f"orso-pg: there is no schema {args.schema} on {db.server}", file=sys.stderr)
+                return _USAGE_ERROR
             work(db)
+    except (ConfigError, ValidationError) as exc:
+        # The server cannot be reached, or an argument is wrong: fix the command, not the data.
+        print(f"orso-pg: {exc}", file=sys.stderr)
+        return _USAGE_ERROR
     except OrsoError as exc:
         print(f"orso-pg: {exc}", file=sys.stderr)
         if dry_run:
             print("orso-pg: dry run: the real run would fail; nothing was changed", file=sys.stderr)
         return 1
     return 0
+
+
+_SCHEMA_EXISTS = sql.SQL("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s")
 
 
 def _offline_plan(entry: MigrationEntry) -> MigrationPlan:
@@ -255,14 +386,22 @@ def _offline_plan(entry: MigrationEntry) -> MigrationPlan:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orso-pg", description="orso_pg tools")
+    parser = argparse.ArgumentParser(
+        prog="orso-pg",
+        description="orso_pg tools: migrations, their status, SQL, history and rollback",
+        epilog=EXIT_STATUSES["orso-pg"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"orso-pg {orso_pg.__version__}")
     server = _server_options()
     changes = _change_options()
+    running = _run_options()
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser(
         "migrate",
-        parents=[server, changes],
+        epilog=EXIT_STATUSES["migrate"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[server, changes, running],
         help="bring the tables of a module's models in line with them",
         description=(
             "Import MODULE (a dotted name or a .py file), find its @table models (or its "
@@ -283,6 +422,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     status = commands.add_parser(
         "status",
+        epilog=EXIT_STATUSES["status"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server, changes],
         help="exit 0 when every table matches its model, 1 with the pending steps",
     )
@@ -290,6 +431,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the plans as JSON")
     sql_command = commands.add_parser(
         "sql",
+        epilog=EXIT_STATUSES["sql"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server, changes],
         help="print the SQL a migration would run, for review",
     )
@@ -299,8 +442,31 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no server: print the SQL creating every table in an empty database",
     )
+    sql_command.add_argument(
+        "--from-schema",
+        metavar="FILE",
+        help=(
+            "no server of yours: plan against the schema recorded in FILE (by orso-pg schema, "
+            "or orso-pg history --json; - reads stdin) in a scratch embedded PostgreSQL"
+        ),
+    )
+    schema = commands.add_parser(
+        "schema",
+        parents=[server],
+        help="print the tables' schemas as JSON, for sql --from-schema",
+        description=(
+            "Print, as JSON, the schema of each existing table of MODULE's models as the "
+            "history records it, and what orso_pg owns there; sql --from-schema plans "
+            "against it without this server."
+        ),
+        epilog=EXIT_STATUSES["schema"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    schema.add_argument("module", help="a module name such as app.models, or a .py file")
     history = commands.add_parser(
         "history",
+        epilog=EXIT_STATUSES["history"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server],
         help="list the migrations recorded in orso_pg_migrations, with their steps and SQL",
     )
@@ -310,7 +476,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     rollback = commands.add_parser(
         "rollback",
-        parents=[server, changes],
+        epilog=EXIT_STATUSES["rollback"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[server, changes, running],
         help="bring a table back to the schema before its last migration",
     )
     rollback.add_argument("table", help="the table")
@@ -342,12 +510,8 @@ def _server_options() -> argparse.ArgumentParser:
 
 
 def _change_options() -> argparse.ArgumentParser:
+    """The options that change a plan (every command that plans takes them)."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="run the migration in a transaction, checks included, then roll it back",
-    )
     options.add_argument(
         "--drop-columns",
         action="store_true",
@@ -363,13 +527,36 @@ def _change_options() -> argparse.ArgumentParser:
         action="store_true",
         help="build new indexes with CREATE INDEX CONCURRENTLY after each table's transaction",
     )
+    return options
+
+
+def _run_options() -> argparse.ArgumentParser:
+    """The options of the commands that run a migration (migrate, rollback)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the migration in a transaction, checks included, then roll it back",
+    )
     options.add_argument(
         "--lock-timeout",
-        type=float,
+        type=_seconds,
         default=5.0,
+        metavar="SECONDS",
         help="seconds to wait for a table lock before retrying (default 5)",
     )
     return options
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        msg = f"expected a positive number of seconds, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def _load(name: str) -> ModuleType:

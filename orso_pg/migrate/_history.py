@@ -35,6 +35,7 @@ __all__ = [
     "exists",
     "latest",
     "record",
+    "set_latest_target",
 ]
 
 HISTORY_TABLE: Final = "orso_pg_migrations"
@@ -206,3 +207,20 @@ def record(
     params = (schema, table, model, action, checksum(target), Jsonb(shown), Jsonb(target))
     schemas = (None if before is None else Jsonb(before), Jsonb(after))
     ex.execute(Statement(_INSERT, params + schemas), table=HISTORY_TABLE)
+
+
+_SET_TARGET = sql.SQL(
+    "UPDATE orso_pg_migrations SET target = %s, checksum = %s"
+    " WHERE id = (SELECT max(id) FROM orso_pg_migrations"
+    " WHERE table_schema = %s AND table_name = %s)"
+)
+
+
+def set_latest_target(ex: Executor, schema: str, table: str, target: dict[str, Any]) -> None:
+    """Make *target* the model schema of *schema*.*table*'s latest record (offline plans only).
+
+    An offline plan recreates a recorded table in a scratch server; the production history
+    said which indexes, keys and defaults orso_pg owns there, and this puts that back.
+    """
+    params = (Jsonb(target), checksum(target), schema, table)
+    ex.execute(Statement(_SET_TARGET, params), table=HISTORY_TABLE)

@@ -73,6 +73,7 @@ LAYERS: dict[str, int] = {
     "migrate._partitions": 5,
     "migrate._migrations": 5,
     "migrate._swap": 5,
+    "migrate._offline": 5,
     "_nearest": 5,
     "_model": 5,
     "testing.arrays": 6,
