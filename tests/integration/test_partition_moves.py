@@ -1,0 +1,173 @@
+"""Rows that move between partitions: set-based updates and a DEFAULT partition's rows.
+
+A set-based update that gives the partition column a value makes its partition first, in the
+update's transaction; one that computes it on the server fails, when no partition holds the
+result, with an error naming the table and how to make the partitions ahead. A new partition
+whose rows a DEFAULT partition already holds takes them over in the transaction that makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from orso_pg import CheckViolationError, Database, Filter, Orso, col, partition, table
+from tests.helpers import create_tables
+from tests.partition_models import PQuote, PTrade, Venue
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@table(
+    "pm_ticks",
+    primary_key=("symbol", "ts"),
+    partition_by=partition.range("ts", every="1 day", default=True),
+    indexes=[("price",)],
+)
+class Tick(Orso):
+    """A tick by UTC day, with a DEFAULT partition for days not made yet."""
+
+    symbol: str
+    ts: datetime
+    price: float
+
+
+def ticks(days: int, per_day: int = 4) -> Iterator[Tick]:
+    for d in range(days):
+        for i in range(per_day):
+            yield Tick(symbol=f"S{i}", ts=T0 + timedelta(days=d, hours=i), price=float(d))
+
+
+def placed(raw: psycopg.Connection[Any], table: str) -> dict[str, int]:
+    """Return how many rows each partition of *table* holds."""
+    rows = raw.execute(
+        f"SELECT c.relname, count(*) FROM {table} r JOIN pg_class c ON c.oid = r.tableoid"  # noqa: S608 - a test's own table name
+        " GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {str(name): int(n) for name, n in rows}
+
+
+def test_an_update_setting_the_partition_column_makes_its_partition(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """update_where with a given ts: the partition it needs exists before the rows move."""
+    create_tables(db, PTrade)
+    PTrade.batch_insert([PTrade(symbol=s, ts=T0, price=1.0) for s in ("A", "B", "C")], db)
+    later = T0 + timedelta(days=40)
+    assert PTrade.update_where(Filter.eq("symbol", "A"), {"ts": later}, db) == 1
+    with db.transaction() as tx:
+        assert PTrade.update_where(Filter.eq("symbol", "B"), {"ts": later + timedelta(1)}, tx) == 1
+    assert placed(raw, "pt_trades") == {
+        "pt_trades_p20240301": 1,
+        "pt_trades_p20240410": 1,
+        "pt_trades_p20240411": 1,
+    }
+    # A failed transaction takes the partition it made with it.
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        PTrade.update_where(Filter.eq("symbol", "C"), {"ts": later + timedelta(2)}, tx)
+        raise RuntimeError
+    assert len(PTrade.partitions(db)) == 3
+    # Through a pipeline the partition is made before the update is queued.
+    with db.pipeline() as p:
+        done = PTrade.update_where(Filter.eq("symbol", "C"), {"ts": later + timedelta(3)}, p)
+    assert done.result() == 1
+    assert "pt_trades_p20240413" in placed(raw, "pt_trades")
+    # Partition and other columns together, and a value to an existing partition.
+    changed = PTrade.update_where(None, {"ts": T0 + timedelta(hours=1), "price": 2.0}, db)
+    assert changed == 3
+    assert placed(raw, "pt_trades") == {"pt_trades_p20240301": 3}
+
+
+def test_an_update_into_a_partition_dropped_behind_its_back(
+    server: Any, schema: str, raw: psycopg.Connection[Any]
+) -> None:
+    """A connection that remembers a partition another session dropped looks again."""
+    with Database(server.dsn, schema=schema, min_size=1, max_size=1) as one:
+        create_tables(one, PTrade)
+        PTrade(symbol="A", ts=T0, price=1.0).insert(one)
+        PTrade(symbol="A", ts=T0 + timedelta(days=1), price=1.0).insert(one)
+        raw.execute(f"DROP TABLE pt_trades_p{T0:%Y%m%d}")
+        moved = PTrade.update_where(None, {"ts": T0 + timedelta(hours=2)}, one)
+        assert moved == 1
+        assert placed(raw, "pt_trades") == {"pt_trades_p20240301": 1}
+
+
+def test_an_update_computing_the_partition_column_says_how_to_make_partitions(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """col("ts") + ... is the server's to compute: a clear error, then it works once made."""
+    create_tables(db, PTrade)
+    PTrade.batch_insert([PTrade(symbol=s, ts=T0, price=1.0) for s in ("A", "B")], db)
+    shift = {"ts": col("ts") + timedelta(days=3)}
+    with pytest.raises(CheckViolationError) as caught:
+        PTrade.update_where(None, shift, db)
+    message = str(caught.value)
+    assert message.startswith("pt_trades: an update moves rows to a ts that no partition")
+    assert "PTrade.create_partitions(start, end, db)" in message
+    assert "default=True" in message
+    assert caught.value.table == "pt_trades"
+    assert caught.value.column == "ts"
+    assert isinstance(caught.value.__cause__, CheckViolationError)
+    assert placed(raw, "pt_trades") == {"pt_trades_p20240301": 2}
+    PTrade.create_partitions(T0 + timedelta(days=3), T0 + timedelta(days=4), db)
+    assert PTrade.update_where(None, shift, db) == 2
+    assert placed(raw, "pt_trades") == {"pt_trades_p20240304": 2}
+    # Inside a transaction the error is the same and the transaction goes on.
+    with db.transaction() as tx:
+        with pytest.raises(CheckViolationError, match="create_partitions"):
+            PTrade.update_where(None, shift, tx)
+        assert PTrade.count(tx) == 2
+    # Another check failing is left as PostgreSQL said it.
+    raw.execute("ALTER TABLE pt_trades ADD CONSTRAINT positive CHECK (price > 0)")
+    with pytest.raises(CheckViolationError, match="positive") as other:
+        PTrade.update_where(None, {"price": col("price") - 5, "ts": col("ts")}, db)
+    assert "create_partitions" not in str(other.value)
+
+
+def test_a_list_update_makes_the_value_partition_or_says_to_write_one(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """A list partition for a given value is made; a computed value has only the default."""
+    create_tables(db, PQuote)
+    PQuote(venue=Venue.NYSE, symbol="X", ts=T0, bid=1.0).insert(db)
+    assert PQuote.update_where(None, {"venue": Venue.LSE}, db) == 1
+    assert placed(raw, "pt_quotes") == {"pt_quotes_plse": 1}
+
+
+def test_a_new_partition_takes_over_its_rows_from_the_default_partition(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """Rows that went to DEFAULT move into the partition made later for their range."""
+    create_tables(db, Tick)
+    raw.execute(
+        "INSERT INTO pm_ticks (symbol, ts, price) SELECT 'S' || i, %s::timestamptz"
+        " + make_interval(hours => i), i FROM generate_series(0, 49) AS i",
+        (T0,),
+    )
+    assert placed(raw, "pm_ticks") == {"pm_ticks_default": 50}
+    made = Tick.create_partitions(T0, T0 + timedelta(days=1), db)
+    assert made == ["pm_ticks_p20240301"]
+    assert placed(raw, "pm_ticks") == {"pm_ticks_default": 26, "pm_ticks_p20240301": 24}
+    # A write needing the next day's partition moves that day's rows with it.
+    Tick(symbol="new", ts=T0 + timedelta(days=1, minutes=30), price=0.0).insert(db)
+    assert placed(raw, "pm_ticks") == {
+        "pm_ticks_default": 2,
+        "pm_ticks_p20240301": 24,
+        "pm_ticks_p20240302": 25,
+    }
+    # A batch, inside a transaction that fails, leaves the rows where they were.
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        Tick.batch_insert(list(ticks(3))[8:], tx)
+        raise RuntimeError
+    assert placed(raw, "pm_ticks")["pm_ticks_default"] == 2
+    assert Tick.count(db) == 51
+    # The moved rows keep their indexes: the key still refuses a duplicate.
+    assert Tick.find_by_id(("S1", T0 + timedelta(hours=1)), db) is not None
+    assert Tick.update_where(Filter.eq("symbol", "S49"), {"price": 7.0}, db) == 1
+    # An update computing ts into a range only DEFAULT holds still succeeds there.
+    assert Tick.update_where(Filter.eq("symbol", "new"), {"ts": col("ts") + timedelta(9)}, db) == 1
+    assert placed(raw, "pm_ticks")["pm_ticks_default"] == 3
