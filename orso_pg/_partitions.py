@@ -182,6 +182,7 @@ def wanted(meta: TableMeta, table: str | None, values: Iterable[Any]) -> list[_W
         return [_range_wanted(meta, label, k) for k in sorted(keys)]
     ctype = meta.placement.column_type
     assert ctype is not None  # noqa: S101 - set with the partitioning
+    assert spec is not None  # noqa: S101 - callers check the model is partitioned
     found: set[Any] = set()
     for v in set(values):
         if v is None:
@@ -391,7 +392,7 @@ def update_moving(
         try:
             return step.finish(session._atomic(lambda ex: ex.execute(step.stmt, table=step.label)))
         except CheckViolationError as exc:
-            raise _unplaced(meta, table, exc, computed=True) from exc
+            raise _unplaced(meta, table, exc) from exc
     needed = wanted(meta, table, [value])
 
     def work(ex: Executor) -> int:
@@ -405,10 +406,7 @@ def update_moving(
         if _NO_PARTITION not in str(exc):
             raise
         forget_all(meta, table)
-    try:
-        return step.finish(session._atomic(work))
-    except CheckViolationError as exc:
-        raise _unplaced(meta, table, exc, computed=False) from exc
+    return step.finish(session._atomic(work))
 
 
 def forget_all(meta: TableMeta, table: str | None) -> None:
@@ -419,9 +417,7 @@ def forget_all(meta: TableMeta, table: str | None) -> None:
             known.difference_update({k for k in known if k[0] == parent})
 
 
-def _unplaced(
-    meta: TableMeta, table: str | None, exc: CheckViolationError, *, computed: bool
-) -> CheckViolationError:
+def _unplaced(meta: TableMeta, table: str | None, exc: CheckViolationError) -> CheckViolationError:
     """Return *exc* told plainly when it is PostgreSQL's "no partition ... found for row"."""
     if _NO_PARTITION not in str(exc):
         return exc
@@ -432,8 +428,6 @@ def _unplaced(
     why = (
         f"the update computes {spec.column} on the server (an expression), so orso_pg cannot "
         "know beforehand which partitions the new values need"
-        if computed
-        else f"the partition for the new {spec.column} could not be made"
     )
     if meta.placement.ranges is not None:
         how = (

@@ -14,12 +14,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from orso_pg import CheckViolationError, Database, Filter, Orso, col, partition, table
 from tests.helpers import create_tables
 from tests.partition_models import PQuote, PTrade, Venue
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
+EVERY = Filter.is_not_null("symbol")
+EVERY_ID = Filter.is_not_null("id")
 
 
 @table(
@@ -44,10 +47,11 @@ def ticks(days: int, per_day: int = 4) -> Iterator[Tick]:
 
 def placed(raw: psycopg.Connection[Any], table: str) -> dict[str, int]:
     """Return how many rows each partition of *table* holds."""
-    rows = raw.execute(
-        f"SELECT c.relname, count(*) FROM {table} r JOIN pg_class c ON c.oid = r.tableoid"  # noqa: S608 - a test's own table name
+    query = sql.SQL(
+        "SELECT c.relname, count(*) FROM {} r JOIN pg_class c ON c.oid = r.tableoid"
         " GROUP BY 1 ORDER BY 1"
-    ).fetchall()
+    ).format(sql.Identifier(table))
+    rows = raw.execute(query).fetchall()
     return {str(name): int(n) for name, n in rows}
 
 
@@ -77,7 +81,7 @@ def test_an_update_setting_the_partition_column_makes_its_partition(
     assert done.result() == 1
     assert "pt_trades_p20240413" in placed(raw, "pt_trades")
     # Partition and other columns together, and a value to an existing partition.
-    changed = PTrade.update_where(None, {"ts": T0 + timedelta(hours=1), "price": 2.0}, db)
+    changed = PTrade.update_where(EVERY, {"ts": T0 + timedelta(hours=1), "price": 2.0}, db)
     assert changed == 3
     assert placed(raw, "pt_trades") == {"pt_trades_p20240301": 3}
 
@@ -91,7 +95,7 @@ def test_an_update_into_a_partition_dropped_behind_its_back(
         PTrade(symbol="A", ts=T0, price=1.0).insert(one)
         PTrade(symbol="A", ts=T0 + timedelta(days=1), price=1.0).insert(one)
         raw.execute(f"DROP TABLE pt_trades_p{T0:%Y%m%d}")
-        moved = PTrade.update_where(None, {"ts": T0 + timedelta(hours=2)}, one)
+        moved = PTrade.update_where(EVERY, {"ts": T0 + timedelta(hours=2)}, one)
         assert moved == 1
         assert placed(raw, "pt_trades") == {"pt_trades_p20240301": 1}
 
@@ -104,7 +108,7 @@ def test_an_update_computing_the_partition_column_says_how_to_make_partitions(
     PTrade.batch_insert([PTrade(symbol=s, ts=T0, price=1.0) for s in ("A", "B")], db)
     shift = {"ts": col("ts") + timedelta(days=3)}
     with pytest.raises(CheckViolationError) as caught:
-        PTrade.update_where(None, shift, db)
+        PTrade.update_where(EVERY, shift, db)
     message = str(caught.value)
     assert message.startswith("pt_trades: an update moves rows to a ts that no partition")
     assert "PTrade.create_partitions(start, end, db)" in message
@@ -114,18 +118,41 @@ def test_an_update_computing_the_partition_column_says_how_to_make_partitions(
     assert isinstance(caught.value.__cause__, CheckViolationError)
     assert placed(raw, "pt_trades") == {"pt_trades_p20240301": 2}
     PTrade.create_partitions(T0 + timedelta(days=3), T0 + timedelta(days=4), db)
-    assert PTrade.update_where(None, shift, db) == 2
+    assert PTrade.update_where(EVERY, shift, db) == 2
     assert placed(raw, "pt_trades") == {"pt_trades_p20240304": 2}
     # Inside a transaction the error is the same and the transaction goes on.
     with db.transaction() as tx:
         with pytest.raises(CheckViolationError, match="create_partitions"):
-            PTrade.update_where(None, shift, tx)
+            PTrade.update_where(EVERY, shift, tx)
         assert PTrade.count(tx) == 2
     # Another check failing is left as PostgreSQL said it.
     raw.execute("ALTER TABLE pt_trades ADD CONSTRAINT positive CHECK (price > 0)")
     with pytest.raises(CheckViolationError, match="positive") as other:
-        PTrade.update_where(None, {"price": col("price") - 5, "ts": col("ts")}, db)
+        PTrade.update_where(EVERY, {"price": col("price") - 5, "ts": col("ts")}, db)
     assert "create_partitions" not in str(other.value)
+    with pytest.raises(CheckViolationError, match="positive"):
+        PTrade.update_where(EVERY, {"price": -1.0, "ts": T0 + timedelta(days=20)}, db)
+    assert len(PTrade.partitions(db)) == 2  # the failed update's partition went with it
+
+
+@table("pm_buckets", primary_key=("id", "bucket"), partition_by=partition.list("bucket"))
+class Bucket(Orso):
+    """A row in one of a few numbered buckets, one partition per bucket, no default."""
+
+    id: int
+    bucket: int
+
+
+def test_a_computed_list_value_with_no_partition_says_to_write_one_first(db: Database) -> None:
+    """List partitions have no range to pre-create: the message says what makes one."""
+    create_tables(db, Bucket)
+    Bucket(id=1, bucket=1).insert(db)
+    with pytest.raises(CheckViolationError) as caught:
+        Bucket.update_where(EVERY_ID, {"bucket": col("bucket") + 1}, db)
+    assert "write one row with each new value of bucket first" in str(caught.value)
+    assert "partition.list(..., default=True)" in str(caught.value)
+    Bucket(id=2, bucket=2).insert(db)
+    assert Bucket.update_where(Filter.eq("id", 1), {"bucket": col("bucket") + 1}, db) == 1
 
 
 def test_a_list_update_makes_the_value_partition_or_says_to_write_one(
@@ -134,7 +161,7 @@ def test_a_list_update_makes_the_value_partition_or_says_to_write_one(
     """A list partition for a given value is made; a computed value has only the default."""
     create_tables(db, PQuote)
     PQuote(venue=Venue.NYSE, symbol="X", ts=T0, bid=1.0).insert(db)
-    assert PQuote.update_where(None, {"venue": Venue.LSE}, db) == 1
+    assert PQuote.update_where(EVERY, {"venue": Venue.LSE}, db) == 1
     assert placed(raw, "pt_quotes") == {"pt_quotes_plse": 1}
 
 

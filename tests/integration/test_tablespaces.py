@@ -214,7 +214,7 @@ def test_a_tablespace_change_is_a_planned_step(
         f"set the tablespace of new partitions of sp_parted to {tablespace}"
     )
     assert plan.steps[1].description.startswith(
-        f"move index sp_parted_pkey of partitioned table sp_parted and 0 partition index(es)"
+        "move index sp_parted_pkey of partitioned table sp_parted and 0 partition index(es)"
     )
     Migrations.init(db, [migration(PartedThere)])
     PartedThere(symbol="A", ts=T0).insert(db)
@@ -226,7 +226,7 @@ def test_an_index_tablespace_change_moves_a_partitioned_tables_indexes(
 ) -> None:
     """The partitioned index and its partitions' indexes move; deliberately placed ones stay."""
 
-    def model(index_space: str | None) -> type[Orso]:
+    def model(index_space: str | None) -> Any:
         @table(
             "sp_ix",
             primary_key=("symbol", "ts"),
@@ -256,9 +256,11 @@ def test_an_index_tablespace_change_moves_a_partitioned_tables_indexes(
     ]
     assert [(s.description, s.sql, s.rewrites) for s in plan.steps] == [
         (
-            f"move index sp_ix_{kind} of partitioned table sp_ix and 2 partition index(es) to "
-            f"tablespace {tablespace}, rewriting the indexes (new partitions' indexes go there "
-            "too)",
+            (
+                f"move index sp_ix_{kind} of partitioned table sp_ix and 2 partition index(es) "
+                f"to tablespace {tablespace}, rewriting the indexes (new partitions' indexes go "
+                "there too)"
+            ),
             ";\n".join(
                 [f'ALTER INDEX {where}."sp_ix_{kind}" SET TABLESPACE "{tablespace}"']
                 + [m.format(kind) for m in moves]
