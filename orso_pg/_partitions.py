@@ -68,6 +68,12 @@ _MISSING = sql.SQL(
     " WHERE p.oid = %s::regclass"
 )
 
+# Whether any foreign key references the table.
+_REFERENCED = sql.SQL(
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint"
+    " WHERE contype = 'f' AND confrelid = %s::oid)"
+)
+
 # The stored columns of a table, in order: what moving rows between partitions copies.
 _STORED = sql.SQL(
     "SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a"
@@ -245,7 +251,13 @@ def ensure(
     value) are moved into the new partition before it is attached, in the same transaction:
     PostgreSQL refuses to attach a partition whose rows the default partition still holds.
     The default partition is locked (ACCESS EXCLUSIVE, as attaching takes anyway) first, so
-    no row of the range can reach it between the move and the attach.
+    no row of the range can reach it between the move and the attach. When foreign keys
+    reference the table, such rows are not moved (the delete would fire them): a
+    :class:`~orso_pg.errors.QueryError` says so and what to do.
+
+    Raises:
+        QueryError: the table is not partitioned, or rows the DEFAULT partition holds cannot
+            move to the new partition.
     """
     if not needed:
         return []
@@ -276,20 +288,17 @@ def ensure(
             row = ex.fetch_one(probe, table=label)
             assert row is not None  # noqa: S101 - it was there a moment ago, and we lock it
             default = None if row[4] is None else sql.Identifier(str(row[5]), str(row[4]))
-            columns: list[str] = []
+            columns: list[str] | None = None
             if default is not None and row[3]:
                 ex.execute(ddl.lock_exclusive(default), table=label)
-                found = ex.scalar(Statement(_STORED, (default.as_string(None),)), table=label)
-                columns = list(found or ())
+                columns = _movable(ex, label, oid, default)
             for name in row[3]:
                 child = sql.Identifier(schema, name)
                 ex.execute(
                     ddl.create_like(parent_ident, child, meta.placement.tablespace), table=label
                 )
                 if default is not None:
-                    ex.execute(
-                        ddl.move_rows(default, child, columns, by_name[name].rows), table=label
-                    )
+                    _take_over(ex, label, default, child, columns, by_name[name])
                 ex.execute(
                     ddl.attach_partition(parent_ident, child, by_name[name].bound), table=label
                 )
@@ -298,6 +307,42 @@ def ensure(
         with _KNOWN_LOCK:
             _KNOWN.setdefault(ex.conn, set()).update((parent, n) for n in names)
     return made
+
+
+def _movable(ex: Executor, label: str, oid: int, default: sql.Identifier) -> list[str] | None:
+    """Return the columns a move out of *default* copies, or None when rows must not move.
+
+    Moving a row deletes it from the DEFAULT partition, which would fire the foreign keys
+    that reference the table (cascading, or refusing, on rows that point to it).
+    """
+    if ex.scalar(Statement(_REFERENCED, (oid,)), table=label):
+        return None
+    found = ex.scalar(Statement(_STORED, (default.as_string(None),)), table=label)
+    return list(found or ())
+
+
+def _take_over(
+    ex: Executor,
+    label: str,
+    default: sql.Identifier,
+    child: sql.Identifier,
+    columns: list[str] | None,
+    needed: _Wanted,
+) -> None:
+    """Move the rows of *needed*'s range (or value) from the DEFAULT partition into *child*."""
+    if columns is not None:
+        ex.execute(ddl.move_rows(default, child, columns, needed.rows), table=label)
+        return
+    if not ex.scalar(ddl.rows_exist(default, needed.rows), table=label):
+        return
+    msg = (
+        f"{label}: the DEFAULT partition {default.as_string(None)} holds rows that belong in the "
+        f"new partition {needed.name}, and foreign keys reference {label}, so orso_pg will not "
+        "move them (deleting them from the DEFAULT partition would fire those foreign keys: "
+        "cascade, or refuse); move those rows out of the DEFAULT partition yourself (or drop "
+        "the foreign keys for the move), then make the partition again"
+    )
+    raise QueryError(msg, table=label)
 
 
 def ensure_rows(

@@ -35,6 +35,7 @@ __all__ = [
     "partition_clause",
     "range_bound",
     "range_rows",
+    "rows_exist",
     "set_tablespace",
     "table_suffix",
 ]
@@ -115,6 +116,13 @@ def move_rows(
             "WITH moved AS (DELETE FROM ONLY {src} WHERE {cond} RETURNING {cols})"
             " INSERT INTO {dst} ({cols}) SELECT {cols} FROM moved"
         ).format(src=source, cond=condition, cols=cols, dst=target)
+    )
+
+
+def rows_exist(source: sql.Identifier, condition: sql.Composable) -> Statement:
+    """Return ``SELECT EXISTS (SELECT 1 FROM ONLY source WHERE condition)``."""
+    return Statement(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE {})").format(source, condition)
     )
 
 

@@ -14,9 +14,20 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
-from orso_pg import CheckViolationError, Database, Filter, Orso, col, partition, table
+from orso_pg import (
+    CheckViolationError,
+    Database,
+    Filter,
+    Orso,
+    QueryError,
+    col,
+    partition,
+    table,
+)
 from tests.helpers import create_tables
 from tests.partition_models import PQuote, PTrade, Venue
 
@@ -198,3 +209,70 @@ def test_a_new_partition_takes_over_its_rows_from_the_default_partition(
     # An update computing ts into a range only DEFAULT holds still succeeds there.
     assert Tick.update_where(Filter.eq("symbol", "new"), {"ts": col("ts") + timedelta(9)}, db) == 1
     assert placed(raw, "pm_ticks")["pm_ticks_default"] == 3
+
+
+def test_rows_of_a_referenced_table_stay_in_default_with_a_clear_error(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """Foreign keys reference the table: its DEFAULT rows are not moved behind their back."""
+    create_tables(db, Tick)
+    raw.execute(
+        "CREATE TABLE pm_fills (symbol text, ts timestamptz,"
+        " FOREIGN KEY (symbol, ts) REFERENCES pm_ticks ON DELETE CASCADE)"
+    )
+    raw.execute("INSERT INTO pm_ticks VALUES ('A', %s, 1.0)", (T0,))
+    raw.execute("INSERT INTO pm_fills VALUES ('A', %s)", (T0,))
+    with pytest.raises(QueryError) as caught:
+        Tick.create_partitions(T0, T0 + timedelta(days=1), db)
+    message = str(caught.value)
+    assert "pm_ticks_default" in message
+    assert "pm_ticks_p20240301" in message
+    assert "foreign keys reference pm_ticks" in message
+    assert placed(raw, "pm_ticks") == {"pm_ticks_default": 1}
+    assert raw.execute("SELECT count(*) FROM pm_fills").fetchone() == (1,)
+    # A range the DEFAULT partition holds no row of is made as usual.
+    Tick(symbol="B", ts=T0 + timedelta(days=2), price=2.0).insert(db)
+    assert placed(raw, "pm_ticks") == {"pm_ticks_default": 1, "pm_ticks_p20240303": 1}
+
+
+def test_a_list_partition_takes_over_its_value_from_the_default_partition(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """A value's rows written while it had no partition move into the one made for it."""
+    create_tables(db, PQuote)
+    raw.execute(
+        "INSERT INTO pt_quotes VALUES ('lse', 'X', %s, 1.0), ('nyse', 'X', %s, 2.0)", (T0, T0)
+    )
+    assert placed(raw, "pt_quotes") == {"pt_quotes_default": 2}
+    PQuote(venue=Venue.LSE, symbol="Y", ts=T0, bid=3.0).insert(db)
+    assert placed(raw, "pt_quotes") == {"pt_quotes_default": 1, "pt_quotes_plse": 2}
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    hours=st.lists(st.integers(min_value=-48, max_value=24 * 6), min_size=1, max_size=40),
+    first=st.integers(min_value=-3, max_value=6),
+    days=st.integers(min_value=1, max_value=4),
+)
+def test_made_partitions_hold_exactly_their_rows(
+    db: Database, raw: psycopg.Connection[Any], hours: list[int], first: int, days: int
+) -> None:
+    """Whatever DEFAULT holds, making [start, end) leaves every row in its own range's place."""
+    create_tables(db, Tick)
+    Tick.drop_partitions_before(T0 + timedelta(days=30), db)
+    raw.execute("TRUNCATE pm_ticks")
+    with raw.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO pm_ticks VALUES (%s, %s, 0)",
+            [(f"s{i}", T0 + timedelta(hours=h)) for i, h in enumerate(hours)],
+        )
+    start = T0 + timedelta(days=first)
+    Tick.create_partitions(start, start + timedelta(days=days), db)
+    rows = raw.execute(
+        "SELECT c.relname, r.ts FROM pm_ticks r JOIN pg_class c ON c.oid = r.tableoid"
+    ).fetchall()
+    assert len(rows) == len(hours)
+    for name, ts in rows:
+        day = (ts - T0) // timedelta(days=1)
+        inside = first <= day < first + days
+        assert name == (f"pm_ticks_p{ts.astimezone(UTC):%Y%m%d}" if inside else "pm_ticks_default")
