@@ -547,6 +547,8 @@ def create_partitions(
         msg = f"create_partitions: start {low!r} is not before end {high!r}"
         raise ValidationError(msg, table=label, value=(low, high))
     needed = [_range_wanted(meta, label, k) for k in ranges.between(low, high)]
+    # An explicit call looks at the catalog, not at what connections remember.
+    forget_all(meta, table)
     return session._atomic(lambda ex: ensure(ex, meta, table, needed))
 
 

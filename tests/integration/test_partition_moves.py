@@ -109,6 +109,9 @@ def test_an_update_into_a_partition_dropped_behind_its_back(
         moved = PTrade.update_where(EVERY, {"ts": T0 + timedelta(hours=2)}, one)
         assert moved == 1
         assert placed(raw, "pt_trades") == {"pt_trades_p20240301": 1}
+        raw.execute("DROP TABLE pt_trades_p20240302")
+        made = PTrade.create_partitions(T0 + timedelta(days=1), T0 + timedelta(days=2), one)
+        assert made == ["pt_trades_p20240302"]
 
 
 def test_an_update_computing_the_partition_column_says_how_to_make_partitions(
