@@ -21,7 +21,7 @@ import operator
 import re
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -33,9 +33,11 @@ from orso_pg._executor import Executor
 from orso_pg._partition import PartitionInfo, RangePartitioning
 from orso_pg._schema import TableMeta
 from orso_pg._types import Refused
-from orso_pg.errors import QueryError, ValidationError
+from orso_pg.errors import CheckViolationError, QueryError, ValidationError
 from orso_pg.migrate import _placement as ddl
+from orso_pg.query._expressions import is_expression
 from orso_pg.session._database import Session
+from orso_pg.session._pipeline import Pipeline, Step
 
 __all__ = [
     "create_partitions",
@@ -44,6 +46,7 @@ __all__ = [
     "list_partitions",
     "move_partitions_before",
     "ready",
+    "update_moving",
 ]
 
 # The first key of the advisory lock guarding partition creation ('orso' in ASCII); the
@@ -55,9 +58,27 @@ _MISSING = sql.SQL(
     "SELECT p.oid::int8, n.nspname::text, p.relkind::text,"
     " ARRAY(SELECT x FROM unnest(%s::text[]) AS x WHERE NOT EXISTS ("
     "  SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
-    "  WHERE i.inhparent = p.oid AND c.relname = x))"
+    "  WHERE i.inhparent = p.oid AND c.relname = x)),"
+    " (SELECT d.relname::text FROM pg_catalog.pg_partitioned_table pt"
+    "  JOIN pg_catalog.pg_class d ON d.oid = pt.partdefid WHERE pt.partrelid = p.oid),"
+    " (SELECT dn.nspname::text FROM pg_catalog.pg_partitioned_table pt"
+    "  JOIN pg_catalog.pg_class d ON d.oid = pt.partdefid"
+    "  JOIN pg_catalog.pg_namespace dn ON dn.oid = d.relnamespace WHERE pt.partrelid = p.oid)"
     " FROM pg_catalog.pg_class p JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace"
     " WHERE p.oid = %s::regclass"
+)
+
+# Whether any foreign key references the table.
+_REFERENCED = sql.SQL(
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint"
+    " WHERE contype = 'f' AND confrelid = %s::oid)"
+)
+
+# The stored columns of a table, in order: what moving rows between partitions copies.
+_STORED = sql.SQL(
+    "SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a"
+    " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+    " AND a.attgenerated = ''"
 )
 
 _PARTITIONS = sql.SQL(
@@ -84,10 +105,11 @@ _KNOWN_LOCK = threading.Lock()
 
 @attrs.frozen
 class _Wanted:
-    """A partition rows need: its name and its bound clause."""
+    """A partition rows need: its name, its bound clause and the condition of its rows."""
 
     name: str
     bound: sql.Composable
+    rows: sql.Composable
 
 
 def _label(meta: TableMeta, table: str | None) -> str:
@@ -166,6 +188,7 @@ def wanted(meta: TableMeta, table: str | None, values: Iterable[Any]) -> list[_W
         return [_range_wanted(meta, label, k) for k in sorted(keys)]
     ctype = meta.placement.column_type
     assert ctype is not None  # noqa: S101 - set with the partitioning
+    assert spec is not None  # noqa: S101 - callers check the model is partitioned
     found: set[Any] = set()
     for v in set(values):
         if v is None:
@@ -175,7 +198,11 @@ def wanted(meta: TableMeta, table: str | None, values: Iterable[Any]) -> list[_W
         except (Refused, TypeError, ValueError):
             continue
     return [
-        _Wanted(_partition.partition_name(label, _partition.value_suffix(v)), ddl.list_bound([v]))
+        _Wanted(
+            _partition.partition_name(label, _partition.value_suffix(v)),
+            ddl.list_bound([v]),
+            ddl.list_rows(spec.column, [v]),
+        )
         for v in sorted(found, key=lambda v: (type(v).__name__, str(v)))
     ]
 
@@ -198,10 +225,14 @@ def _plausible(ranges: _partition.Ranges, values: Sequence[Any]) -> bool:
 
 def _range_wanted(meta: TableMeta, label: str, key: int) -> _Wanted:
     ranges = meta.placement.ranges
+    spec = meta.placement.partitioning
     assert ranges is not None  # noqa: S101 - range partitioning
+    assert spec is not None  # noqa: S101 - range partitioning
+    low, high = ranges.lower(key), ranges.upper(key)
     return _Wanted(
         _partition.partition_name(label, ranges.suffix(key)),
-        ddl.range_bound(ranges.lower(key), ranges.upper(key)),
+        ddl.range_bound(low, high),
+        ddl.range_rows(spec.column, low, high),
     )
 
 
@@ -215,6 +246,18 @@ def ensure(
 
     Runs in the caller's transaction (a transaction of its own on an autocommit connection):
     the advisory lock is held until it ends, so a concurrent loader waits, then finds them.
+
+    When the table has a DEFAULT partition, the rows it holds of a new partition's range (or
+    value) are moved into the new partition before it is attached, in the same transaction:
+    PostgreSQL refuses to attach a partition whose rows the default partition still holds.
+    The default partition is locked (ACCESS EXCLUSIVE, as attaching takes anyway) first, so
+    no row of the range can reach it between the move and the attach. When foreign keys
+    reference the table, such rows are not moved (the delete would fire them): a
+    :class:`~orso_pg.errors.QueryError` says so and what to do.
+
+    Raises:
+        QueryError: the table is not partitioned, or rows the DEFAULT partition holds cannot
+            move to the new partition.
     """
     if not needed:
         return []
@@ -244,11 +287,18 @@ def ensure(
             ex.execute(Statement(_LOCK, (_LOCK_CLASS, oid % 2**31)), table=label)
             row = ex.fetch_one(probe, table=label)
             assert row is not None  # noqa: S101 - it was there a moment ago, and we lock it
+            default = None if row[4] is None else sql.Identifier(str(row[5]), str(row[4]))
+            columns: list[str] | None = None
+            if default is not None and row[3]:
+                ex.execute(ddl.lock_exclusive(default), table=label)
+                columns = _movable(ex, label, oid, default)
             for name in row[3]:
                 child = sql.Identifier(schema, name)
                 ex.execute(
                     ddl.create_like(parent_ident, child, meta.placement.tablespace), table=label
                 )
+                if default is not None:
+                    _take_over(ex, label, default, child, columns, by_name[name])
                 ex.execute(
                     ddl.attach_partition(parent_ident, child, by_name[name].bound), table=label
                 )
@@ -257,6 +307,42 @@ def ensure(
         with _KNOWN_LOCK:
             _KNOWN.setdefault(ex.conn, set()).update((parent, n) for n in names)
     return made
+
+
+def _movable(ex: Executor, label: str, oid: int, default: sql.Identifier) -> list[str] | None:
+    """Return the columns a move out of *default* copies, or None when rows must not move.
+
+    Moving a row deletes it from the DEFAULT partition, which would fire the foreign keys
+    that reference the table (cascading, or refusing, on rows that point to it).
+    """
+    if ex.scalar(Statement(_REFERENCED, (oid,)), table=label):
+        return None
+    found = ex.scalar(Statement(_STORED, (default.as_string(None),)), table=label)
+    return list(found or ())
+
+
+def _take_over(
+    ex: Executor,
+    label: str,
+    default: sql.Identifier,
+    child: sql.Identifier,
+    columns: list[str] | None,
+    needed: _Wanted,
+) -> None:
+    """Move the rows of *needed*'s range (or value) from the DEFAULT partition into *child*."""
+    if columns is not None:
+        ex.execute(ddl.move_rows(default, child, columns, needed.rows), table=label)
+        return
+    if not ex.scalar(ddl.rows_exist(default, needed.rows), table=label):
+        return
+    msg = (
+        f"{label}: the DEFAULT partition {default.as_string(None)} holds rows that belong in the "
+        f"new partition {needed.name}, and foreign keys reference {label}, so orso_pg will not "
+        "move them (deleting them from the DEFAULT partition would fire those foreign keys: "
+        "cascade, or refuse); move those rows out of the DEFAULT partition yourself (or drop "
+        "the foreign keys for the move), then make the partition again"
+    )
+    raise QueryError(msg, table=label)
 
 
 def ensure_rows(
@@ -316,6 +402,104 @@ def forget(meta: TableMeta, table: str | None, names: Iterable[str]) -> None:
             known.difference_update(gone)
 
 
+# --- set-based updates that move rows ---------------------------------------------------------
+
+_NO_PARTITION: Final = "no partition of relation"
+
+
+def update_moving(
+    step: Step[int],
+    meta: TableMeta,
+    table: str | None,
+    value: object,
+    run: Callable[[Step[int]], int],
+) -> int:
+    """Run a set-based update that sets the partition column to *value*; return its count.
+
+    A value the caller gives is known before the update runs: the partition it needs is made
+    first, in the update's own transaction (through a pipeline, on a connection of its own,
+    as single writes do). An expression (``col("ts") + ...``) is computed by the server row by
+    row, so nothing can be made ahead: a row it sends where no partition is fails with a
+    :class:`~orso_pg.errors.CheckViolationError` saying how to make the partitions first.
+    Outside a pipeline the update runs in a savepoint of its own inside a transaction.
+    *run* runs a step on its session (the operations layer's, passed in to keep layers apart).
+    """
+    session = step.session
+    computed = is_expression(value)
+    if type(session) is Pipeline:
+        if not computed:
+            needed = wanted(meta, table, [value])
+            session._prepare(lambda ex: ensure(ex, meta, table, needed))
+        return run(step)
+    if computed:
+        # In a savepoint of its own inside a transaction, so the caller may catch the error
+        # (make the partitions, try again) and go on.
+        try:
+            return step.finish(session._atomic(lambda ex: ex.execute(step.stmt, table=step.label)))
+        except CheckViolationError as exc:
+            raise _unplaced(meta, table, exc) from exc
+    needed = wanted(meta, table, [value])
+
+    def work(ex: Executor) -> int:
+        ensure(ex, meta, table, needed)
+        return ex.execute(step.stmt, table=step.label)
+
+    try:
+        return step.finish(session._atomic(work))
+    except CheckViolationError as exc:
+        # Another session dropped a partition connections remembered: look again, once.
+        if _NO_PARTITION not in str(exc):
+            raise
+        forget_all(meta, table)
+    return step.finish(session._atomic(work))
+
+
+def forget_all(meta: TableMeta, table: str | None) -> None:
+    """Drop every connection's memory of the table's partitions."""
+    parent = _parent_text(meta, table)
+    with _KNOWN_LOCK:
+        for known in list(_KNOWN.values()):
+            known.difference_update({k for k in known if k[0] == parent})
+
+
+def _unplaced(meta: TableMeta, table: str | None, exc: CheckViolationError) -> CheckViolationError:
+    """Return *exc* told plainly when it is PostgreSQL's "no partition ... found for row"."""
+    if _NO_PARTITION not in str(exc):
+        return exc
+    spec = meta.placement.partitioning
+    assert spec is not None  # noqa: S101 - only partitioned models get here
+    label = _label(meta, table)
+    name = meta.cls.__name__
+    why = (
+        f"the update computes {spec.column} on the server (an expression), so orso_pg cannot "
+        "know beforehand which partitions the new values need"
+    )
+    if meta.placement.ranges is not None:
+        how = (
+            f"pre-create them with {name}.create_partitions(start, end, db) covering the new "
+            f"values of {spec.column}, then run the update again"
+        )
+    else:
+        how = (
+            f"write one row with each new value of {spec.column} first (insert makes its "
+            "partition), then run the update again"
+        )
+    detail = f" ({exc.detail.rstrip('.')})" if exc.detail else ""
+    msg = (
+        f"{label}: an update moves rows to a {spec.column} that no partition of {label} "
+        f"holds{detail}; {why}. To fix: {how}, or declare a DEFAULT partition "
+        f"(partition_by=partition.{spec.strategy.lower()}(..., default=True))"
+    )
+    return CheckViolationError(
+        msg,
+        sqlstate=exc.sqlstate,
+        constraint=exc.constraint,
+        detail=exc.detail,
+        table=label,
+        column=spec.column,
+    )
+
+
 # --- the class methods ------------------------------------------------------------------------
 
 
@@ -363,6 +547,8 @@ def create_partitions(
         msg = f"create_partitions: start {low!r} is not before end {high!r}"
         raise ValidationError(msg, table=label, value=(low, high))
     needed = [_range_wanted(meta, label, k) for k in ranges.between(low, high)]
+    # An explicit call looks at the catalog, not at what connections remember.
+    forget_all(meta, table)
     return session._atomic(lambda ex: ensure(ex, meta, table, needed))
 
 

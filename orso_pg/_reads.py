@@ -18,6 +18,7 @@ import attrs
 from psycopg import sql
 
 from orso_pg import _compiler as compiler
+from orso_pg import _partitions as partitions
 from orso_pg import _types
 from orso_pg._compiler import Statement
 from orso_pg._executor import ALL, ONE, ROWCOUNT, SCALAR, load_rows, load_stream, loader
@@ -282,8 +283,12 @@ def update_where(
     names: list[str] = []
     dumped: list[Any] = []
     expressions = False
+    spec = meta.placement.partitioning
+    moved: list[object] = []  # the partition column's new value, when the update sets one
     for name, value in values.items():
         col = meta.column(name)
+        if spec is not None and col.name == spec.column:
+            moved.append(value)
         if is_expression(value):
             expressions = True
             names.append(col.name)
@@ -304,7 +309,10 @@ def update_where(
         stmt = update_statement(meta, table, label, pairs, where, params)
     else:
         stmt = compiler.update_where(meta, table, names, dumped, where, params)
-    return run(Step(session, stmt, ROWCOUNT, label, int, write=True))
+    step = Step(session, stmt, ROWCOUNT, label, int, write=True)
+    if moved:
+        return partitions.update_moving(step, meta, table, moved[0], run)
+    return run(step)
 
 
 # --- pages ------------------------------------------------------------------------------------

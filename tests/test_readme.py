@@ -117,6 +117,20 @@ def runnable_blocks() -> list[tuple[str, str]]:
     return blocks
 
 
+def test_rows_moving_between_partitions_section_runs(
+    server: Server, schema: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The example of updates moving rows between partitions runs and its asserts hold."""
+    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
+    monkeypatch.setenv("ORSO_PG_DSN", dsn)
+    module = types.ModuleType("readme_partition_moves")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    block = python_block("Rows that move between partitions")
+    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
+    days = ("20240301", "20240305", "20240306")
+    assert module.__dict__["gone"] == [f"moving_ticks_p{d}" for d in days]
+
+
 def test_readme_examples_run_in_order_twice(
     server: Server, schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):

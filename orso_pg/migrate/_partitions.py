@@ -45,10 +45,18 @@ _SHAPE = sql.SQL(
     " ON ts.oid = c.reltablespace WHERE c.oid = %s::oid"
 )
 _INDEX_SPACES = sql.SQL(
-    "SELECT ic.relname::text, ts.spcname::text FROM pg_catalog.pg_index i"
+    "SELECT ic.relname::text, ts.spcname::text, ic.oid::int8 FROM pg_catalog.pg_index i"
     " JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
     " LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = ic.reltablespace"
     " WHERE i.indrelid = %s::oid ORDER BY ic.relname"
+)
+# The partitions' indexes attached to one partitioned index, with where they are.
+_CHILD_INDEXES = sql.SQL(
+    "SELECT n.nspname::text, c.relname::text, ts.spcname::text FROM pg_catalog.pg_inherits i"
+    " JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace"
+    " WHERE i.inhparent = %s::oid ORDER BY c.relname"
 )
 _KEY: Final = re.compile(r"^(?P<how>RANGE|LIST|HASH) \((?P<cols>.*)\)$")
 _DEFAULT_SPACE: Final = "pg_default"
@@ -225,20 +233,50 @@ def _index_moves(
     if want is None:
         return []
     rows = ex.fetch_all(Statement(_INDEX_SPACES, (live.oid,)), table=label)
-    away = [name for name, space in rows if (space or _DEFAULT_SPACE) != want]
-    if not away:
-        return []
+    away = [(name, space, oid) for name, space, oid in rows if (space or _DEFAULT_SPACE) != want]
     if partitioned:
-        notes.append(
-            f"indexes {', '.join(away)} of partitioned table {label} stay where they are; new "
-            f"partitions' indexes go to {want} only when the partitioned index is placed there"
-        )
-        return []
+        return [_partitioned_index_move(ex, label, live, found, want, notes) for found in away]
     return [
         _step(
             f"move index {name} to tablespace {want}, rewriting the index",
             ddl.move_index(sql.Identifier(live.schema, name), want),
             rewrites=True,
         )
-        for name in away
+        for name, _, _ in away
     ]
+
+
+def _partitioned_index_move(
+    ex: Executor,
+    label: str,
+    live: LiveTable,
+    index: tuple[str, str | None, int],
+    want: str,
+    notes: list[str],
+) -> MigrationStep:
+    """Return the step moving a partitioned index and its partitions' indexes to *want*.
+
+    The partitioned index has no files: placing it sets where the indexes of partitions made
+    later go. Each partition's index that is where the partitioned index was (it followed the
+    default) is rebuilt in *want*; one placed elsewhere on purpose (by
+    ``move_partitions_before``) stays, and a note says so.
+    """
+    name, space, oid = index
+    was = space or _DEFAULT_SPACE
+    children = ex.fetch_all(Statement(_CHILD_INDEXES, (oid,)), table=label)
+    follow = [(schema, child) for schema, child, at in children if (at or _DEFAULT_SPACE) == was]
+    kept = [child for _, child, at in children if (at or _DEFAULT_SPACE) not in (was, want)]
+    if kept:
+        notes.append(
+            f"indexes {', '.join(kept)} of partitions of {label} stay in their own tablespaces "
+            f"(they were placed there apart from index {name})"
+        )
+    stmts = [ddl.move_index(sql.Identifier(live.schema, name), want)]
+    stmts.extend(ddl.move_index(sql.Identifier(schema, child), want) for schema, child in follow)
+    return _step(
+        f"move index {name} of partitioned table {label} and {len(follow)} partition "
+        f"index(es) to tablespace {want}, rewriting the indexes (new partitions' indexes go "
+        "there too)",
+        *stmts,
+        rewrites=bool(follow),
+    )

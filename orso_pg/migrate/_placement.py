@@ -27,10 +27,15 @@ __all__ = [
     "drop_partition",
     "index_tablespace",
     "list_bound",
+    "list_rows",
+    "lock_exclusive",
     "move_index",
+    "move_rows",
     "move_table",
     "partition_clause",
     "range_bound",
+    "range_rows",
+    "rows_exist",
     "set_tablespace",
     "table_suffix",
 ]
@@ -72,6 +77,53 @@ def range_bound(lower: Any, upper: Any) -> sql.Composable:
 def list_bound(values: Sequence[Any]) -> sql.Composable:
     """Return ``FOR VALUES IN (v, ...)``."""
     return sql.SQL("FOR VALUES IN ({})").format(sql.SQL(", ").join(map(sql.Literal, values)))
+
+
+def range_rows(column: str, lower: Any, upper: Any) -> sql.Composable:
+    """Return the condition ``column >= lower AND column < upper`` of a range's rows."""
+    return sql.SQL("{c} >= {low} AND {c} < {high}").format(
+        c=sql.Identifier(column), low=sql.Literal(lower), high=sql.Literal(upper)
+    )
+
+
+def list_rows(column: str, values: Sequence[Any]) -> sql.Composable:
+    """Return the condition ``column IN (v, ...)`` of a list partition's rows."""
+    return sql.SQL("{} IN ({})").format(
+        sql.Identifier(column), sql.SQL(", ").join(map(sql.Literal, values))
+    )
+
+
+def lock_exclusive(table: sql.Identifier) -> Statement:
+    """Return ``LOCK TABLE table IN ACCESS EXCLUSIVE MODE``."""
+    return Statement(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+
+
+def move_rows(
+    source: sql.Identifier,
+    target: sql.Identifier,
+    columns: Sequence[str],
+    condition: sql.Composable,
+) -> Statement:
+    """Return the statement moving the rows of *source* matching *condition* into *target*.
+
+    One statement: ``WITH moved AS (DELETE FROM ONLY source WHERE ... RETURNING cols)
+    INSERT INTO target (cols) SELECT cols FROM moved``. *columns* are the stored columns
+    (generated ones are computed again by *target*).
+    """
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return Statement(
+        sql.SQL(
+            "WITH moved AS (DELETE FROM ONLY {src} WHERE {cond} RETURNING {cols})"
+            " INSERT INTO {dst} ({cols}) SELECT {cols} FROM moved"
+        ).format(src=source, cond=condition, cols=cols, dst=target)
+    )
+
+
+def rows_exist(source: sql.Identifier, condition: sql.Composable) -> Statement:
+    """Return ``SELECT EXISTS (SELECT 1 FROM ONLY source WHERE condition)``."""
+    return Statement(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE {})").format(source, condition)
+    )
 
 
 def create_like(parent: sql.Identifier, child: sql.Identifier, tablespace: str | None) -> Statement:

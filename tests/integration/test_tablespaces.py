@@ -7,6 +7,7 @@ is skipped, except the embedded one under CI, which must always host one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -28,6 +29,19 @@ T0 = datetime(2024, 3, 1, tzinfo=UTC)
 @pytest.fixture
 def tablespace(server: Any, schema: str) -> Iterator[str]:
     """A tablespace of this test's own, dropped (with the schema's tables) afterwards."""
+    with _space(server, schema, f"ts_{schema}") as name:
+        yield name
+
+
+@pytest.fixture
+def cold(server: Any, schema: str, tablespace: str) -> Iterator[str]:
+    """A second tablespace of this test's own (set up after, so dropped before, the first)."""
+    with _space(server, schema, f"cold_{schema}") as name:
+        yield name
+
+
+@contextlib.contextmanager
+def _space(server: Any, schema: str, name: str) -> Iterator[str]:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         row = conn.execute("SHOW data_directory").fetchone()
         data = Path(row[0] if row else "")
@@ -44,7 +58,6 @@ def tablespace(server: Any, schema: str) -> Iterator[str]:
         where = Path(tempfile.mkdtemp(prefix="orso_pg_space_"))
         os.chown(where, owner.st_uid, owner.st_gid)
         where.chmod(0o700)
-        name = f"ts_{schema}"
         conn.execute(
             sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
                 sql.Identifier(name), sql.Literal(str(where))
@@ -196,11 +209,75 @@ def test_a_tablespace_change_is_a_planned_step(
         ts: datetime
 
     plan = Migrations.plan(db, [migration(PartedThere)])[0]
-    assert [s.rewrites for s in plan.steps] == [False]
+    assert [s.rewrites for s in plan.steps] == [False, False]
     assert plan.steps[0].description.startswith(
         f"set the tablespace of new partitions of sp_parted to {tablespace}"
     )
-    assert any("stay where they are" in n for n in plan.notes)
+    assert plan.steps[1].description.startswith(
+        "move index sp_parted_pkey of partitioned table sp_parted and 0 partition index(es)"
+    )
     Migrations.init(db, [migration(PartedThere)])
     PartedThere(symbol="A", ts=T0).insert(db)
     assert [p.tablespace for p in PartedThere.partitions(db)] == [tablespace]
+
+
+def test_an_index_tablespace_change_moves_a_partitioned_tables_indexes(
+    db: Database, raw: psycopg.Connection[Any], tablespace: str, cold: str, schema: str
+) -> None:
+    """The partitioned index and its partitions' indexes move; deliberately placed ones stay."""
+
+    def model(index_space: str | None) -> Any:
+        @table(
+            "sp_ix",
+            primary_key=("symbol", "ts"),
+            partition_by=partition.range("ts", every="1 day"),
+            indexes=[("price",)],
+            index_tablespace=index_space,
+        )
+        class Ix(Orso):
+            symbol: str
+            ts: datetime
+            price: float
+
+        return Ix
+
+    before = model(None)
+    Migrations.init(db, [migration(before)])
+    before.batch_insert(
+        [before(symbol="A", ts=T0 + timedelta(hours=12 * i), price=1.0) for i in range(6)], db
+    )
+    assert before.move_partitions_before(T0 + timedelta(days=1), cold, db) == ["sp_ix_p20240301"]
+    after = model(tablespace)
+    plan = Migrations.plan(db, [migration(after)])[0]
+    where = f'"{schema}"'
+    moves = [
+        f'ALTER INDEX {where}."{name}" SET TABLESPACE "{tablespace}"'
+        for name in ("sp_ix_p20240302_{}", "sp_ix_p20240303_{}")
+    ]
+    assert [(s.description, s.sql, s.rewrites) for s in plan.steps] == [
+        (
+            (
+                f"move index sp_ix_{kind} of partitioned table sp_ix and 2 partition index(es) "
+                f"to tablespace {tablespace}, rewriting the indexes (new partitions' indexes go "
+                "there too)"
+            ),
+            ";\n".join(
+                [f'ALTER INDEX {where}."sp_ix_{kind}" SET TABLESPACE "{tablespace}"']
+                + [m.format(kind) for m in moves]
+            ),
+            True,
+        )
+        for kind in ("pkey", "price_idx")
+    ]
+    assert any("sp_ix_p20240301_pkey" in n and "stay" in n for n in plan.notes)
+    Migrations.init(db, [migration(after)])
+    assert space_of(raw, "sp_ix_pkey") == tablespace
+    assert space_of(raw, "sp_ix_p20240302_pkey") == tablespace
+    assert space_of(raw, "sp_ix_p20240303_price_idx") == tablespace
+    assert space_of(raw, "sp_ix_p20240301_pkey") == cold
+    # A partition made later puts its indexes in the new place.
+    after(symbol="B", ts=T0 + timedelta(days=9), price=2.0).insert(db)
+    assert space_of(raw, "sp_ix_p20240310_pkey") == tablespace
+    assert space_of(raw, "sp_ix_p20240310_price_idx") == tablespace
+    assert after.count(db) == 7
+    assert Migrations.init(db, [migration(after)])[0].action is MigrationAction.SCHEMA_MATCHED
