@@ -820,8 +820,12 @@ def _residuals(work: np.ndarray, order: int) -> tuple[np.ndarray, tuple[int, ...
 def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     """Divide the values by their greatest common divisor; return them and the divisor.
 
-    The gcd of a spread-out sample and of the span is a candidate. The values it does not
-    divide, if any, bring it down to the gcd of the whole array in one more step.
+    *reduced* is the caller's own array and may be divided in place. The gcd of a spread-out
+    sample and of the span is a candidate. Multiplying by the inverse of its odd part (modulo
+    the word size) gives every multiple its exact quotient and every other value a quotient
+    beyond the largest possible one, so one multiplication and two reductions both divide and
+    check. Should a value not be a multiple, the remainders bring the divisor down to the gcd
+    of the whole array in one more step.
     """
     if span == 1:
         return reduced, 1
@@ -829,17 +833,30 @@ def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     divisor = math.gcd(int(np.gcd.reduce(reduced[::step][:_GCD_SAMPLE])), span)
     if divisor == 1:
         return reduced, 1
+    kind = reduced.dtype.type
+    twos = (divisor & -divisor).bit_length() - 1
+    odd = divisor >> twos
+    modulus = 1 << (8 * reduced.itemsize)
+    if odd > 1:
+        np.multiply(reduced, kind(pow(odd, -1, modulus)), out=reduced)  # wraps
+    if (odd == 1 or int(reduced.max()) <= (modulus - 1) // odd) and not (
+        twos and int(np.bitwise_or.reduce(reduced)) & ((1 << twos) - 1)
+    ):
+        if twos:
+            np.right_shift(reduced, kind(twos), out=reduced)
+        return reduced, divisor
+    if odd > 1:
+        np.multiply(reduced, kind(odd), out=reduced)  # the values again, exactly
     # numpy divides by a scalar much faster than it takes remainders.
-    scalar = reduced.dtype.type(divisor)
+    scalar = kind(divisor)
     quotient = np.floor_divide(reduced, scalar)
     remainders = np.multiply(quotient, scalar)
     np.subtract(reduced, remainders, out=remainders)
-    if remainders.any():
-        # gcd(d, x) == gcd(d, x mod d): the remainders bring the divisor down.
-        divisor = math.gcd(divisor, int(np.gcd.reduce(remainders[remainders != 0])))
-        if divisor == 1:
-            return reduced, 1
-        np.floor_divide(reduced, reduced.dtype.type(divisor), out=quotient)
+    # gcd(d, x) == gcd(d, x mod d): the remainders bring the divisor down.
+    divisor = math.gcd(divisor, int(np.gcd.reduce(remainders[remainders != 0])))
+    if divisor == 1:
+        return reduced, 1
+    np.floor_divide(reduced, kind(divisor), out=quotient)
     return quotient, divisor
 
 
