@@ -821,43 +821,50 @@ def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     """Divide the values by their greatest common divisor; return them and the divisor.
 
     *reduced* is the caller's own array and may be divided in place. The gcd of a spread-out
-    sample and of the span is a candidate. Multiplying by the inverse of its odd part (modulo
+    sample, of a prefix and of the span is a candidate. Multiplying by the inverse of its odd part (modulo
     the word size) gives every multiple its exact quotient and every other value a quotient
     beyond the largest possible one, so one multiplication and two reductions both divide and
-    check. Should a value not be a multiple, the remainders bring the divisor down to the gcd
-    of the whole array in one more step.
+    check. The values that are not multiples, if any, bring the divisor down to the gcd of the
+    whole array, and one more multiplication divides by that.
     """
     if span == 1:
         return reduced, 1
     step = max(1, reduced.size // _GCD_SAMPLE)
     divisor = math.gcd(int(np.gcd.reduce(reduced[::step][:_GCD_SAMPLE])), span)
+    if divisor > 1 and reduced.size > _GCD_SAMPLE:
+        # A sample of mostly zeros proposes the span; a prefix cheaply brings that down.
+        divisor = int(np.gcd.reduce(reduced[:_ORDER_SAMPLE], initial=reduced.dtype.type(divisor)))
     if divisor == 1:
         return reduced, 1
     kind = reduced.dtype.type
+    modulus = 1 << (8 * reduced.itemsize)
     twos = (divisor & -divisor).bit_length() - 1
     odd = divisor >> twos
-    modulus = 1 << (8 * reduced.itemsize)
     if odd > 1:
         np.multiply(reduced, kind(pow(odd, -1, modulus)), out=reduced)  # wraps
-    if (odd == 1 or int(reduced.max()) <= (modulus - 1) // odd) and not (
-        twos and int(np.bitwise_or.reduce(reduced)) & ((1 << twos) - 1)
+    most = (modulus - 1) // odd
+    low_bits = (1 << twos) - 1
+    if (odd > 1 and int(reduced.max()) > most) or (
+        twos and int(np.bitwise_or.reduce(reduced)) & low_bits
     ):
+        # Some values are not multiples: they alone bring the divisor down to the gcd.
+        missed = np.greater(reduced, kind(most))
         if twos:
-            np.right_shift(reduced, kind(twos), out=reduced)
-        return reduced, divisor
-    if odd > 1:
-        np.multiply(reduced, kind(odd), out=reduced)  # the values again, exactly
-    # numpy divides by a scalar much faster than it takes remainders.
-    scalar = kind(divisor)
-    quotient = np.floor_divide(reduced, scalar)
-    remainders = np.multiply(quotient, scalar)
-    np.subtract(reduced, remainders, out=remainders)
-    # gcd(d, x) == gcd(d, x mod d): the remainders bring the divisor down.
-    divisor = math.gcd(divisor, int(np.gcd.reduce(remainders[remainders != 0])))
-    if divisor == 1:
-        return reduced, 1
-    np.floor_divide(reduced, kind(divisor), out=quotient)
-    return quotient, divisor
+            missed |= np.bitwise_and(reduced, kind(low_bits)).astype(bool)
+        values = np.multiply(reduced[missed], kind(odd))  # those values again, exactly
+        divisor = math.gcd(divisor, int(np.gcd.reduce(values)))
+        shrunk_twos = (divisor & -divisor).bit_length() - 1
+        shrunk_odd = divisor >> shrunk_twos
+        # Back to the values (times odd), then on to the quotients by the new odd part.
+        factor = odd * pow(shrunk_odd, -1, modulus) % modulus
+        if factor != 1:
+            np.multiply(reduced, kind(factor), out=reduced)
+        twos = shrunk_twos
+        if divisor == 1:
+            return reduced, 1
+    if twos:
+        np.right_shift(reduced, kind(twos), out=reduced)
+    return reduced, divisor
 
 
 def _pack_width(top: int) -> int:
