@@ -297,6 +297,7 @@ _DENSE_MOST = 8  # the most low bits a split stream packs densely
 _ZSTD_SLACK = 1.04  # zstd's Huffman coding of a byte stream, over its entropy ...
 _ZSTD_OVERHEAD = 24  # ... plus its frame and table, in bytes
 _FEW = 4096  # up to this many values, a transposing copy splits bytes faster than shifts
+_WIDE_PLANES = 5  # ... and so it does for this many planes or more, at any count
 
 # Unpacking tables, byte -> its 2- or 4-bit values as one little-endian word.
 _SHIFTS2 = np.array([6, 4, 2, 0], dtype=np.uint8)
@@ -906,7 +907,7 @@ def _byte_planes(values: np.ndarray, planes: int) -> np.ndarray:
     if planes == 1:
         return values
     count = values.size
-    if count <= _FEW:
+    if count <= _FEW or planes >= _WIDE_PLANES:
         as_bytes = values.view(np.uint8).reshape(count, -1)
         return np.ascontiguousarray(as_bytes[:, :planes].T).reshape(-1)
     stream = np.empty(planes * count, np.uint8)
