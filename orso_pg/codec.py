@@ -639,12 +639,18 @@ def _pack(work: np.ndarray, level: int) -> _Packing:
     if span == 0:
         return _Packing(order, seeds, low, 1, 0, 0, _PACKED, b"")
     unsigned = _UNSIGNED[work.itemsize]
-    reduced = np.subtract(
-        residuals.view(unsigned),
-        unsigned.type(low % 2 ** (8 * work.itemsize)),
-        out=None if order == 0 else residuals.view(unsigned),  # never write into the input
-    )
-    reduced, divisor = _divide_by_gcd(reduced, span)
+    offset = unsigned.type(low % 2 ** (8 * work.itemsize))
+    wide = residuals.view(unsigned)
+    narrow = _UNSIGNED[_CONTAINER[-(-span.bit_length() // 8)]]  # holds every reduced value
+    divisor = _gcd_candidate(wide, offset, span)
+    if divisor == 1 and narrow.itemsize < work.itemsize:
+        # One pass both reduces and narrows the values: the later steps read fewer bytes.
+        reduced = np.subtract(wide, offset, out=np.empty(wide.size, narrow), casting="unsafe")
+    else:
+        # Wrapping, in place unless that would write into the input.
+        reduced = np.subtract(wide, offset, out=None if order == 0 else wide)
+        if divisor > 1:
+            reduced, divisor = _divide_by_gcd(reduced, divisor, narrow)
     width, flags, layout, payload = _pack_stream(reduced, span // divisor, level)
     return _Packing(order, seeds, low, divisor, width, flags, layout, payload)
 
@@ -818,25 +824,36 @@ def _residuals(work: np.ndarray, order: int) -> tuple[np.ndarray, tuple[int, ...
     return np.subtract(first[1:], first[:-1]), (int(work[0]), int(first[0]))
 
 
-def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
-    """Divide the values by their greatest common divisor; return them and the divisor.
+def _gcd_candidate(wide: np.ndarray, offset: np.unsignedinteger, span: int) -> int:
+    """Return a multiple of the gcd of ``wide - offset`` (wrapping) to divide by, 1 for none.
 
-    *reduced* is the caller's own array and may be divided in place. The gcd of a spread-out
-    sample, of a prefix and of the span is a candidate. Multiplying by the inverse of its odd part (modulo
-    the word size) gives every multiple its exact quotient and every other value a quotient
-    beyond the largest possible one, so one multiplication and two reductions both divide and
-    check. The values that are not multiples, if any, bring the divisor down to the gcd of the
-    whole array, and one more multiplication divides by that.
+    It is the gcd of the span, of a spread-out sample and, when that leaves a divisor (a
+    sample of mostly zeros proposes the span itself), of a prefix.
     """
     if span == 1:
-        return reduced, 1
-    step = max(1, reduced.size // _GCD_SAMPLE)
-    divisor = math.gcd(int(np.gcd.reduce(reduced[::step][:_GCD_SAMPLE])), span)
-    if divisor > 1 and reduced.size > _GCD_SAMPLE:
-        # A sample of mostly zeros proposes the span; a prefix cheaply brings that down.
-        divisor = int(np.gcd.reduce(reduced[:_ORDER_SAMPLE], initial=reduced.dtype.type(divisor)))
-    if divisor == 1:
-        return reduced, 1
+        return 1
+    step = max(1, wide.size // _GCD_SAMPLE)
+    divisor = math.gcd(int(np.gcd.reduce(wide[::step][:_GCD_SAMPLE] - offset)), span)
+    if divisor > 1 and wide.size > _GCD_SAMPLE:
+        prefix = wide[:_ORDER_SAMPLE] - offset
+        divisor = int(np.gcd.reduce(prefix, initial=wide.dtype.type(divisor)))
+    return divisor
+
+
+def _divide_by_gcd(
+    reduced: np.ndarray, divisor: int, narrow: np.dtype
+) -> tuple[np.ndarray, int]:
+    """Divide the values by their greatest common divisor; return them and the divisor.
+
+    *reduced* is the caller's own array and may be divided in place; *divisor* is a multiple
+    of the gcd (:func:`_gcd_candidate`), and *narrow* an unsigned type that holds every value.
+    Multiplying by the inverse of the divisor's odd part (modulo the word size) gives every
+    multiple its exact quotient and every other value a quotient beyond the largest possible
+    one, so one multiplication and two reductions both divide and check. The values that are
+    not multiples, if any, bring the divisor down to the gcd of the whole array, and one more
+    multiplication divides by that. The final shift by the divisor's factors of two writes
+    the quotients at the narrow width.
+    """
     kind = reduced.dtype.type
     modulus = 1 << (8 * reduced.itemsize)
     twos = (divisor & -divisor).bit_length() - 1
@@ -864,7 +881,8 @@ def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
         if divisor == 1:
             return reduced, 1
     if twos:
-        np.right_shift(reduced, kind(twos), out=reduced)
+        out = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else reduced
+        return np.right_shift(reduced, kind(twos), out=out, casting="unsafe"), divisor
     return reduced, divisor
 
 
