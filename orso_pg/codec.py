@@ -586,9 +586,15 @@ def _round_to_decimals(flat: np.ndarray, decimals: int) -> np.ndarray:
     return scaled.astype(np.int64)
 
 
-def _from_decimals(q: np.ndarray, decimals: int, dtype: np.dtype) -> np.ndarray:
-    """Return ``q / 10**decimals`` as *dtype*; both directions use exactly this formula."""
-    out = np.empty(q.shape, dtype)
+def _from_decimals(
+    q: np.ndarray, decimals: int, dtype: np.dtype, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Return ``q / 10**decimals`` as *dtype*; both directions use exactly this formula.
+
+    *out*, when given, is a buffer of *dtype* and *q*'s shape to write into.
+    """
+    if out is None:
+        out = np.empty(q.shape, dtype)
     np.divide(q, _POW10[decimals], out=out, casting="same_kind")
     return out
 
@@ -610,8 +616,10 @@ def _find_decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
             return None
         with np.errstate(over="ignore", invalid="ignore"):  # such values fail the check below
             scaled = np.multiply(flat, _POW10[decimals], dtype=np.float64)
-            q = np.rint(scaled, out=scaled).astype(np.int64)
-        wrong = _from_decimals(q, decimals, flat.dtype).view(bits.dtype) != bits
+            q = np.rint(scaled, out=np.empty(flat.size, np.int64), casting="unsafe")
+        # float64 values are rebuilt into the scaled ones' buffer, no longer needed.
+        back = _from_decimals(q, decimals, flat.dtype, out=scaled if flat.itemsize == 8 else None)  # noqa: PLR2004
+        wrong = back.view(bits.dtype) != bits
         if not wrong.any():
             return decimals, q
         more = _sample_decimals(flat[wrong][:_DECIMAL_SAMPLE], most)
