@@ -789,9 +789,16 @@ def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
     The non-zero values include the maximum, so they pack at the same width as all of them.
     """
     nonzero = reduced != 0
-    return np.concatenate(
-        (np.packbits(nonzero), _pack_values(np.compress(nonzero, reduced), top)[1])
-    )
+    mask = np.packbits(nonzero)
+    kept = np.compress(nonzero, reduced)
+    width = _pack_width(top)
+    if width < 8 or kept.size <= _FEW:  # noqa: PLR2004
+        return np.concatenate((mask, _pack_values(kept, top)[1]))
+    # The byte planes are written in place behind the bitmap, not joined to it.
+    stream = np.empty(mask.size + width // 8 * kept.size, np.uint8)
+    stream[: mask.size] = mask
+    _byte_planes(kept, width // 8, out=stream[mask.size :])
+    return stream
 
 
 def _choose_order(work: np.ndarray) -> int:
@@ -927,16 +934,25 @@ def _pack_bits(values: np.ndarray, width: int) -> np.ndarray:
     return packed.astype(np.uint8)
 
 
-def _byte_planes(values: np.ndarray, planes: int) -> np.ndarray:
-    """Return the low *planes* bytes of every value, all first bytes first."""
+def _byte_planes(
+    values: np.ndarray, planes: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Return the low *planes* bytes of every value, all first bytes first.
+
+    *out*, when given, is the uint8 buffer of ``planes * values.size`` bytes to write into.
+    """
     values = values.astype(_UNSIGNED[_CONTAINER[planes]], copy=False)
-    if planes == 1:
-        return values
     count = values.size
+    if planes == 1:
+        if out is None:
+            return values
+        out[...] = values
+        return out
+    stream = np.empty(planes * count, np.uint8) if out is None else out
     if count <= _FEW or planes >= _WIDE_PLANES:
         as_bytes = values.view(np.uint8).reshape(count, -1)
-        return np.ascontiguousarray(as_bytes[:, :planes].T).reshape(-1)
-    stream = np.empty(planes * count, np.uint8)
+        stream.reshape(planes, count)[...] = as_bytes[:, :planes].T
+        return stream
     for plane in range(planes):
         chunk = stream[plane * count : (plane + 1) * count]
         np.right_shift(values, 8 * plane, out=chunk, casting="unsafe")  # keeps the low byte
