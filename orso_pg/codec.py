@@ -658,7 +658,7 @@ def _pack(work: np.ndarray, level: int) -> _Packing:
         # Wrapping, in place unless that would write into the input.
         reduced = np.subtract(wide, offset, out=None if order == 0 else wide)
         if divisor > 1:
-            reduced, divisor = _divide_by_gcd(reduced, divisor, narrow)
+            reduced, divisor = _divide_by_gcd(reduced, divisor, span)
     width, flags, layout, payload = _pack_stream(reduced, span // divisor, level)
     return _Packing(order, seeds, low, divisor, width, flags, layout, payload)
 
@@ -855,19 +855,17 @@ def _gcd_candidate(wide: np.ndarray, offset: np.unsignedinteger, span: int) -> i
     return divisor
 
 
-def _divide_by_gcd(
-    reduced: np.ndarray, divisor: int, narrow: np.dtype
-) -> tuple[np.ndarray, int]:
+def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.ndarray, int]:
     """Divide the values by their greatest common divisor; return them and the divisor.
 
     *reduced* is the caller's own array and may be divided in place; *divisor* is a multiple
-    of the gcd (:func:`_gcd_candidate`), and *narrow* an unsigned type that holds every value.
+    of the gcd (:func:`_gcd_candidate`) and *span* the largest value.
     Multiplying by the inverse of the divisor's odd part (modulo the word size) gives every
     multiple its exact quotient and every other value a quotient beyond the largest possible
     one, so one multiplication and two reductions both divide and check. The values that are
     not multiples, if any, bring the divisor down to the gcd of the whole array, and one more
     multiplication divides by that. The final shift by the divisor's factors of two writes
-    the quotients at the narrow width.
+    the quotients in the narrowest type that holds them.
     """
     kind = reduced.dtype.type
     modulus = 1 << (8 * reduced.itemsize)
@@ -895,10 +893,13 @@ def _divide_by_gcd(
         twos = shrunk_twos
         if divisor == 1:
             return reduced, 1
+    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
+    out = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else reduced
     if twos:
-        out = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else reduced
-        return np.right_shift(reduced, kind(twos), out=out, casting="unsafe"), divisor
-    return reduced, divisor
+        np.right_shift(reduced, kind(twos), out=out, casting="unsafe")
+    elif out is not reduced:
+        np.copyto(out, reduced, casting="unsafe")
+    return out, divisor
 
 
 def _pack_width(top: int) -> int:
