@@ -1149,7 +1149,7 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
         unit = 10 ** max(0, digits - significant)
         step = round(median / unit) * unit
         remainders = np.remainder(prefix, step)
-        shift = (step // 2 - int(np.median(remainders))) % step
+        shift = (step // 2 - _int_median(remainders)) % step
         centred = np.remainder(remainders + shift, step)
         spread = int(centred.max()) - int(centred.min())
         if 0 < spread * _GRID_SPREAD < step and (best is None or spread < best[0]):
@@ -1162,6 +1162,18 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
     remainders = np.multiply(quotients, step)
     np.subtract(flat, remainders, out=remainders)
     return _Model(_GRID, step, (quotients, remainders))
+
+
+def _int_median(values: np.ndarray) -> int:
+    """Return ``int(numpy.median(values))`` of integers, by one partition and no more.
+
+    As numpy does, the middle value or the mean of the middle two is taken in float64.
+    """
+    half = values.size // 2
+    if values.size % 2:
+        return int(float(np.partition(values, half)[half]))
+    part = np.partition(values, (half - 1, half))
+    return int((float(part[half - 1]) + float(part[half])) / 2)
 
 
 def _size_code(values: Sequence[int], *, signed: bool) -> int:
