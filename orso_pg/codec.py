@@ -651,14 +651,14 @@ def _pack(work: np.ndarray, level: int) -> _Packing:
     wide = residuals.view(unsigned)
     narrow = _UNSIGNED[_CONTAINER[-(-span.bit_length() // 8)]]  # holds every reduced value
     divisor = _gcd_candidate(wide, offset, span)
-    if divisor == 1 and narrow.itemsize < work.itemsize:
+    if narrow.itemsize < work.itemsize:
         # One pass both reduces and narrows the values: the later steps read fewer bytes.
         reduced = np.subtract(wide, offset, out=np.empty(wide.size, narrow), casting="unsafe")
     else:
         # Wrapping, in place unless that would write into the input.
         reduced = np.subtract(wide, offset, out=None if order == 0 else wide)
-        if divisor > 1:
-            reduced, divisor = _divide_by_gcd(reduced, divisor, span)
+    if divisor > 1:
+        reduced, divisor = _divide_by_gcd(reduced, divisor, span)
     width, flags, layout, payload = _pack_stream(reduced, span // divisor, level)
     return _Packing(order, seeds, low, divisor, width, flags, layout, payload)
 
