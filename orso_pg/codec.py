@@ -775,12 +775,15 @@ def _dense(values: np.ndarray, low: int) -> bytes:
     last chunk is padded with zero bits to eight values.
     """
     count = values.size
-    bits = np.unpackbits(
-        values.astype(np.uint8, copy=False).reshape(count, 1), axis=1, bitorder="little"
-    )
-    stream = np.zeros(-(-count // 8) * 8 * low, np.uint8)
-    stream[: count * low] = bits[:, :low].reshape(-1)
-    return np.packbits(stream, bitorder="little").tobytes()
+    chunks = -(-count // 8)
+    # Each chunk of eight values becomes one 64-bit word, value j in bits j * low on; the
+    # word's low bytes are the chunk's bytes.
+    words = np.zeros(chunks * 8, np.uint64)
+    np.bitwise_and(values, values.dtype.type((1 << low) - 1), out=words[:count], casting="unsafe")
+    words = words.reshape(chunks, 8)
+    words <<= _DENSE_SHIFTS[low]
+    packed = np.bitwise_or.reduce(words, axis=1)
+    return packed.view(np.uint8).reshape(chunks, 8)[:, :low].tobytes()
 
 
 def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
@@ -823,10 +826,10 @@ def _choose_order(work: np.ndarray) -> int:
     low = spread.shape[1] // 100
     floor = np.partition(spread, low, axis=1)[:, low : low + 1]
     candidates -= floor  # wraps like the residuals themselves
-    distance = np.abs(candidates.astype(np.float64))
-    bits = np.frexp(distance)[1]
-    per_value = bits.sum(axis=1) / length
-    costs = [float(per_value[k]) * (n - k) + 64 * k for k in range(3)]
+    # A float's exponent is its magnitude's, so the sign needs no clearing.
+    bits = np.frexp(candidates.astype(np.float64))[1]
+    per_value = (bits.sum(axis=1) / length).tolist()
+    costs = [per_value[k] * (n - k) + 64 * k for k in range(3)]
     return costs.index(min(costs))
 
 
@@ -849,7 +852,7 @@ def _gcd_candidate(wide: np.ndarray, offset: np.unsignedinteger, span: int) -> i
         return 1
     step = max(1, wide.size // _GCD_SAMPLE)
     divisor = math.gcd(int(np.gcd.reduce(wide[::step][:_GCD_SAMPLE] - offset)), span)
-    if divisor > 1 and wide.size > _GCD_SAMPLE:
+    if divisor > 1 and wide.size > _ORDER_SAMPLE:
         prefix = wide[:_ORDER_SAMPLE] - offset
         divisor = int(np.gcd.reduce(prefix, initial=wide.dtype.type(divisor)))
     return divisor
@@ -1180,7 +1183,10 @@ def _size_code(values: Sequence[int], *, signed: bool) -> int:
     """Return 0..3 for the fewest bytes (1, 2, 4 or 8) that hold every value."""
     if not values:
         return 0
-    bits = max((value if value >= 0 else ~value).bit_length() for value in values) + signed
+    # bit_length grows with a value and with the complement of a negative one.
+    most, least = max(values), min(values)
+    bits = max(most.bit_length() if most >= 0 else 0, (~least).bit_length() if least < 0 else 0)
+    bits += signed
     return 0 if bits <= 8 else 1 if bits <= 16 else 2 if bits <= 32 else 3  # noqa: PLR2004
 
 
