@@ -778,12 +778,13 @@ def _dense(values: np.ndarray, low: int) -> bytes:
     chunks = -(-count // 8)
     # Each chunk of eight values becomes one 64-bit word, value j in bits j * low on; the
     # word's low bytes are the chunk's bytes.
-    words = np.zeros(chunks * 8, np.uint64)
-    np.bitwise_and(values, values.dtype.type((1 << low) - 1), out=words[:count], casting="unsafe")
-    words = words.reshape(chunks, 8)
+    flat = np.zeros(chunks * 8, np.uint64)
+    np.bitwise_and(values, values.dtype.type((1 << low) - 1), out=flat[:count], casting="unsafe")
+    words = flat.reshape(chunks, 8)
     words <<= _DENSE_SHIFTS[low]
-    packed = np.bitwise_or.reduce(words, axis=1)
-    return packed.view(np.uint8).reshape(chunks, 8)[:, :low].tobytes()
+    packed: np.ndarray = np.bitwise_or.reduce(words, axis=1)
+    chunk_bytes: bytes = packed.view(np.uint8).reshape(chunks, 8)[:, :low].tobytes()
+    return chunk_bytes
 
 
 def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
@@ -938,9 +939,7 @@ def _pack_bits(values: np.ndarray, width: int) -> np.ndarray:
     return packed.astype(np.uint8)
 
 
-def _byte_planes(
-    values: np.ndarray, planes: int, out: np.ndarray | None = None
-) -> np.ndarray:
+def _byte_planes(values: np.ndarray, planes: int, out: np.ndarray | None = None) -> np.ndarray:
     """Return the low *planes* bytes of every value, all first bytes first.
 
     *out*, when given, is the uint8 buffer of ``planes * values.size`` bytes to write into.
