@@ -611,21 +611,45 @@ def _find_decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
         return None
     step = max(1, flat.size // _DECIMAL_SAMPLE)
     decimals = _sample_decimals(flat[::step][:_DECIMAL_SAMPLE], most)
-    bits = flat.view(_SIGNED[flat.itemsize])
     for _ in range(3):  # the sample may have missed values that need more places
         if decimals is None:
             return None
-        with np.errstate(over="ignore", invalid="ignore"):  # such values fail the check below
-            scaled = np.multiply(flat, _POW10[decimals], dtype=np.float64)
-            q = np.rint(scaled, out=np.empty(flat.size, np.int64), casting="unsafe")
-        # float64 values are rebuilt into the scaled ones' buffer, no longer needed.
-        back = _from_decimals(q, decimals, flat.dtype, out=scaled if flat.itemsize == 8 else None)  # noqa: PLR2004
-        wrong = back.view(bits.dtype) != bits
-        if not wrong.any():
+        q = np.empty(flat.size, np.int64)
+        missed = _round_exactly(flat, decimals, q)
+        if missed is None:
             return decimals, q
-        more = _sample_decimals(flat[wrong][:_DECIMAL_SAMPLE], most)
+        more = _sample_decimals(missed, most)
         decimals = more if more is not None and more > decimals else None
     return None
+
+
+def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray | None:
+    """Write ``rint(x * 10**decimals)`` into *q*; return the first values it misses, if any.
+
+    A value is missed when :func:`_from_decimals` does not give its bits back. The work goes
+    a cache-sized block at a time, and stops once it has :data:`_DECIMAL_SAMPLE` misses
+    (*q* is then incomplete).
+    """
+    bits = flat.view(_SIGNED[flat.itemsize])
+    size = min(flat.size, _BLOCK)
+    scaled = np.empty(size, np.float64)
+    back = np.empty(size, flat.dtype)
+    missed: list[np.ndarray] = []
+    found = 0
+    for start in range(0, flat.size, _BLOCK):
+        stop = min(flat.size, start + _BLOCK)
+        size = stop - start
+        with np.errstate(over="ignore", invalid="ignore"):  # such values fail the check below
+            np.multiply(flat[start:stop], _POW10[decimals], out=scaled[:size], dtype=np.float64)
+            np.rint(scaled[:size], out=q[start:stop], casting="unsafe")
+        _from_decimals(q[start:stop], decimals, flat.dtype, out=back[:size])
+        wrong = back[:size].view(bits.dtype) != bits[start:stop]
+        if wrong.any():
+            missed.append(flat[start:stop][wrong])
+            found += missed[-1].size
+            if found >= _DECIMAL_SAMPLE:
+                break
+    return np.concatenate(missed)[:_DECIMAL_SAMPLE] if missed else None
 
 
 def _sample_decimals(sample: np.ndarray, most: int) -> int | None:
