@@ -945,13 +945,18 @@ def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.nda
     modulus = 1 << (8 * reduced.itemsize)
     twos = (divisor & -divisor).bit_length() - 1
     odd = divisor >> twos
-    if odd > 1:
-        np.multiply(reduced, kind(pow(odd, -1, modulus)), out=reduced)  # wraps
     most = (modulus - 1) // odd
     low_bits = (1 << twos) - 1
-    if (odd > 1 and int(reduced.max()) > most) or (
-        twos and int(np.bitwise_or.reduce(reduced)) & low_bits
-    ):
+    inverse = kind(pow(odd, -1, modulus))
+    largest = ored = 0
+    for start in range(0, reduced.size, _BLOCK):  # each block checked while in the cache
+        block = reduced[start : start + _BLOCK]
+        if odd > 1:
+            np.multiply(block, inverse, out=block)  # wraps
+            largest = max(largest, int(block.max()))
+        if twos:
+            ored |= int(np.bitwise_or.reduce(block))
+    if largest > most or ored & low_bits:
         # Some values are not multiples: they alone bring the divisor down to the gcd.
         missed = np.greater(reduced, kind(most))
         if twos:
