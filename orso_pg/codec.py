@@ -949,13 +949,22 @@ def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.nda
     low_bits = (1 << twos) - 1
     inverse = kind(pow(odd, -1, modulus))
     largest = ored = 0
-    for start in range(0, reduced.size, _BLOCK):  # each block checked while in the cache
+    # Quotients go to a narrower array as each block is checked, while it is in the cache;
+    # should a check fail, they are written again below.
+    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
+    early = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else None
+    for start in range(0, reduced.size, _BLOCK):
         block = reduced[start : start + _BLOCK]
         if odd > 1:
             np.multiply(block, inverse, out=block)  # wraps
             largest = max(largest, int(block.max()))
         if twos:
             ored |= int(np.bitwise_or.reduce(block))
+        if early is not None:
+            target = early[start : start + _BLOCK]
+            np.right_shift(block, kind(twos), out=target, casting="unsafe")
+    if early is not None and not (largest > most or ored & low_bits):
+        return early, divisor
     if largest > most or ored & low_bits:
         # Some values are not multiples: they alone bring the divisor down to the gcd.
         missed = np.greater(reduced, kind(most))
