@@ -297,6 +297,8 @@ _DENSE_MOST = 8  # the most low bits a split stream packs densely
 _ZSTD_SLACK = 1.04  # zstd's Huffman coding of a byte stream, over its entropy ...
 _ZSTD_OVERHEAD = 24  # ... plus its frame and table, in bytes
 _FEW = 4096  # up to this many values, a transposing copy splits bytes faster than shifts
+_WIDE_PLANES = 5  # ... and so it does for this many planes or more, at any count
+_BLOCK = 1 << 15  # residuals delta-coded at a time (256 KiB of int64, in the CPU's cache)
 
 # Unpacking tables, byte -> its 2- or 4-bit values as one little-endian word.
 _SHIFTS2 = np.array([6, 4, 2, 0], dtype=np.uint8)
@@ -585,9 +587,15 @@ def _round_to_decimals(flat: np.ndarray, decimals: int) -> np.ndarray:
     return scaled.astype(np.int64)
 
 
-def _from_decimals(q: np.ndarray, decimals: int, dtype: np.dtype) -> np.ndarray:
-    """Return ``q / 10**decimals`` as *dtype*; both directions use exactly this formula."""
-    out = np.empty(q.shape, dtype)
+def _from_decimals(
+    q: np.ndarray, decimals: int, dtype: np.dtype, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Return ``q / 10**decimals`` as *dtype*; both directions use exactly this formula.
+
+    *out*, when given, is a buffer of *dtype* and *q*'s shape to write into.
+    """
+    if out is None:
+        out = np.empty(q.shape, dtype)
     np.divide(q, _POW10[decimals], out=out, casting="same_kind")
     return out
 
@@ -603,19 +611,45 @@ def _find_decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
         return None
     step = max(1, flat.size // _DECIMAL_SAMPLE)
     decimals = _sample_decimals(flat[::step][:_DECIMAL_SAMPLE], most)
-    bits = flat.view(_SIGNED[flat.itemsize])
     for _ in range(3):  # the sample may have missed values that need more places
         if decimals is None:
             return None
-        with np.errstate(over="ignore", invalid="ignore"):  # such values fail the check below
-            scaled = np.multiply(flat, _POW10[decimals], dtype=np.float64)
-            q = np.rint(scaled, out=scaled).astype(np.int64)
-        wrong = _from_decimals(q, decimals, flat.dtype).view(bits.dtype) != bits
-        if not wrong.any():
+        q = np.empty(flat.size, np.int64)
+        missed = _round_exactly(flat, decimals, q)
+        if missed is None:
             return decimals, q
-        more = _sample_decimals(flat[wrong][:_DECIMAL_SAMPLE], most)
+        more = _sample_decimals(missed, most)
         decimals = more if more is not None and more > decimals else None
     return None
+
+
+def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray | None:
+    """Write ``rint(x * 10**decimals)`` into *q*; return the first values it misses, if any.
+
+    A value is missed when :func:`_from_decimals` does not give its bits back. The work goes
+    a cache-sized block at a time, and stops once it has :data:`_DECIMAL_SAMPLE` misses
+    (*q* is then incomplete).
+    """
+    bits = flat.view(_SIGNED[flat.itemsize])
+    size = min(flat.size, _BLOCK)
+    scaled = np.empty(size, np.float64)
+    back = np.empty(size, flat.dtype)
+    missed: list[np.ndarray] = []
+    found = 0
+    for start in range(0, flat.size, _BLOCK):
+        stop = min(flat.size, start + _BLOCK)
+        size = stop - start
+        with np.errstate(over="ignore", invalid="ignore"):  # such values fail the check below
+            np.multiply(flat[start:stop], _POW10[decimals], out=scaled[:size], dtype=np.float64)
+            np.rint(scaled[:size], out=q[start:stop], casting="unsafe")
+        _from_decimals(q[start:stop], decimals, flat.dtype, out=back[:size])
+        wrong = back[:size].view(bits.dtype) != bits[start:stop]
+        if wrong.any():
+            missed.append(flat[start:stop][wrong])
+            found += missed[-1].size
+            if found >= _DECIMAL_SAMPLE:
+                break
+    return np.concatenate(missed)[:_DECIMAL_SAMPLE] if missed else None
 
 
 def _sample_decimals(sample: np.ndarray, most: int) -> int | None:
@@ -630,20 +664,56 @@ def _sample_decimals(sample: np.ndarray, most: int) -> int | None:
 
 
 def _pack(work: np.ndarray, level: int) -> _Packing:
-    """Delta-code, reduce, pack and compress the working integers (steps 2 to 6)."""
+    """Delta-code, reduce, pack and compress the working integers (steps 2 to 6).
+
+    Large arrays are delta-coded a block at a time, twice: once for the residuals' range,
+    once to write them reduced and narrowed. Each block stays in the CPU's cache, so the
+    full-width residuals are never written to memory and read back.
+    """
     order = _choose_order(work)
-    residuals, seeds = _residuals(work, order)
-    low, high = int(residuals.min()), int(residuals.max())
+    count = work.size - order
+    seeds = _seeds(work, order)
+    residuals = _residual_block(work, order, 0, count) if count <= _BLOCK else None
+    if residuals is not None:
+        low, high = int(residuals.min()), int(residuals.max())
+    else:
+        lows, highs = [], []
+        for start in range(0, count, _BLOCK):
+            block = _residual_block(work, order, start, min(count, start + _BLOCK))
+            lows.append(int(block.min()))
+            highs.append(int(block.max()))
+        low, high = min(lows), max(highs)
     span = high - low
     if span == 0:
         return _Packing(order, seeds, low, 1, 0, 0, _PACKED, b"")
     unsigned = _UNSIGNED[work.itemsize]
-    reduced = np.subtract(
-        residuals.view(unsigned),
-        unsigned.type(low % 2 ** (8 * work.itemsize)),
-        out=None if order == 0 else residuals.view(unsigned),  # never write into the input
-    )
-    reduced, divisor = _divide_by_gcd(reduced, span)
+    offset = unsigned.type(low % 2 ** (8 * work.itemsize))
+    narrow = _UNSIGNED[_CONTAINER[-(-span.bit_length() // 8)]]  # holds every reduced value
+    step = max(1, count // _GCD_SAMPLE)
+    sample = _residual_sample(work, order, step, residuals).view(unsigned)
+    divisor = math.gcd(int(np.gcd.reduce(sample - offset)), span) if span > 1 else 1
+    if divisor > 1 and count > _ORDER_SAMPLE:
+        # A sample of mostly zeros proposes the span itself; a prefix cheaply brings it down.
+        prefix = np.subtract(_residual_block(work, order, 0, _ORDER_SAMPLE).view(unsigned), offset)
+        divisor = int(np.gcd.reduce(prefix, initial=unsigned.type(divisor)))
+    if residuals is None:
+        # One pass per block both reduces and narrows the values.
+        reduced = np.empty(count, narrow)
+        buffer = np.empty(_BLOCK, work.dtype)
+        for start in range(0, count, _BLOCK):
+            stop = min(count, start + _BLOCK)
+            block = _residual_block(work, order, start, stop, buffer[: stop - start])
+            np.subtract(block.view(unsigned), offset, out=reduced[start:stop], casting="unsafe")
+    elif narrow.itemsize < work.itemsize:
+        # One pass both reduces and narrows the values: the later steps read fewer bytes.
+        wide = residuals.view(unsigned)
+        reduced = np.subtract(wide, offset, out=np.empty(count, narrow), casting="unsafe")
+    else:
+        # Wrapping, in place unless that would write into the input.
+        wide = residuals.view(unsigned)
+        reduced = np.subtract(wide, offset, out=None if order == 0 else wide)
+    if divisor > 1:
+        reduced, divisor = _divide_by_gcd(reduced, divisor, span)
     width, flags, layout, payload = _pack_stream(reduced, span // divisor, level)
     return _Packing(order, seeds, low, divisor, width, flags, layout, payload)
 
@@ -760,12 +830,16 @@ def _dense(values: np.ndarray, low: int) -> bytes:
     last chunk is padded with zero bits to eight values.
     """
     count = values.size
-    bits = np.unpackbits(
-        values.astype(np.uint8, copy=False).reshape(count, 1), axis=1, bitorder="little"
-    )
-    stream = np.zeros(-(-count // 8) * 8 * low, np.uint8)
-    stream[: count * low] = bits[:, :low].reshape(-1)
-    return np.packbits(stream, bitorder="little").tobytes()
+    chunks = -(-count // 8)
+    # Each chunk of eight values becomes one 64-bit word, value j in bits j * low on; the
+    # word's low bytes are the chunk's bytes.
+    flat = np.zeros(chunks * 8, np.uint64)
+    np.bitwise_and(values, values.dtype.type((1 << low) - 1), out=flat[:count], casting="unsafe")
+    words = flat.reshape(chunks, 8)
+    words <<= _DENSE_SHIFTS[low]
+    packed: np.ndarray = np.bitwise_or.reduce(words, axis=1)
+    chunk_bytes: bytes = packed.view(np.uint8).reshape(chunks, 8)[:, :low].tobytes()
+    return chunk_bytes
 
 
 def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
@@ -774,9 +848,16 @@ def _masked_stream(reduced: np.ndarray, top: int) -> np.ndarray:
     The non-zero values include the maximum, so they pack at the same width as all of them.
     """
     nonzero = reduced != 0
-    return np.concatenate(
-        (np.packbits(nonzero), _pack_values(np.compress(nonzero, reduced), top)[1])
-    )
+    mask = np.packbits(nonzero)
+    kept = np.compress(nonzero, reduced)
+    width = _pack_width(top)
+    if width < 8 or kept.size <= _FEW:  # noqa: PLR2004
+        return np.concatenate((mask, _pack_values(kept, top)[1]))
+    # The byte planes are written in place behind the bitmap, not joined to it.
+    stream = np.empty(mask.size + width // 8 * kept.size, np.uint8)
+    stream[: mask.size] = mask
+    _byte_planes(kept, width // 8, out=stream[mask.size :])
+    return stream
 
 
 def _choose_order(work: np.ndarray) -> int:
@@ -801,46 +882,112 @@ def _choose_order(work: np.ndarray) -> int:
     low = spread.shape[1] // 100
     floor = np.partition(spread, low, axis=1)[:, low : low + 1]
     candidates -= floor  # wraps like the residuals themselves
-    distance = np.abs(candidates.astype(np.float64))
-    bits = np.frexp(distance)[1]
-    per_value = bits.sum(axis=1) / length
-    costs = [float(per_value[k]) * (n - k) + 64 * k for k in range(3)]
+    # A float's exponent is its magnitude's, so the sign needs no clearing.
+    bits = np.frexp(candidates.astype(np.float64))[1]
+    per_value = (bits.sum(axis=1) / length).tolist()
+    costs = [per_value[k] * (n - k) + 64 * k for k in range(3)]
     return costs.index(min(costs))
 
 
-def _residuals(work: np.ndarray, order: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def _seeds(work: np.ndarray, order: int) -> tuple[int, ...]:
+    """Return the values the residuals of *order* start from (wrapping like them)."""
     if order == 0:
-        return work, ()
-    first = np.subtract(work[1:], work[:-1])
+        return ()
     if order == 1:
-        return first, (int(work[0]),)
-    return np.subtract(first[1:], first[:-1]), (int(work[0]), int(first[0]))
+        return (int(work[0]),)
+    return int(work[0]), int(np.subtract(work[1:2], work[:1])[0])
 
 
-def _divide_by_gcd(reduced: np.ndarray, span: int) -> tuple[np.ndarray, int]:
+def _residual_block(
+    work: np.ndarray, order: int, start: int, stop: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Return residuals *start* to *stop* of *order* (wrapping); order 0 is a view of *work*."""
+    if order == 0:
+        return work[start:stop]
+    if order == 1:
+        block: np.ndarray = np.subtract(work[start + 1 : stop + 1], work[start:stop], out=out)
+        return block
+    first = np.subtract(work[start + 1 : stop + 2], work[start : stop + 1])
+    second: np.ndarray = np.subtract(first[1:], first[:-1], out=out)
+    return second
+
+
+def _residual_sample(
+    work: np.ndarray, order: int, step: int, residuals: np.ndarray | None
+) -> np.ndarray:
+    """Return every *step*-th residual, the first :data:`_GCD_SAMPLE` of them."""
+    if residuals is not None:
+        return residuals[::step][:_GCD_SAMPLE]
+    index = np.arange(0, step * _GCD_SAMPLE, step)
+    if order == 0:
+        return work[index]
+    if order == 1:
+        sample: np.ndarray = np.subtract(work[index + 1], work[index])
+        return sample
+    later: np.ndarray = np.subtract(work[index + 2], work[index + 1])
+    later -= np.subtract(work[index + 1], work[index])  # wraps like the residuals
+    return later
+
+
+def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.ndarray, int]:
     """Divide the values by their greatest common divisor; return them and the divisor.
 
-    The gcd of a spread-out sample and of the span is a candidate. The values it does not
-    divide, if any, bring it down to the gcd of the whole array in one more step.
+    *reduced* is the caller's own array and may be divided in place; *divisor* is a multiple
+    of the gcd (proposed by a sample and a prefix) and *span* the largest value.
+    Multiplying by the inverse of the divisor's odd part (modulo the word size) gives every
+    multiple its exact quotient and every other value a quotient beyond the largest possible
+    one, so one multiplication and two reductions both divide and check. The values that are
+    not multiples, if any, bring the divisor down to the gcd of the whole array, and one more
+    multiplication divides by that. The final shift by the divisor's factors of two writes
+    the quotients in the narrowest type that holds them.
     """
-    if span == 1:
-        return reduced, 1
-    step = max(1, reduced.size // _GCD_SAMPLE)
-    divisor = math.gcd(int(np.gcd.reduce(reduced[::step][:_GCD_SAMPLE])), span)
-    if divisor == 1:
-        return reduced, 1
-    # numpy divides by a scalar much faster than it takes remainders.
-    scalar = reduced.dtype.type(divisor)
-    quotient = np.floor_divide(reduced, scalar)
-    remainders = np.multiply(quotient, scalar)
-    np.subtract(reduced, remainders, out=remainders)
-    if remainders.any():
-        # gcd(d, x) == gcd(d, x mod d): the remainders bring the divisor down.
-        divisor = math.gcd(divisor, int(np.gcd.reduce(remainders[remainders != 0])))
+    kind = reduced.dtype.type
+    modulus = 1 << (8 * reduced.itemsize)
+    twos = (divisor & -divisor).bit_length() - 1
+    odd = divisor >> twos
+    most = (modulus - 1) // odd
+    low_bits = (1 << twos) - 1
+    inverse = kind(pow(odd, -1, modulus))
+    largest = ored = 0
+    # Quotients go to a narrower array as each block is checked, while it is in the cache;
+    # should a check fail, they are written again below.
+    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
+    early = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else None
+    for start in range(0, reduced.size, _BLOCK):
+        block = reduced[start : start + _BLOCK]
+        if odd > 1:
+            np.multiply(block, inverse, out=block)  # wraps
+            largest = max(largest, int(block.max()))
+        if twos:
+            ored |= int(np.bitwise_or.reduce(block))
+        if early is not None:
+            target = early[start : start + _BLOCK]
+            np.right_shift(block, kind(twos), out=target, casting="unsafe")
+    if early is not None and not (largest > most or ored & low_bits):
+        return early, divisor
+    if largest > most or ored & low_bits:
+        # Some values are not multiples: they alone bring the divisor down to the gcd.
+        missed = np.greater(reduced, kind(most))
+        if twos:
+            missed |= np.bitwise_and(reduced, kind(low_bits)).astype(bool)
+        values = np.multiply(reduced[missed], kind(odd))  # those values again, exactly
+        divisor = math.gcd(divisor, int(np.gcd.reduce(values)))
+        shrunk_twos = (divisor & -divisor).bit_length() - 1
+        shrunk_odd = divisor >> shrunk_twos
+        # Back to the values (times odd), then on to the quotients by the new odd part.
+        factor = odd * pow(shrunk_odd, -1, modulus) % modulus
+        if factor != 1:
+            np.multiply(reduced, kind(factor), out=reduced)
+        twos = shrunk_twos
         if divisor == 1:
             return reduced, 1
-        np.floor_divide(reduced, reduced.dtype.type(divisor), out=quotient)
-    return quotient, divisor
+    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
+    out = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else reduced
+    if twos:
+        np.right_shift(reduced, kind(twos), out=out, casting="unsafe")
+    elif out is not reduced:
+        np.copyto(out, reduced, casting="unsafe")
+    return out, divisor
 
 
 def _pack_width(top: int) -> int:
@@ -876,16 +1023,23 @@ def _pack_bits(values: np.ndarray, width: int) -> np.ndarray:
     return packed.astype(np.uint8)
 
 
-def _byte_planes(values: np.ndarray, planes: int) -> np.ndarray:
-    """Return the low *planes* bytes of every value, all first bytes first."""
+def _byte_planes(values: np.ndarray, planes: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Return the low *planes* bytes of every value, all first bytes first.
+
+    *out*, when given, is the uint8 buffer of ``planes * values.size`` bytes to write into.
+    """
     values = values.astype(_UNSIGNED[_CONTAINER[planes]], copy=False)
-    if planes == 1:
-        return values
     count = values.size
-    if count <= _FEW:
+    if planes == 1:
+        if out is None:
+            return values
+        out[...] = values
+        return out
+    stream = np.empty(planes * count, np.uint8) if out is None else out
+    if count <= _FEW or planes >= _WIDE_PLANES:
         as_bytes = values.view(np.uint8).reshape(count, -1)
-        return np.ascontiguousarray(as_bytes[:, :planes].T).reshape(-1)
-    stream = np.empty(planes * count, np.uint8)
+        stream.reshape(planes, count)[...] = as_bytes[:, :planes].T
+        return stream
     for plane in range(planes):
         chunk = stream[plane * count : (plane + 1) * count]
         np.right_shift(values, 8 * plane, out=chunk, casting="unsafe")  # keeps the low byte
@@ -1081,7 +1235,7 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
         unit = 10 ** max(0, digits - significant)
         step = round(median / unit) * unit
         remainders = np.remainder(prefix, step)
-        shift = (step // 2 - int(np.median(remainders))) % step
+        shift = (step // 2 - _int_median(remainders)) % step
         centred = np.remainder(remainders + shift, step)
         spread = int(centred.max()) - int(centred.min())
         if 0 < spread * _GRID_SPREAD < step and (best is None or spread < best[0]):
@@ -1096,11 +1250,26 @@ def _find_grid(flat: np.ndarray) -> _Model | None:
     return _Model(_GRID, step, (quotients, remainders))
 
 
+def _int_median(values: np.ndarray) -> int:
+    """Return ``int(numpy.median(values))`` of integers, by one partition and no more.
+
+    As numpy does, the middle value or the mean of the middle two is taken in float64.
+    """
+    half = values.size // 2
+    if values.size % 2:
+        return int(float(np.partition(values, half)[half]))
+    part = np.partition(values, (half - 1, half))
+    return int((float(part[half - 1]) + float(part[half])) / 2)
+
+
 def _size_code(values: Sequence[int], *, signed: bool) -> int:
     """Return 0..3 for the fewest bytes (1, 2, 4 or 8) that hold every value."""
     if not values:
         return 0
-    bits = max((value if value >= 0 else ~value).bit_length() for value in values) + signed
+    # bit_length grows with a value and with the complement of a negative one.
+    most, least = max(values), min(values)
+    bits = max(most.bit_length() if most >= 0 else 0, (~least).bit_length() if least < 0 else 0)
+    bits += signed
     return 0 if bits <= 8 else 1 if bits <= 16 else 2 if bits <= 32 else 3  # noqa: PLR2004
 
 

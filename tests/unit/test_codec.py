@@ -379,6 +379,42 @@ def test_common_divisor_found_beyond_the_sample():
     assert streams_of(assert_round_trip(lots))[0].divisor == 1
 
 
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_large_arrays_are_delta_coded_block_by_block(order):
+    """Arrays longer than a block give the same residuals as one pass over the whole array."""
+    rng = np.random.default_rng(order)
+    steps = rng.integers(-3, 4, 100_000)
+    values = (
+        steps if order == 0 else np.cumsum(steps) if order == 1 else np.cumsum(np.cumsum(steps))
+    )
+    values = values * 12 + 5
+    values[-1] += 4  # a residual the sample and the prefix miss: the divisor drops to 4
+    stream = streams_of(assert_round_trip(values))[0]
+    assert (stream.order, stream.divisor) == (order, 4)
+    small = streams_of(assert_round_trip(values[-20_000:]))[0]  # one block, same residuals
+    assert small.order == order
+
+
+@pytest.mark.parametrize(("late", "divisor"), [(3, 3), (10, 5), (16, 1)])
+def test_gcd_fallback_narrows_the_quotients(late, divisor):
+    """A divisor refuted past the sample and prefix is brought down, quotients narrowed."""
+    values = np.random.default_rng(9).integers(0, 3_000, 100_000) * 15
+    values[-1] = late
+    frame = assert_round_trip(values)
+    assert streams_of(frame)[0].divisor == divisor
+
+
+def test_decimals_missed_after_the_first_block():
+    """Values that need more places late in a large array are found and sampled."""
+    ticks = 3_000_000 + np.cumsum(np.random.default_rng(10).integers(-50, 51, 100_000))
+    prices = ticks / 100
+    prices[70_000:70_100] += 0.001  # three places, beyond the first block
+    frame = assert_round_trip(prices)
+    assert model_of(frame) == 1  # decimals: three places, or two with corrections
+    prices[50_000::7] = np.pi  # more misses than a sample: not decimals at all
+    assert_round_trip(prices)
+
+
 def test_zero_mask_choice_on_large_arrays():
     """Large arrays pick the zero mask from a prefix, or from a full trial when it is tiny."""
     rng = np.random.default_rng(8)
