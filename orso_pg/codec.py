@@ -281,6 +281,7 @@ _POW10: Final = tuple(float(10**k) for k in range(_MAX_DECIMALS + 1))
 _POW10_COLUMN: Final = np.array(_POW10)[:, None]
 _FIND_DECIMALS: Final = {4: 8, 8: 12}  # the most places looked for, by float width
 _EXACT_INT: Final = 2.0**53
+_INT64_END: Final = 2.0**63  # the first float beyond int64's range
 
 _ORDER_SAMPLE = 4096  # prefix length on which the delta order is chosen
 _FLOOR_SAMPLE = 256  # spread-out residuals whose 1st percentile is the order cost's floor
@@ -628,22 +629,29 @@ def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray
 
     A value is missed when :func:`_from_decimals` does not give its bits back. The work goes
     a cache-sized block at a time, and stops once it has :data:`_DECIMAL_SAMPLE` misses
-    (*q* is then incomplete).
+    (*q* is then incomplete). The check divides the rounded floats themselves: within
+    int64's range they are integers that convert exactly, so they give what ``q`` gives,
+    without converting ``q`` back; values beyond that range (and NaN) have no ``q`` and miss.
     """
     bits = flat.view(_SIGNED[flat.itemsize])
     size = min(flat.size, _BLOCK)
     scaled = np.empty(size, np.float64)
     back = np.empty(size, flat.dtype)
+    power = _POW10[decimals]
     missed: list[np.ndarray] = []
     found = 0
     for start in range(0, flat.size, _BLOCK):
         stop = min(flat.size, start + _BLOCK)
         size = stop - start
+        block = scaled[:size]
         with np.errstate(over="ignore", invalid="ignore"):  # such values fail the check below
-            np.multiply(flat[start:stop], _POW10[decimals], out=scaled[:size], dtype=np.float64)
-            np.rint(scaled[:size], out=q[start:stop], casting="unsafe")
-        _from_decimals(q[start:stop], decimals, flat.dtype, out=back[:size])
+            np.multiply(flat[start:stop], power, out=block, dtype=np.float64)
+            np.rint(block, out=block)
+            np.divide(block, power, out=back[:size], casting="same_kind")
+            np.copyto(q[start:stop], block, casting="unsafe")
         wrong = back[:size].view(bits.dtype) != bits[start:stop]
+        if not -_INT64_END <= float(block.min()) <= float(block.max()) < _INT64_END:
+            wrong |= ~((block >= -_INT64_END) & (block < _INT64_END))  # NaN compares false
         if wrong.any():
             missed.append(flat[start:stop][wrong])
             found += missed[-1].size

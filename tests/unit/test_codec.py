@@ -1571,3 +1571,15 @@ def test_decode_many_agrees_with_decode_on_resigned_damage(name):
             assert out.shape == single.shape
             assert out.tobytes() == single.tobytes()
     assert 0 < refused < 500  # damage both refused and (where the fields allow) decoded
+
+
+@pytest.mark.parametrize("odd", [math.nan, math.inf, -math.inf, 1e300, -1e300, 2.0**63, -(2.0**63)])
+def test_decimals_beyond_int64_are_missed_not_stored(odd):
+    prices = np.round(np.linspace(10.0, 20.0, 5000), 2)
+    prices[1234] = odd  # its x * 10**k has no int64 q: a correction, never a wrong integer
+    frame = codec.encode(prices)
+    assert codec.decode(frame).tobytes() == prices.tobytes()
+    q = np.empty(prices.size, np.int64)
+    missed = codec._round_exactly(prices, 2, q)
+    assert missed is not None
+    assert missed.view(np.int64).tolist() == prices[1234:1235].view(np.int64).tolist()
