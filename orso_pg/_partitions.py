@@ -133,6 +133,12 @@ def _column_values(meta: TableMeta, rows: Sequence[Any], names: Sequence[str] | 
         except AttributeError:
             return [getattr(r, column, None) for r in rows]
     index = names.index(column) if column in names else None
+    if index is not None and set(map(type, rows)) <= {tuple, list}:
+        # Tuples and lists only (the common case): the values are taken in a C loop.
+        try:
+            return list(map(operator.itemgetter(index), rows))
+        except IndexError:
+            pass  # a short row: the careful loop below skips it, and the write names it
     out: list[Any] = []
     for r in rows:
         if isinstance(r, Mapping):
@@ -240,9 +246,16 @@ def _range_wanted(meta: TableMeta, label: str, key: int) -> _Wanted:
 
 
 def ensure(
-    ex: Executor, meta: TableMeta, table: str | None, needed: Sequence[_Wanted]
+    ex: Executor,
+    meta: TableMeta,
+    table: str | None,
+    needed: Sequence[_Wanted],
+    seen: set[str] | None = None,
 ) -> list[str]:
     """Make the partitions of *needed* that do not exist yet; return the names made.
+
+    *seen*, when given, holds the partitions this transaction already made or found: they
+    are not looked up again, and those of *needed* are added to it.
 
     Runs in the caller's transaction (a transaction of its own on an autocommit connection):
     the advisory lock is held until it ends, so a concurrent loader waits, then finds them.
@@ -259,6 +272,8 @@ def ensure(
         QueryError: the table is not partitioned, or rows the DEFAULT partition holds cannot
             move to the new partition.
     """
+    if seen is not None:
+        needed = [w for w in needed if w.name not in seen]
     if not needed:
         return []
     parent = _parent_text(meta, table)
@@ -303,6 +318,8 @@ def ensure(
                     ddl.attach_partition(parent_ident, child, by_name[name].bound), table=label
                 )
                 made.append(name)
+    if seen is not None:
+        seen.update(names)
     if ex.idle:
         with _KNOWN_LOCK:
             _KNOWN.setdefault(ex.conn, set()).update((parent, n) for n in names)
@@ -351,11 +368,12 @@ def ensure_rows(
     table: str | None,
     rows: Sequence[Any],
     names: Sequence[str] | None = None,
+    seen: set[str] | None = None,
 ) -> None:
     """Make the partitions *rows* need (instances, or plain rows holding *names*)."""
     if meta.placement.partitioning is None:
         return
-    ensure(ex, meta, table, wanted(meta, table, _column_values(meta, rows, names)))
+    ensure(ex, meta, table, wanted(meta, table, _column_values(meta, rows, names)), seen)
 
 
 def ready(
@@ -364,16 +382,18 @@ def ready(
     table: str | None,
     source: Iterator[Any],
     names: Sequence[str] | None = None,
+    seen: set[str] | None = None,
 ) -> Iterator[Any]:
     """Return a batch chunk's rows, once the partitions they need exist.
 
     A plain table's chunk streams as it is read; a partitioned table's is read first (one
-    chunk, so memory stays bounded) to know which partitions it needs.
+    chunk, so memory stays bounded) to know which partitions it needs. *seen* is as for
+    :func:`ensure`: the chunks of one transaction look up only partitions new to it.
     """
     if meta.placement.partitioning is None:
         return source
     chunk = list(source)
-    ensure_rows(ex, meta, table, chunk, names)
+    ensure_rows(ex, meta, table, chunk, names, seen)
     return iter(chunk)
 
 

@@ -576,12 +576,33 @@ class _Operation(Generic[R_co]):
         """Do the work of one chunk: exhaust *source*, recording what it yields in *rows*."""
         raise NotImplementedError
 
-    def prepare(self, ex: Executor, source: Iterator[Any]) -> Iterator[Any]:
-        """Return a chunk's rows ready to send: partitions of a partitioned table made first."""
+    def prepare(
+        self, ex: Executor, source: Iterator[Any], seen: set[str] | None = None
+    ) -> Iterator[Any]:
+        """Return a chunk's rows ready to send: partitions of a partitioned table made first.
+
+        *seen* holds the partitions the transaction already made or found (see
+        :func:`orso_pg._partitions.ensure`).
+        """
         meta: TableMeta | None = getattr(self, "meta", None)
         if meta is None or meta.placement.partitioning is None:
             return source
-        return partitions.ready(ex, meta, getattr(self, "table", None), source, self.columns)
+        table = getattr(self, "table", None)
+        return partitions.ready(ex, meta, table, source, self.columns, seen)
+
+    def place(self, ex: Executor, items: Sequence[Any]) -> bool:
+        """Make, at once, the partitions every row of *items* needs; return whether it did.
+
+        A batch held in memory and written in one transaction looks at its partition
+        column once (C loops over the whole input) and makes what is missing in one go,
+        so its chunks then stream as a plain table's do.
+        """
+        meta: TableMeta | None = getattr(self, "meta", None)
+        if meta is None or meta.placement.partitioning is None:
+            return False
+        table = getattr(self, "table", None)
+        partitions.ensure_rows(ex, meta, table, items, self.columns)
+        return True
 
     @property
     def columns(self) -> tuple[str, ...] | None:
@@ -632,6 +653,11 @@ def _options(label: str, given: BatchOptions, chunk_size: int = DEFAULT_CHUNK_SI
     return options
 
 
+def _rest(items: Sequence[Any], start: int) -> Sequence[Any]:
+    """Return the items of *items* from *start* on."""
+    return items if not start else items[start:]
+
+
 def _run(
     op: _Operation[R],
     session: Session,
@@ -673,8 +699,12 @@ def _run(
     def every(ex: Executor) -> list[R]:
         op.begin(ex)
         out = []
+        # One transaction: the partitions made (or found) for a chunk stay there for the next.
+        seen: set[str] = set()
+        placed = isinstance(items, Sequence) and op.place(ex, _rest(items, options.start))
         for offset, source, rows in chunks():
-            out.append(op.chunk(ex, offset, op.prepare(ex, source), rows))
+            ready = source if placed else op.prepare(ex, source, seen)
+            out.append(op.chunk(ex, offset, ready, rows))
             report.update(offset + len(rows) - options.start)
         op.end(ex)
         return out
@@ -1420,9 +1450,16 @@ class _Delete(_Operation[int]):
     label: str
     cascade: bool
 
-    def prepare(self, ex: Executor, source: Iterator[Any]) -> Iterator[Any]:  # noqa: ARG002
+    def prepare(
+        self, ex: Executor, source: Iterator[Any], seen: set[str] | None = None
+    ) -> Iterator[Any]:
         """Keys to delete need no partition."""
+        del ex, seen
         return source
+
+    def place(self, ex: Executor, items: Sequence[Any]) -> bool:  # noqa: ARG002
+        """Keys to delete need no partition."""
+        return True
 
     def chunk(self, ex: Executor, offset: int, source: Iterator[Any], rows: list[Any]) -> int:
         rows.extend(source)

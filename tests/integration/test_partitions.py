@@ -658,3 +658,32 @@ def test_upsert_counts_match_an_oracle(
         skipped=len(upserted) - len(distinct),
     )
     assert PTrade.count(db) == len(existing | distinct)
+
+
+def test_batches_in_memory_and_streamed_make_exactly_the_partitions_they_need(
+    db: Database, raw: psycopg.Connection[Any]
+) -> None:
+    """An in-memory batch (from ``start``), a generator in chunks and mixed plain rows."""
+    create_tables(db, PTrade)
+    loaded = list(trades(600))
+    # Rows before start are skipped: the first 10 days make no partition.
+    assert PTrade.batch_insert(loaded, db, start=200) == 400
+    assert len(PTrade.partitions(db)) == DAYS - 10
+    # A generator, chunk after chunk in one transaction: earlier days exist, later ones are made.
+    assert PTrade.batch_insert((t for t in loaded[:200]), db, chunk_size=7) == 200
+    assert len(PTrade.partitions(db)) == DAYS
+    later = T0 + timedelta(days=DAYS)
+    columns = ["symbol", "ts", "price", "qty"]
+    # Tuples and lists take the fast path; a dict among them fails the batch, which makes
+    # nothing.
+    mixed: list[Any] = [("BTC", later, 1.0, 1), ["SOL", later + timedelta(days=1), 3.0, 1]]
+    with pytest.raises(ValidationError):
+        PTrade.batch_create_rows([*mixed, {"symbol": "ETH", "ts": later}], db, columns=columns)
+    assert len(PTrade.partitions(db)) == DAYS
+    mixed.append(("ETH", later, 2.0, 1))
+    assert PTrade.batch_create_rows(mixed, db, columns=columns) == 3
+    with pytest.raises(ValidationError):
+        PTrade.batch_create_rows([("BTC", later + timedelta(days=5), 1.0, 1), ("BTC",)], db)
+    assert len(PTrade.partitions(db)) == DAYS + 2
+    assert misplaced(raw) == 0
+    assert raw.execute("SELECT count(*) FROM pt_trades").fetchone() == (603,)
