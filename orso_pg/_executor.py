@@ -937,13 +937,45 @@ _LOADERS: dict[tuple[TableMeta, bool], Callable[[Sequence[Any]], Any]] = {}
 
 def fill(instance: object, meta: TableMeta, row: Sequence[Any]) -> None:
     """Copy a returned row (every column, in order) into an existing instance."""
-    setter = object.__setattr__
-    for col, value in zip(meta.columns, row, strict=True):
-        load = col.type.load
-        try:
-            setter(instance, col.name, value if value is None or load is None else load(value))
-        except Unloadable:
-            raise unloadable_row(meta, row) from None
+    filler(meta)(instance, row)
+
+
+def filler(meta: TableMeta) -> Callable[[object, Sequence[Any]], None]:
+    """Return :func:`fill` for *meta*: generated once per model, as :func:`loader` is.
+
+    Values are set with ``object.__setattr__`` (no attrs ``on_setattr`` hook runs: the row came
+    from the table); a row of another length raises ``ValueError``, as ``zip(strict=True)``.
+    """
+    cached = _FILLERS.get(meta)
+    if cached is not None:
+        return cached
+    namespace: dict[str, Any] = {
+        "_set": object.__setattr__,
+        "_Unloadable": Unloadable,
+        "_unloadable": functools.partial(unloadable_row, meta),
+    }
+    n = len(meta.columns)
+    lines = [
+        "def fill(o, row):",
+        f"  if len(row) != {n}:",
+        f"    raise ValueError('a returned row of ' + str(len(row)) + ' values, not {n}')",
+        "  try:",
+    ]
+    for i, col in enumerate(meta.columns):
+        expr = f"row[{i}]"
+        if col.type.load is not None:
+            namespace[f"_l{i}"] = col.type.load
+            expr = f"(None if row[{i}] is None else _l{i}(row[{i}]))"
+        lines.append(f"    _set(o, {col.name!r}, {expr})")
+    lines.append("    return None")
+    lines.extend(["  except _Unloadable:", "    raise _unloadable(row) from None"])
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
+    func: Callable[[object, Sequence[Any]], None] = namespace["fill"]
+    _FILLERS[meta] = func
+    return func
+
+
+_FILLERS: dict[TableMeta, Callable[[object, Sequence[Any]], None]] = {}
 
 
 def unloadable_row(

@@ -23,7 +23,7 @@ from orso_pg._executor import (
     ROWCOUNT,
     SCALAR,
     Executor,
-    fill,
+    filler,
     load_rows,
     loader,
     refused,
@@ -100,10 +100,11 @@ def run(step: Step[R]) -> R:
 
 def _filled(obj: M, meta: TableMeta) -> Callable[[Any], M]:
     """Return the finish of a write returning its row: the row is copied into *obj*."""
+    fill = filler(meta)
 
     def finish(row: Any) -> M:
         assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
-        fill(obj, meta, row)
+        fill(obj, row)
         return obj
 
     return finish
@@ -293,6 +294,56 @@ def row_values(
     return tuple(names), tuple(values)
 
 
+def _update_columns(meta: TableMeta) -> tuple[tuple[Column, ...], tuple[str, ...]]:
+    """Return the columns an ``update`` writes (all but the key and timestamps), and their names."""
+    found = _UPDATE_COLUMNS.get(meta)
+    if found is None:
+        skip = {*meta.key_names}
+        if meta.created_at is not None:
+            skip.add(meta.created_at.name)
+        if meta.updated_at is not None:
+            skip.add(meta.updated_at.name)
+        cols = tuple(c for c in meta.columns if c.name not in skip)
+        found = _UPDATE_COLUMNS[meta] = (cols, tuple(c.name for c in cols))
+    return found
+
+
+_UPDATE_COLUMNS: dict[TableMeta, tuple[tuple[Column, ...], tuple[str, ...]]] = {}
+
+
+def update_values(
+    meta: TableMeta, table: str | None, obj: object
+) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """Return :func:`row_values` of *obj* for an ``update``: key and timestamps left out.
+
+    Each value is checked as :func:`dump_value` checks it.
+
+    The columns are listed once per model; a value of a class that is never a missing-value
+    marker (see :data:`orso_pg._types.PLAIN`) goes straight to its column's check.
+    """
+    cols, names = _update_columns(meta)
+    plain = _types.PLAIN
+    values = []
+    for col in cols:
+        value = getattr(obj, col.name)
+        if value.__class__ in plain or (value.__class__ is float and value == value):  # noqa: PLR0124
+            try:
+                values.append(col.type.store(value))
+            except Refused as exc:
+                raise refused(meta, table, col, value, exc) from None
+        elif value is None and col.generated:
+            # A server-filled column holding None is left out: the general path says how.
+            return row_values(meta, table, obj, skip=names_skipped(meta, names))
+        else:
+            values.append(dump_value(meta, table, col, value))
+    return names, tuple(values)
+
+
+def names_skipped(meta: TableMeta, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the names of *meta*'s columns that are not in *names*."""
+    return tuple(c.name for c in meta.columns if c.name not in names)
+
+
 def insert(obj: M, db: object, table_name: object = None) -> M:
     """Insert *obj*; the generated key and timestamps are written back into it."""
     meta, table, label, session = setup(obj, db, table_name)
@@ -339,6 +390,8 @@ def _write_row(
     pipeline's transaction is then rolled back); elsewhere in the write's own transaction.
     """
     if meta.placement.partitioning is None:
+        if type(session) is Pipeline:
+            return session._enqueue(stmt, ONE, label, finish)  # type: ignore[return-value]
         return run(Step(session, stmt, ONE, label, finish, write=True))
     if type(session) is Pipeline:
         session._prepare(lambda ex: partitions.ensure_rows(ex, meta, table, (obj,)))
@@ -355,6 +408,18 @@ def find_by_id(
     lock: RowLock | None = None,
 ) -> M | None:
     """Return the row whose primary key is *key*, or None; locked by *lock* when given."""
+    if type(db) is Pipeline and table_name is None and lock is None:
+        # The pipeline's common case, queued with fewer steps: a single-column key of a
+        # class that needs no look for missing-value markers, which its column accepts.
+        meta = table_of(cls)
+        if key.__class__ in _types.PLAIN and len(meta.key) == 1:
+            try:
+                param = meta.key[0].type.dump(key)
+            except Refused:
+                pass  # the general path below raises the error naming the column
+            else:
+                stmt = compiler.select_by_key(meta, None, param)
+                return db._enqueue(stmt, ONE, meta.name, _optional(meta))  # type: ignore[return-value]
     meta, table, label, session = setup(cls, db, table_name)
     session._check_lock(lock, label)
     stmt = compiler.select_by_key(meta, table, dump_key(meta, table, key))
@@ -384,6 +449,11 @@ def _key_of(meta: TableMeta, table: str | None, obj: object, action: str) -> Any
         return _dump_composite(meta, table, key_parts)
     pk = compiler.require_key(meta)
     key = getattr(obj, pk.name)
+    if key.__class__ in _types.PLAIN:
+        try:
+            return pk.type.dump(key)
+        except Refused:
+            pass  # dump_value below raises the error naming the column
     if key is None:
         msg = f"cannot {action} a {meta.cls.__name__} without a primary key ({pk.name} is None)"
         raise ValidationError(msg, table=_label(meta, table), column=pk.name, value=None)
@@ -398,13 +468,9 @@ def update(obj: M, db: object, table_name: object = None) -> M:
     """
     meta, table, label, session = setup(obj, db, table_name)
     key = _key_of(meta, table, obj, "update")
-    skip = list(meta.key_names)
-    if meta.created_at is not None:
-        skip.append(meta.created_at.name)
-    if meta.updated_at is not None:
-        skip.append(meta.updated_at.name)
-    names, values = row_values(meta, table, obj, skip=skip)
+    names, values = update_values(meta, table, obj)
     stmt = compiler.update_by_key(meta, table, names, values, key)
+    fill = filler(meta)
 
     def finish(row: Any) -> M:
         if row is None:
@@ -414,7 +480,7 @@ def update(obj: M, db: object, table_name: object = None) -> M:
             )
             msg = f"{label}: no row with {where} to update"
             raise NotFoundError(msg, table=label, value=key)
-        fill(obj, meta, row)
+        fill(obj, row)
         return obj
 
     return _write_row(session, meta, table, obj, stmt, label, finish)

@@ -120,6 +120,11 @@ _NEVER_MISSING: Final = frozenset(
 )
 
 
+#: The classes :func:`missing` never takes for a marker: a value of one needs no look (public
+#: for the hot paths that skip the call).
+PLAIN: Final = _NEVER_MISSING
+
+
 def missing(value: object, ctype: ColumnType) -> str | None:
     """Return the name of the missing-value marker *value* is, or None when it is a value.
 

@@ -185,7 +185,7 @@ class Pipeline(Session):
         self.transaction = transaction
         self.max_pending = max_pending
         self.max_bytes = max_bytes
-        self._queue: list[tuple[Pending[Any], Any, Step[Any]]] = []
+        self._queue: list[tuple[Pending[Any], Any, int, str, Callable[[Any], Any]]] = []
         self._bytes = 0
         self._count = 0
         self._first_error: Pending[Any] | None = None  # transaction mode: what aborted it
@@ -206,19 +206,26 @@ class Pipeline(Session):
     # --- queueing -----------------------------------------------------------------------------
 
     def _queue_step(self, step: Step[T]) -> Pending[T]:
-        # Every operation of a pipeline passes here: the checks are grouped, the sending
-        # inlined, so that the common case costs as few calls as possible.
+        return self._enqueue(step.stmt, step.kind, step.label, step.finish)
+
+    def _enqueue(
+        self, stmt: Statement, kind: int, label: str, finish: Callable[[Any], T]
+    ) -> Pending[T]:
+        """Queue one statement; *finish* turns its result into the handle's value.
+
+        Every operation of a pipeline passes here: the checks are grouped, the sending
+        inlined, so that the common case costs as few calls as possible.
+        """
         px = self._px
-        stmt = step.stmt
         if self._closed or px.broken is not None or stmt.settings or self._first_error:
-            return self._refused(step)
+            return self._refused(stmt, label)
         self._count += 1
         handle: Pending[T] = Pending(self, self._count)
-        cur = px.send(stmt, binary=step.kind != ROWCOUNT)
+        cur = px.send(stmt, binary=kind != ROWCOUNT)
         if not self.transaction:
             px.boundary()
         queue = self._queue
-        queue.append((handle, cur, step))
+        queue.append((handle, cur, kind, label, finish))
         size = 64
         for value in stmt.params:
             size += len(value) if type(value) is str or type(value) is bytes else _SMALL
@@ -227,19 +234,19 @@ class Pipeline(Session):
             self.sync()
         return handle
 
-    def _refused(self, step: Step[T]) -> Pending[T]:
-        """Raise why *step* cannot be queued, or return its handle failed as aborted."""
+    def _refused(self, stmt: Statement, label: str) -> Pending[Any]:
+        """Raise why *stmt* cannot be queued, or return its handle failed as aborted."""
         if self._closed:
             msg = "this pipeline is closed; open another with db.pipeline()"
-            raise QueryError(msg, table=step.label)
+            raise QueryError(msg, table=label)
         if self._px.broken is not None:
             raise self._px.broken
-        if step.stmt.settings:  # pragma: no cover - no pipelined operation has settings
+        if stmt.settings:  # pragma: no cover - no pipelined operation has settings
             msg = "a vector search with search settings cannot run in a pipeline"
-            raise QueryError(msg, table=step.label)
+            raise QueryError(msg, table=label)
         self._count += 1
-        handle: Pending[T] = Pending(self, self._count)
-        handle._fail(self._aborted(step.label))
+        handle: Pending[Any] = Pending(self, self._count)
+        handle._fail(self._aborted(label))
         return handle
 
     def _aborted(self, label: str | None) -> PipelineAbortedError:
@@ -286,22 +293,22 @@ class Pipeline(Session):
                 self._px.sync()  # a broken connection: every outcome below says so
             px = self._px
             outcome = px.outcome
-            for handle, cur, step in entries:
+            for handle, cur, kind, label, finish in entries:
                 if self._first_error is not None:
-                    handle._fail(self._aborted(step.label))
+                    handle._fail(self._aborted(label))
                     continue
                 try:
-                    value = step.finish(outcome(cur, step.kind, step.label))
+                    value = finish(outcome(cur, kind, label))
                 except Aborted:  # pragma: no cover - a failed BEGIN, or a broken connection
                     # Skipped by the server: its BEGIN failed, or the connection broke.
-                    self._fail(handle, px.broken or _begin_failed(step.label))
+                    self._fail(handle, px.broken or _begin_failed(label))
                     continue
                 except Exception as exc:  # noqa: BLE001 - delivered on the handle
                     self._fail(handle, exc)
                     continue
                 handle._state = _DONE
                 handle._value = value
-            px.release_all([cur for _, cur, _ in entries])
+            px.release_all([entry[1] for entry in entries])
             self._failures = [h for h in self._failures if not h._observed]
 
     def _fail(self, handle: Pending[Any], error: BaseException) -> None:
@@ -335,8 +342,8 @@ class Pipeline(Session):
         finally:
             self._closed = True
             # Left queued only when the connection broke before they were sent.
-            for handle, _, step in self._queue:  # pragma: no cover - a race with the network
-                handle._fail(self._px.broken or _rolled_back(step.label))
+            for handle, _, _, label, _ in self._queue:  # pragma: no cover - a race
+                handle._fail(self._px.broken or _rolled_back(label))
             self._queue.clear()
             self._px.close(end_transaction=self._savepoint is None)
         if raising:
@@ -349,8 +356,8 @@ class Pipeline(Session):
 
     def _end(self, *, commit: bool) -> None:
         queued, self._queue = self._queue, []
-        for handle, _, step in queued:
-            handle._fail(_rolled_back(step.label, nested=self._savepoint is not None))
+        for handle, _, _, label, _ in queued:
+            handle._fail(_rolled_back(label, nested=self._savepoint is not None))
         if self._savepoint is None:
             cur = self._px.send(_COMMIT if commit else _ROLLBACK, binary=False)
         else:
