@@ -74,7 +74,7 @@ def _codec(quick: bool, e: env.Env) -> dict[str, Any]:
 def _memory(e: env.Env, rows: int) -> list[dict[str, Any]]:
     _log("== MEM: peak RSS of bulk-loading rows from a generator (subprocess)")
     out = []
-    for impl in ("raw", "orso_pg"):
+    for impl in memory.IMPLS:
         for n in (rows // 10, rows):
             found = memory.probe(e, impl, n)
             growth = found.get("rss_growth_bytes")

@@ -50,6 +50,12 @@ def _peak_rss() -> int:
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+#: The probe's loaders: raw COPY, ``batch_insert`` into the plain trades table, and
+#: ``batch_insert`` into a day-partitioned table whose partitions the load makes.
+PARTITIONED = "orso_pg (partitioned)"
+IMPLS = ("raw", "orso_pg", PARTITIONED)
+
+
 def probe(env: Env, impl: str, rows: int) -> dict[str, Any]:
     """Load *rows* generated rows with *impl* in a child process; return what it measured."""
     empty_trades(env)
@@ -71,8 +77,12 @@ def probe(env: Env, impl: str, rows: int) -> dict[str, Any]:
         tail = " ".join(done.stderr.strip().splitlines()[-1:])
         return {"impl": impl, "rows": rows, "status": f"failed: {tail[:200]}"}
     result: dict[str, Any] = json.loads(lines[-1])
-    loaded = env.scalar("SELECT count(*) FROM trades")
+    partitioned = impl == PARTITIONED
+    count = "SELECT count(*) FROM bench_pt_trades" if partitioned else "SELECT count(*) FROM trades"
+    loaded = env.scalar(count)
     result["status"] = "ok" if loaded == rows else f"failed: {loaded} rows arrived, not {rows}"
+    if partitioned:
+        env.admin.execute("DROP TABLE bench_pt_trades")
     empty_trades(env)
     return result
 
@@ -110,13 +120,40 @@ def _load_orso(rows: int) -> tuple[int, float]:
         return before, time.perf_counter() - start
 
 
+def _load_partitioned(rows: int) -> tuple[int, float]:
+    import datetime as dt
+
+    from bench.workloads.partitions import PartTrade
+    from orso_pg import Database, Migrations, migration
+
+    with Database(
+        os.environ["ORSO_BENCH_BASE_DSN"],
+        schema=os.environ["ORSO_BENCH_SCHEMA"],
+        min_size=1,
+        max_size=1,
+    ) as db:
+        Migrations.init(db, [migration(PartTrade)])
+        PartTrade.count(db)
+        start_ts = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        step = dt.timedelta(days=30) / rows
+        before = _start_peak()
+        start = time.perf_counter()
+        # The same generated trades, over 30 days: the partitions are made on the way.
+        models = (
+            PartTrade(symbol=s, ts=start_ts + i * step, price=p, qty=q)
+            for i, (s, _, p, q, _, _) in enumerate(data.generate_rows(rows))
+        )
+        PartTrade.batch_insert(models, db)
+        return before, time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one probe (the child process) and print its JSON line."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--impl", choices=("raw", "orso_pg"), required=True)
+    parser.add_argument("--impl", choices=IMPLS, required=True)
     parser.add_argument("--rows", type=int, required=True)
     args = parser.parse_args(argv)
-    load = _load_raw if args.impl == "raw" else _load_orso
+    load = {"raw": _load_raw, "orso_pg": _load_orso, PARTITIONED: _load_partitioned}[args.impl]
     before, seconds = load(args.rows)
     peak = _peak_rss()
     print(
