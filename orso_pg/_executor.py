@@ -654,14 +654,25 @@ class PipelineExecutor:
     def sync(self) -> None:
         """Send every queued statement and wait for all their results."""
         assert self._pipe is not None  # noqa: S101 - open() came first
+        pipe = self._pipe
         guard = self.ex._arm()
         try:
-            self._pipe.sync()
+            pipe.sync()
         except psycopg.Error as exc:
+            # psycopg stops at the first error it raises while sending and leaves the results
+            # after it unread: read them, so that every statement gets its own outcome.
+            error: psycopg.Error | None = exc
+            for _ in range(len(pipe.result_queue) + 1):
+                if not pipe.result_queue or self.conn.broken:
+                    break
+                try:
+                    self.conn.wait(pipe._fetch_gen(flush=False))
+                except psycopg.Error as later:
+                    error = later
             if guard is not None and guard.disarm():
                 self.broken = self.ex._failed(exc, guard, None)
                 guard = None
-            self._check_broken(exc)
+            self._check_broken(error or exc)
         if guard is not None:
             guard.disarm()
 
