@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
+
 from orso_pg import Database, Migrations, migration
 from orso_pg._compiler import Statement
 
@@ -47,3 +49,12 @@ def count_statements(db: Database) -> Iterator[StatementLog]:
         yield log
     finally:
         db.remove_listener(log)
+
+
+def assert_pool_clean(db: Database) -> None:
+    """Every pooled connection is back, idle and out of pipeline mode."""
+    stats = db.pool_stats()
+    assert stats["pool_available"] == stats["pool_size"]
+    with db.connection() as conn:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF

@@ -19,7 +19,7 @@ from orso_pg import (
     table,
 )
 from tests.conftest import Server
-from tests.helpers import create_tables
+from tests.helpers import assert_pool_clean, create_tables
 
 
 @table("h_items")
@@ -50,8 +50,7 @@ def test_calls_on_a_held_connection_commit_one_by_one(db: Database, raw: psycopg
     assert "closed" in repr(h)
     with pytest.raises(QueryError, match="given back"):
         Item.count(h)
-    stats = db.pool_stats()
-    assert stats["pool_available"] == stats["pool_size"]
+    assert_pool_clean(db)
 
 
 def test_a_held_connection_that_died_is_replaced(

@@ -36,7 +36,7 @@ from orso_pg import (
 )
 from orso_pg._compiler import Statement
 from tests.conftest import Server
-from tests.helpers import create_tables
+from tests.helpers import assert_pool_clean, create_tables
 
 
 @table("p_items")
@@ -66,11 +66,7 @@ def _setup(db: Database) -> None:
 
 def _idle(db: Database) -> None:
     """Every pooled connection is back, idle, out of pipeline mode, and usable."""
-    stats = db.pool_stats()
-    assert stats["pool_available"] == stats["pool_size"]
-    with db.connection() as conn:
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        assert conn.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+    assert_pool_clean(db)
     assert Item.count(db) >= 0
 
 

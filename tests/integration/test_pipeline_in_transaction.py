@@ -24,7 +24,7 @@ from orso_pg import (
     table,
 )
 from tests.conftest import Server
-from tests.helpers import create_tables
+from tests.helpers import assert_pool_clean, create_tables
 from tests.partition_models import PTrade
 
 
@@ -48,11 +48,8 @@ def _names(db: Database) -> list[str]:
 
 
 def _idle(db: Database) -> None:
-    stats = db.pool_stats()
-    assert stats["pool_available"] == stats["pool_size"]
+    assert_pool_clean(db)
     with db.connection() as conn:
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        assert conn.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
 
 
