@@ -199,13 +199,8 @@ class Migrations:
                 that table is as it was (tables before it in the list stay migrated).
             ValidationError: an argument is invalid.
         """
-        session = check_session(db)
         options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
-        _check_concurrent(session, concurrent_indexes=concurrent_indexes)
-        _check_locks(lock_timeout, lock_retries)
-        checked = _checked(entries)
-        runner = _Runner(options, lock_timeout, lock_retries, progress)
-        return session._write(lambda ex: _locked(ex, checked, runner))
+        return _migrate(db, entries, options, lock_timeout, lock_retries, progress, dry=False)
 
     @staticmethod
     def dry_run(
@@ -243,12 +238,8 @@ class Migrations:
             MigrationError: the real migration would fail; the message is the one it raises.
             ValidationError: an argument is invalid.
         """
-        session = check_session(db)
         options = PlanOptions(drop_columns, allow_data_loss, concurrent_indexes)
-        _check_locks(lock_timeout, lock_retries)
-        checked = _checked(entries)
-        runner = _Runner(options, lock_timeout, lock_retries, progress, dry=True)
-        return session._write(lambda ex: _locked(ex, checked, runner))
+        return _migrate(db, entries, options, lock_timeout, lock_retries, progress, dry=True)
 
     @staticmethod
     def rollback(
@@ -355,6 +346,26 @@ class Migrations:
                 return _in_order(checked, lambda entry: _plan(ex, entry, options).plan)
 
         return session._write(work)
+
+
+def _migrate(
+    db: object,
+    entries: Sequence[MigrationEntry],
+    options: PlanOptions,
+    lock_timeout: float,
+    lock_retries: int,
+    progress: Progress | None,
+    *,
+    dry: bool,
+) -> list[MigrationResult]:
+    """Run (or, *dry*, run and roll back) the migration of *entries*; the body of both."""
+    session = check_session(db)
+    if not dry:  # a dry run builds concurrent indexes plainly, inside its transaction
+        _check_concurrent(session, concurrent_indexes=options.concurrent_indexes)
+    _check_locks(lock_timeout, lock_retries)
+    checked = _checked(entries)
+    runner = _Runner(options, lock_timeout, lock_retries, progress, dry=dry)
+    return session._write(lambda ex: _locked(ex, checked, runner))
 
 
 def _check_concurrent(session: object, *, concurrent_indexes: bool) -> None:
