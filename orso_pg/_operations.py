@@ -384,17 +384,15 @@ def _write_row(
 ) -> M:
     """Write one row with *stmt* (RETURNING it) and hand the row to *finish*.
 
-    A plain table's write is a step, so a pipeline can queue it. A partitioned table's
-    partition must exist before the row is sent: through a pipeline it is made first on a
-    connection of its own and committed there (an empty partition is harmless if the
-    pipeline's transaction is then rolled back); elsewhere in the write's own transaction.
+    A partitioned table's partition must exist before the row is sent: a pipeline makes it
+    first (see ``Pipeline._prepare``), any other session in the write's own transaction.
     """
-    if meta.placement.partitioning is None:
-        if type(session) is Pipeline:
-            return session._enqueue(stmt, ONE, label, finish)  # type: ignore[return-value]
-        return run(Step(session, stmt, ONE, label, finish, write=True))
+    partitioned = meta.placement.partitioning is not None
     if type(session) is Pipeline:
-        session._prepare(lambda ex: partitions.ensure_rows(ex, meta, table, (obj,)))
+        if partitioned:
+            session._prepare(lambda ex: partitions.ensure_rows(ex, meta, table, (obj,)))
+        return session._enqueue(stmt, ONE, label, finish)  # type: ignore[return-value]
+    if not partitioned:
         return run(Step(session, stmt, ONE, label, finish, write=True))
     return finish(session._write(_placed(meta, table, obj, stmt, label)))
 

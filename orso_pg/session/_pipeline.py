@@ -260,10 +260,12 @@ class Pipeline(Session):
         return PipelineAbortedError(msg, operation=first.operation, table=label)
 
     def _prepare(self, work: Callable[[Executor], Any]) -> None:
-        """Run *work* now on another connection of the same server, committed on its own.
+        """Run *work* now, before the next operation is queued.
 
-        For what must exist before an operation is queued (a partition for its row): the
-        pipeline's own connection cannot answer before it syncs.
+        For what must exist before an operation is sent (a partition for its row), which the
+        pipeline's connection cannot answer before it syncs. Outside a transaction the work
+        runs on another pooled connection and commits there (an empty partition is harmless
+        if the pipeline's own transaction then rolls back); inside one, on its connection.
         """
         if self._side is None:  # pragma: no cover - Database.pipeline always gives one
             msg = "this pipeline cannot run preparatory statements"
