@@ -194,12 +194,12 @@ import math
 import struct
 import sys
 import threading
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 import numpy as np
 import zstandard
+from isal.isal_zlib import crc32 as _crc32  # zlib's CRC-32, an order of magnitude faster
 
 from orso_pg.errors import CompressionError
 
@@ -282,6 +282,8 @@ _POW10_COLUMN: Final = np.array(_POW10)[:, None]
 _FIND_DECIMALS: Final = {4: 8, 8: 12}  # the most places looked for, by float width
 _EXACT_INT: Final = 2.0**53
 _INT64_END: Final = 2.0**63  # the first float beyond int64's range
+_NARROW_Q: Final = 2.0**28  # decimals below this in magnitude are rounded to int32 (see _pack)
+_TOO_WIDE: Final = np.empty(0)  # _round_exactly's answer when int32 cannot hold the integers
 
 _ORDER_SAMPLE = 4096  # prefix length on which the delta order is chosen
 _FLOOR_SAMPLE = 256  # spread-out residuals whose 1st percentile is the order cost's floor
@@ -611,12 +613,19 @@ def _find_decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
     if most is None:
         return None
     step = max(1, flat.size // _DECIMAL_SAMPLE)
-    decimals = _sample_decimals(flat[::step][:_DECIMAL_SAMPLE], most)
+    sample = flat[::step][:_DECIMAL_SAMPLE]
+    decimals = _sample_decimals(sample, most)
     for _ in range(3):  # the sample may have missed values that need more places
         if decimals is None:
             return None
-        q = np.empty(flat.size, np.int64)
+        # Integers well within int32 take half the memory traffic in every later pass, and
+        # pack to the same frame: their residuals cannot wrap in either width.
+        small = float(np.abs(sample).max()) * _POW10[decimals] < _NARROW_Q / 4
+        q = np.empty(flat.size, np.int32 if small else np.int64)
         missed = _round_exactly(flat, decimals, q)
+        if missed is _TOO_WIDE:
+            q = np.empty(flat.size, np.int64)
+            missed = _round_exactly(flat, decimals, q)
         if missed is None:
             return decimals, q
         more = _sample_decimals(missed, most)
@@ -632,7 +641,10 @@ def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray
     (*q* is then incomplete). The check divides the rounded floats themselves: within
     int64's range they are integers that convert exactly, so they give what ``q`` gives,
     without converting ``q`` back; values beyond that range (and NaN) have no ``q`` and miss.
+    An int32 *q* takes integers below :data:`_NARROW_Q` only: at the first block beyond,
+    the result is :data:`_TOO_WIDE` (and *q* incomplete).
     """
+    limit = _INT64_END if q.itemsize == 8 else _NARROW_Q  # noqa: PLR2004
     bits = flat.view(_SIGNED[flat.itemsize])
     size = min(flat.size, _BLOCK)
     scaled = np.empty(size, np.float64)
@@ -650,7 +662,9 @@ def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray
             np.divide(block, power, out=back[:size], casting="same_kind")
             np.copyto(q[start:stop], block, casting="unsafe")
         wrong = back[:size].view(bits.dtype) != bits[start:stop]
-        if not -_INT64_END <= float(block.min()) <= float(block.max()) < _INT64_END:
+        if not -limit <= float(block.min()) <= float(block.max()) < limit:
+            if limit != _INT64_END:
+                return _TOO_WIDE
             wrong |= ~((block >= -_INT64_END) & (block < _INT64_END))  # NaN compares false
         if wrong.any():
             missed.append(flat[start:stop][wrong])
@@ -681,6 +695,10 @@ def _pack(work: np.ndarray, level: int) -> _Packing:
     order = _choose_order(work)
     count = work.size - order
     seeds = _seeds(work, order)
+    if count > _BLOCK and (one_pass := _reduce_in_one_pass(work, order)) is not None:
+        low, span, divisor, reduced = one_pass
+        width, flags, layout, payload = _pack_stream(reduced, span // divisor, level)
+        return _Packing(order, seeds, low, divisor, width, flags, layout, payload)
     residuals = _residual_block(work, order, 0, count) if count <= _BLOCK else None
     if residuals is not None:
         low, high = int(residuals.min()), int(residuals.max())
@@ -935,6 +953,74 @@ def _residual_sample(
     later: np.ndarray = np.subtract(work[index + 2], work[index + 1])
     later -= np.subtract(work[index + 1], work[index])  # wraps like the residuals
     return later
+
+
+def _reduce_in_one_pass(work: np.ndarray, order: int) -> tuple[int, int, int, np.ndarray] | None:
+    """Return the low, span, divisor and reduced residuals of a large array, or None.
+
+    The general path reads the working integers twice: once for the residuals' range, once
+    to reduce them by its minimum. This pass reads them once. The first block proposes a
+    reference residual ``p`` (its least), the divisor (the gcd of the distances from ``p``
+    on a prefix and on a sample spread over the array) and the narrowest container with room
+    for half the first block's spread again on either side. Each block is then delta-coded,
+    checked to fit, biased to ``(r - p) / divisor + half`` (``half``: the room below) and
+    divided as :func:`_divide_by_gcd` does, in the cache; the true minimum comes off the
+    narrow values at the end. The result is the general path's: every distance being a
+    multiple of the proposed divisor, that divisor is the residuals' gcd. The answer is
+    None, and the caller takes the general path, when a value does not fit or is not a
+    multiple of the divisor.
+    """
+    unsigned = _UNSIGNED[work.itemsize]
+    kind = unsigned.type
+    bits = 8 * work.itemsize
+    count = work.size - order
+    first = _residual_block(work, order, 0, _BLOCK)
+    reference, most = int(first.min()), int(first.max())  # a residual: see the divisor
+    sample = _residual_sample(work, order, max(1, count // _GCD_SAMPLE), None)
+    distances = np.subtract(np.concatenate((first[:_ORDER_SAMPLE], sample)), reference)
+    # Wrapped distances would propose a wrong divisor, but only for values that do not fit.
+    divisor = int(np.gcd.reduce(np.abs(distances)))
+    if divisor <= 0:  # a constant sample proposes nothing; the general path looks at all
+        return None
+    spread = (most - reference) // divisor
+    size = next((c for c in (1, 2, 4) if 1 << (8 * c) > 2 * spread), 8)
+    half = ((1 << (8 * size)) - spread) // 2  # room on either side of the first block's range
+    # Every biased distance that fits is below 2**(bits - 1): it neither wraps nor aliases.
+    if size > work.itemsize or divisor << (8 * size) > 1 << (bits - 1):
+        return None
+    floor, ceiling = reference - half * divisor, reference + ((1 << (8 * size)) - half) * divisor
+    twos = (divisor & -divisor).bit_length() - 1
+    odd = divisor >> twos
+    inverse = kind(pow(odd, -1, 1 << bits))
+    most_product = ((1 << bits) - 1) // odd  # beyond it, a product is no multiple of odd
+    low_bits = (1 << twos) - 1
+    bias = kind(floor % (1 << bits))
+    out = np.empty(count, _UNSIGNED[size])
+    buffer = np.empty(_BLOCK, unsigned)
+    low, high = reference, most
+    for start in range(0, count, _BLOCK):
+        stop = min(count, start + _BLOCK)
+        block = buffer[: stop - start]
+        residuals = _residual_block(work, order, start, stop, block.view(work.dtype))
+        least, greatest = int(residuals.min()), int(residuals.max())
+        if least < floor or greatest >= ceiling:
+            return None
+        low, high = min(low, least), max(high, greatest)
+        if divisor == 1:
+            np.subtract(residuals.view(unsigned), bias, out=out[start:stop], casting="unsafe")
+            continue
+        np.subtract(residuals.view(unsigned), bias, out=block)
+        if odd > 1:
+            np.multiply(block, inverse, out=block)  # wraps
+            if int(block.max()) > most_product:
+                return None
+        if twos and int(np.bitwise_or.reduce(block)) & low_bits:
+            return None
+        np.right_shift(block, kind(twos), out=out[start:stop], casting="unsafe")
+    span = high - low
+    out -= out.dtype.type((low - floor) // divisor)
+    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
+    return low, span, divisor, out if narrow.itemsize == size else out.astype(narrow)
 
 
 def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.ndarray, int]:
@@ -1301,7 +1387,7 @@ def _frame2(
     parts += [packing.payload for packing in packings] if packings else [raw]  # type: ignore[list-item]
     crc = 0
     for part in parts:
-        crc = zlib.crc32(part, crc)
+        crc = _crc32(part, crc)
     return b"".join((*parts, _CRC.pack(crc)))
 
 
@@ -1369,7 +1455,7 @@ def _decode1(frame: memoryview, max_bytes: int) -> np.ndarray:
             f"{what} frame: {size} bytes where the header declares {start + payload_size}"
         )
     (crc,) = _CRC.unpack_from(frame, _HEAD.size)
-    if zlib.crc32(frame[_FIXED_SIZE:], zlib.crc32(frame[: _HEAD.size])) != crc:
+    if _crc32(frame[_FIXED_SIZE:], _crc32(frame[: _HEAD.size])) != crc:
         raise CompressionError("checksum mismatch: the frame is corrupted")
 
     # The checksum holds, so these fields are as written; still refuse what no encoder writes.
@@ -1449,7 +1535,7 @@ def _parse2(frame: memoryview | bytes) -> _Parsed:
     if size < _HEAD2_SIZE + _CRC.size:
         raise CompressionError(f"truncated frame: {size} bytes, shorter than a header")
     (crc,) = _CRC.unpack_from(frame, size - _CRC.size)
-    if zlib.crc32(frame[: size - _CRC.size]) != crc:
+    if _crc32(frame[: size - _CRC.size]) != crc:
         raise CompressionError("checksum mismatch: the frame is corrupted, truncated or padded")
     # The checksum holds, so the fields are as written; still refuse what no encoder writes.
     _, _, typed, shaped, sized = _HEAD2.unpack_from(frame)
@@ -1916,7 +2002,7 @@ def _decode_many(frames: Sequence[object], max_bytes: int) -> list[np.ndarray]:
             raise _at(index, exc) from exc
     out: list[np.ndarray | None] = [None] * count
     lengths = np.fromiter(map(len, blobs), np.int64, count)
-    crcs = np.fromiter(map(zlib.crc32, blobs), np.int64, count)
+    crcs = np.fromiter(map(_crc32, blobs), np.int64, count)
     joined = np.frombuffer(b"".join(blobs), np.uint8)
     starts = np.zeros(count, np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])

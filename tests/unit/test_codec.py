@@ -1583,3 +1583,118 @@ def test_decimals_beyond_int64_are_missed_not_stored(odd):
     missed = codec._round_exactly(prices, 2, q)
     assert missed is not None
     assert missed.view(np.int64).tolist() == prices[1234:1235].view(np.int64).tolist()
+
+
+# --- the encoder's fast paths give the general path's frames ------------------------------
+
+
+def general_path_frame(values: np.ndarray) -> bytes:
+    """Return *values*' frame with the one-pass reduction and int32 decimals turned off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(codec, "_reduce_in_one_pass", lambda *_: None)
+        patch.setattr(codec, "_NARROW_Q", 0.0)
+        return codec.encode(values)
+
+
+@st.composite
+def large_series(draw: st.DrawFn) -> np.ndarray:
+    """Arrays over a block long: walks with divisors, outliers and late surprises."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    n = draw(st.sampled_from([codec._BLOCK + 1, 50_000, 100_003]))
+    spread = draw(st.sampled_from([1, 3, 100, 40_000, 2**31, 2**60]))
+    steps = rng.integers(-spread, spread, n, endpoint=True)
+    if draw(st.booleans()):
+        steps[rng.random(n) < draw(st.sampled_from([0.3, 0.99]))] = 0
+    steps *= draw(st.sampled_from([1, 2, 12, 1000, 60_000, 3 * 2**40]))
+    for _ in range(draw(st.integers(0, 2))):
+        steps = np.cumsum(steps)
+    where = draw(st.sampled_from([0, codec._BLOCK - 1, codec._BLOCK, n - 1]))
+    steps[where : where + 1] += draw(st.sampled_from([0, 1, 7, -(10**9), 2**62]))  # wraps
+    values = steps + draw(st.integers(-(2**62), 2**62))
+    dtype = draw(st.sampled_from(["int64", "int32", "int16", "uint32", "float64"]))
+    if dtype == "float64":
+        return np.asarray(values % 10**8 / 100)  # prices with two decimals, or a few more
+    return values.astype(dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(large_series())
+def test_one_pass_reduction_writes_the_general_paths_frame(values):
+    """The one-pass reduction and int32 decimals change the speed of encoding, never a byte."""
+    assert assert_round_trip(values) == general_path_frame(values)
+
+
+def spy_one_pass(patch: pytest.MonkeyPatch) -> list[bool]:
+    """Record, per call of the one-pass reduction, whether it took the array."""
+    taken: list[bool] = []
+    real = codec._reduce_in_one_pass
+
+    def spy(work: np.ndarray, order: int) -> Any:
+        found = real(work, order)
+        taken.append(found is not None)
+        return found
+
+    patch.setattr(codec, "_reduce_in_one_pass", spy)
+    return taken
+
+
+def walk(n: int = 100_000, seed: int = 3) -> np.ndarray:
+    return 3_000_000 + np.cumsum(np.random.default_rng(seed).integers(-50, 51, n))
+
+
+@pytest.mark.parametrize(
+    ("case", "taken"),
+    [
+        ("walk", True),
+        ("walk times a divisor", True),
+        ("walk of even multiples", True),
+        ("late outlier", False),  # beyond the room the first block left
+        ("late non-multiple", False),  # the sample's divisor does not divide it
+        ("late odd value among evens", False),
+        ("constant sample", False),  # proposes no divisor
+        ("random bits", False),
+    ],
+)
+def test_one_pass_reduction_takes_or_leaves_an_array(monkeypatch, case, taken):
+    values = {
+        "walk": walk(),
+        "walk times a divisor": walk() * 1_000_000,
+        "walk of even multiples": walk() * 2**20,
+        "late outlier": np.concatenate((walk(), [10**12])),
+        "late non-multiple": np.concatenate((walk() * 15, [7])),
+        "late odd value among evens": np.concatenate((walk() * 2**20, [3])),
+        "constant sample": np.concatenate((np.zeros(99_999, np.int64), [5])),
+        "random bits": np.random.default_rng(4).integers(-(2**63), 2**63 - 1, 100_000),
+    }[case]
+    calls = spy_one_pass(monkeypatch)
+    frame = assert_round_trip(values)
+    assert calls == [taken]
+    assert frame == general_path_frame(values)
+
+
+def test_decimals_round_to_int32_when_every_value_fits(monkeypatch):
+    """Prices round to int32 integers; a value past int32's safe range sends them to int64."""
+    prices = walk() / 100
+    widths = []
+    real = codec._round_exactly
+
+    def spy(flat: np.ndarray, decimals: int, q: np.ndarray) -> Any:
+        widths.append(q.dtype.itemsize)
+        return real(flat, decimals, q)
+
+    monkeypatch.setattr(codec, "_round_exactly", spy)
+    frame = assert_round_trip(prices)
+    assert widths == [4]
+    assert frame == general_path_frame(prices)
+    widths.clear()
+    prices[77_777] = 9_000_000.01  # 900,000,001 hundredths: not a sampled position
+    frame = assert_round_trip(prices)
+    assert widths == [4, 8]  # rounded again into int64 from the block that overflowed
+    assert frame == general_path_frame(prices)
+
+
+def test_frame_checksum_is_zlibs_crc32():
+    """The frame checksum is zlib's CRC-32, whichever library computes it."""
+    for values in (walk(), walk() / 100, np.arange(10), np.zeros(0)):
+        frame = codec.encode(values)
+        assert struct.unpack("<I", frame[-4:])[0] == zlib.crc32(frame[:-4])
