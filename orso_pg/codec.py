@@ -302,6 +302,7 @@ _ZSTD_OVERHEAD = 24  # ... plus its frame and table, in bytes
 _FEW = 4096  # up to this many values, a transposing copy splits bytes faster than shifts
 _WIDE_PLANES = 5  # ... and so it does for this many planes or more, at any count
 _BLOCK = 1 << 15  # residuals delta-coded at a time (256 KiB of int64, in the CPU's cache)
+_least, _greatest = np.minimum.reduce, np.maximum.reduce  # per block: no method wrapper
 
 # Unpacking tables, byte -> its 2- or 4-bit values as one little-endian word.
 _SHIFTS2 = np.array([6, 4, 2, 0], dtype=np.uint8)
@@ -662,7 +663,7 @@ def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray
             np.divide(block, power, out=back[:size], casting="same_kind")
             np.copyto(q[start:stop], block, casting="unsafe")
         wrong = back[:size].view(bits.dtype) != bits[start:stop]
-        if not -limit <= float(block.min()) <= float(block.max()) < limit:
+        if not -limit <= float(_least(block)) <= float(_greatest(block)) < limit:
             if limit != _INT64_END:
                 return _TOO_WIDE
             wrong |= ~((block >= -_INT64_END) & (block < _INT64_END))  # NaN compares false
@@ -1002,7 +1003,7 @@ def _reduce_in_one_pass(work: np.ndarray, order: int) -> tuple[int, int, int, np
         stop = min(count, start + _BLOCK)
         block = buffer[: stop - start]
         residuals = _residual_block(work, order, start, stop, block.view(work.dtype))
-        least, greatest = int(residuals.min()), int(residuals.max())
+        least, greatest = int(_least(residuals)), int(_greatest(residuals))
         if least < floor or greatest >= ceiling:
             return None
         low, high = min(low, least), max(high, greatest)
@@ -1012,7 +1013,7 @@ def _reduce_in_one_pass(work: np.ndarray, order: int) -> tuple[int, int, int, np
         np.subtract(residuals.view(unsigned), bias, out=block)
         if odd > 1:
             np.multiply(block, inverse, out=block)  # wraps
-            if int(block.max()) > most_product:
+            if int(_greatest(block)) > most_product:
                 return None
         if twos and int(np.bitwise_or.reduce(block)) & low_bits:
             return None
