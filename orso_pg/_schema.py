@@ -135,9 +135,10 @@ def column(
         updated_at: Set by the server on insert and on every update.
         compress: Store ``np.ndarray`` / ``list[int]`` / ``list[float]`` as a codec frame in BYTEA.
         decimals: With ``compress``: round floats to this many decimals (lossy, opt-in).
-        round: With ``sql_type="numeric(p, s)"``: round values with more than ``s`` decimal
-            places to the scale (half away from zero, as PostgreSQL does) instead of refusing
-            them.
+        round: Round what the declared ``sql_type`` cannot hold exactly as PostgreSQL
+            would, instead of refusing it: ``numeric(p, s)`` to the scale (half away from
+            zero), ``real`` to the nearest float4, ``timestamp(p)``, ``time(p)`` and
+            ``interval(p)`` to ``p`` fractional digits of a second.
         vector: A pgvector ``vector(N)`` column of this many dimensions (``list[float]`` or
             ``NDArray[np.float32]``); needs the ``vector`` extra.
         index: Create an index on the column (``True`` for btree, or the method name);
@@ -743,7 +744,7 @@ def _build_column(cls: type, field: attrs.Attribute[Any], annotation: Any) -> Co
             base = _types.JSONB if options.sql_type.strip().lower() in ("json", "jsonb") else ctype
             ctype = _types.type_from_sql(options.sql_type, base, round_to_scale=options.round)
         elif options.round:
-            _fail(cls, name, "round=True needs sql_type='numeric(p, s)'")
+            _fail(cls, name, "round=True needs a sql_type that rounds, such as numeric(p, s)")
     except (TypeError, ValueError) as exc:
         _fail(cls, name, str(exc))
 

@@ -661,7 +661,8 @@ def type_from_sql(text: str, base: ColumnType, *, round_to_scale: bool = False) 
     schema-qualified), optional numeric modifiers, an optional time-zone clause and ``[]``s.
     Writes are checked against what the declared type can hold (:func:`_fit_for`), so the
     server never truncates, rounds or refuses a value without the column being named; with
-    *round_to_scale* a ``numeric(p, s)`` column rounds to its scale instead of refusing.
+    *round_to_scale* a ``numeric(p, s)``, ``real`` or ``timestamp(p)`` (``time(p)``,
+    ``interval(p)``) column rounds as the server would instead of refusing.
 
     Raises:
         ValueError: *text* is not a type name this parser accepts.
@@ -695,8 +696,11 @@ def type_from_sql(text: str, base: ColumnType, *, round_to_scale: bool = False) 
     declared = "array" if dims else _FAMILY_OF_NAME.get(name, "other")
     numbers = [int(n) for n in match["args"].split(",")] if match["args"] else []
     fit = _fit_for(name, numbers, rounding=round_to_scale)
-    if round_to_scale and (name not in _NUMERIC_NAMES or not numbers):
-        msg = f"round=True needs a sql_type of numeric(p, s), not {text!r}"
+    if round_to_scale and not _can_round(name, numbers):
+        msg = (
+            "round=True needs a sql_type that rounds: numeric(p, s), real, or timestamp, time "
+            f"or interval with fewer than 6 fractional digits; not {text!r}"
+        )
         raise ValueError(msg)
     if fit is not None and dims:
         fit = _each_element(fit)
@@ -791,7 +795,11 @@ _INT_RANGES: Final[Mapping[str, tuple[str, int]]] = {
     "int2": ("smallint", 2**15),
 }
 _FLOAT4_NAMES: Final = frozenset({"real", "float4"})
-_FLOAT4_MAX: Final = float(np.finfo(np.float32).max)
+_FLOAT4_BITS: Final = 24  # float(p) is a real up to this many bits of precision
+# Types whose optional precision is a number of fractional digits of a second (0 to 6).
+_FRACTION_NAMES: Final = frozenset({"timestamp", "timestamptz", "time", "timetz", "interval"})
+_MICRO_DIGITS: Final = 6
+_EPOCH_2000: Final = dt.datetime(2000, 1, 1)  # noqa: DTZ001 - PostgreSQL's epoch, a wall time
 
 
 def _fit_for(name: str, numbers: list[int], *, rounding: bool) -> Dump | None:
@@ -803,9 +811,24 @@ def _fit_for(name: str, numbers: list[int], *, rounding: bool) -> Dump | None:
         return _length_fit(name, numbers[0])
     if name in _INT_RANGES:
         return _int_fit(*_INT_RANGES[name])
-    if name in _FLOAT4_NAMES:
-        return _float4_fit
+    if _is_float4(name, numbers):
+        return _float4_fit(rounding=rounding)
+    if name in _FRACTION_NAMES and numbers and numbers[0] < _MICRO_DIGITS:
+        return _fraction_fit(name, numbers[0], rounding=rounding)
     return None
+
+
+def _is_float4(name: str, numbers: list[int]) -> bool:
+    return name in _FLOAT4_NAMES or (
+        name == "float" and bool(numbers) and numbers[0] <= _FLOAT4_BITS
+    )
+
+
+def _can_round(name: str, numbers: list[int]) -> bool:
+    """Whether ``round=True`` means something for the declared type *name* (numbers)."""
+    if name in _NUMERIC_NAMES or name in _FRACTION_NAMES:
+        return bool(numbers) and (name in _NUMERIC_NAMES or numbers[0] < _MICRO_DIGITS)
+    return _is_float4(name, numbers)
 
 
 def _each_element(fit: Dump) -> Dump:
@@ -842,10 +865,88 @@ def _int_fit(label: str, bound: int) -> Dump:
     return fit
 
 
-def _float4_fit(value: Any) -> Any:
-    if isinstance(value, float) and math.isfinite(value) and abs(value) > _FLOAT4_MAX:
-        _refuse(f"{value!r} is outside the range of real (float4)")
-    return value
+def _float4_fit(*, rounding: bool) -> Dump:
+    def fit(value: Any) -> Any:
+        if not isinstance(value, float) or not math.isfinite(value):
+            return value
+        with np.errstate(over="ignore"):
+            single = float(np.float32(value))  # the nearest float4, as PostgreSQL converts
+        if math.isinf(single):
+            _refuse(f"{value!r} is outside the range of real (float4)")
+        if single == value:
+            return value
+        if not single:
+            _refuse(f"{value!r} is too small for real (float4): PostgreSQL refuses its underflow")
+        if not rounding:
+            _refuse(
+                f"{value!r} is not exactly a real (float4), which would store {single!r} "
+                "(declare column(..., round=True) to round)"
+            )
+        return single
+
+    return fit
+
+
+def _fraction_fit(name: str, digits: int, *, rounding: bool) -> Dump:
+    """Check the fractional seconds of a ``timestamp(p)``, ``time(p)`` or ``interval(p)``.
+
+    PostgreSQL rounds what is finer than *digits* places: half away from zero, timestamps
+    from its epoch (2000-01-01), the time part of an interval and a time of day upwards.
+    Rounding here gives the value the server would store, so it is stored unchanged.
+    """
+    unit = 10 ** (_MICRO_DIGITS - digits)
+    declared = f"{name}({digits})"
+
+    def fit(value: Any) -> Any:
+        if isinstance(value, dt.timedelta):
+            part = value.seconds * 10**6 + value.microseconds  # never negative
+            extra = part % unit
+        elif isinstance(value, dt.datetime):
+            instant = _as_utc(value)  # an offset may hold fractions of a second
+            extra = instant.microsecond % unit
+        elif isinstance(value, dt.time):
+            extra = value.microsecond % unit
+        else:
+            return value
+        if not extra:
+            return value
+        if not rounding:
+            _refuse(
+                f"{value} has more than {digits} fractional digits of a second; {declared} "
+                "would round it (declare column(..., round=True) to round)"
+            )
+        # A time of day and an interval's time part are never negative: ties go up.
+        before = isinstance(value, dt.datetime) and instant.replace(tzinfo=None) < _EPOCH_2000
+        step = unit - extra if 2 * extra > unit or (2 * extra == unit and not before) else -extra
+        if isinstance(value, dt.timedelta):
+            return value + dt.timedelta(microseconds=step)
+        if isinstance(value, dt.time):
+            return _round_time(value, step, declared)
+        try:
+            rounded = instant + dt.timedelta(microseconds=step)
+        except OverflowError:
+            _refuse(f"{value} rounds past the last datetime Python holds ({declared})")
+        return rounded if instant is value else rounded.astimezone(value.tzinfo)
+
+    return fit
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    """Return an aware *value* in UTC (the instant PostgreSQL stores), a naive one as it is."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value
+    return value.astimezone(dt.UTC)
+
+
+def _round_time(value: dt.time, step: int, declared: str) -> dt.time:
+    micros = (value.hour * 3600 + value.minute * 60 + value.second) * 10**6
+    micros += value.microsecond + step
+    if micros >= 86_400 * 10**6:
+        _refuse(f"{value} rounds to 24:00:00 in {declared}, which datetime.time cannot hold")
+    seconds, micro = divmod(micros, 10**6)
+    return value.replace(
+        hour=seconds // 3600, minute=seconds // 60 % 60, second=seconds % 60, microsecond=micro
+    )
 
 
 def _numeric_fit(precision: int, scale: int, *, rounding: bool) -> Dump:

@@ -135,6 +135,9 @@ class Narrowed(Orso):
     plain: dict[str, Any] = column(sql_type="json")
     tags: list[str] = column(sql_type="varchar(5)[]")
     stamp: dt.datetime = column(sql_type="timestamp with time zone")
+    moment: dt.datetime = column(sql_type="timestamptz(3)")
+    clock: dt.time = column(sql_type="time(0)")
+    span: dt.timedelta = column(sql_type="interval(2)")
     label: str = column(server_default=sql.SQL("'none'"), default="none")
 
 

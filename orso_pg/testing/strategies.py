@@ -300,20 +300,29 @@ def _scalar(annotation: Any, sql_type: _SqlType) -> st.SearchStrategy[Any]:
         return _text(name, args)
     if annotation is Decimal:
         return _decimals(name, args)
+    unit = _fraction_unit(name, args)
     if annotation is dt.datetime:
-        return st.datetimes(_FIRST_INSTANT, _LAST_INSTANT, timezones=_ZONES)
+        moments = st.datetimes(_FIRST_INSTANT, _LAST_INSTANT, timezones=_ZONES)
+        return moments.map(lambda v: v.replace(microsecond=v.microsecond - v.microsecond % unit))
     if annotation is dt.date:
         return st.dates()
     if annotation is dt.time:
-        return st.times()
+        return st.times().map(lambda v: v.replace(microsecond=v.microsecond - v.microsecond % unit))
     if annotation is dt.timedelta:
-        return st.timedeltas()
+        return st.timedeltas().map(lambda v: v - dt.timedelta(microseconds=v.microseconds % unit))
     if annotation is uuid.UUID:
         return st.uuids()
     if annotation is bytes:
         return st.binary()
     msg = f"no strategy for {annotation!r}; pass one as an override"
     raise TypeError(msg)
+
+
+def _fraction_unit(name: str, args: tuple[int, ...]) -> int:
+    """Return the microseconds a ``timestamp(p)``, ``time(p)`` or ``interval(p)`` counts in."""
+    if name in ("timestamp", "timestamptz", "time", "timetz", "interval") and args:
+        return 10 ** (6 - min(args[0], 6))
+    return 1
 
 
 def _int_range(name: str, args: tuple[int, ...]) -> tuple[int, int]:

@@ -563,6 +563,11 @@ def test_arrays_intervals_and_declared_timestamps(db: Database):
     data["span"] = np.array([1, 2, 3], dtype="m8[ns]")
     with pytest.raises(ValidationError, match=r"row 0 of the batch: .*nanoseconds"):
         Series.batch_create_rows(data, db)
+    data["span"] = np.array([1, 2, 3], dtype="m8[us]")
+    data["at"] = np.array(["2024-01-01", "NaT", "2024-01-01T00:00:00.000500"], "M8[us]")
+    with pytest.raises(ValidationError, match=r"row 2 of the batch: .*more than 3 fractional"):
+        Series.batch_create_rows(data, db)  # timestamp(3) would round it
+    assert Series.count(db) == 3
 
 
 def test_more_refusals(ticks: Database):

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
+from psycopg import sql
 
 from orso_pg import (
     Aggregate,
@@ -35,7 +36,15 @@ from orso_pg import (
     column,
     table,
 )
-from orso_pg._types import FIELD_LIMIT
+from orso_pg._types import (
+    FIELD_LIMIT,
+    FLOAT8,
+    INTERVAL,
+    TIME,
+    TIMESTAMPTZ,
+    Refused,
+    type_from_sql,
+)
 from tests.conftest import Server
 from tests.helpers import count_statements, create_tables
 
@@ -471,6 +480,139 @@ def test_round_needs_a_numeric_type_with_a_scale():
         class BadRound2(Orso):
             id: int | None = column(primary_key=True, default=None)
             amount: Decimal = column(sql_type="numeric", round=True)
+
+
+# --- real and fractional seconds: what the declared precision holds --------------------------
+
+
+@table("wc_precise")
+class Precise(Orso):
+    id: int | None = column(primary_key=True, default=None)
+    code: str = column(unique=True)
+    single: float = column(sql_type="real", default=0.5)
+    moment: dt.datetime = column(sql_type="timestamptz(3)", default=T0)
+    clock: dt.time = column(sql_type="time(0)", default=dt.time(12))
+    span: dt.timedelta = column(sql_type="interval(2)", default=dt.timedelta(0))
+    near: float | None = column(sql_type="real", round=True, default=None)
+    stamp: dt.datetime | None = column(sql_type="timestamp(0)", round=True, default=None)
+    tick: dt.time | None = column(sql_type="time(3)", round=True, default=None)
+    lag: dt.timedelta | None = column(sql_type="interval(1)", round=True, default=None)
+
+
+PRECISE = ("code", "single", "moment", "clock", "span", "near", "stamp", "tick", "lag")
+
+
+def _precise_write(path: str, rows: list[Precise], db: Database) -> None:
+    if path in UPDATES:
+        Precise.batch_insert([Precise(code=r.code) for r in rows], db)
+        ids = {r.code: r.id for r in Precise.find_all(db)}
+        for r in rows:
+            object.__setattr__(r, "id", ids[r.code])
+    if path in ("batch_create_rows", "batch_upsert_rows"):
+        tuples = [tuple(getattr(r, c) for c in PRECISE) for r in rows]
+        getattr(Precise, path)(tuples, db, columns=PRECISE)
+    elif path == "update_where":
+        for r in rows:
+            values = {c: getattr(r, c) for c in PRECISE[1:]}
+            Precise.update_where(Filter.eq("code", r.code), values, db)
+    else:
+        WRITES[path](Precise, rows, db)
+
+
+@pytest.mark.parametrize("path", list(WRITES))
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("single", 0.1, "not exactly a real"),
+        ("single", 2.0**24 + 1, "not exactly a real"),
+        ("moment", T0.replace(microsecond=678_900), "more than 3 fractional digits"),
+        ("clock", dt.time(12, 0, 0, 1), "more than 0 fractional digits"),
+        ("span", dt.timedelta(days=-1, microseconds=5), "more than 2 fractional digits"),
+    ],
+)
+def test_values_finer_than_the_declared_precision_are_refused(
+    db: Database, path: str, name: str, value: Any, reason: str
+):
+    """real, timestamp(p), time(p) and interval(p) would round these: refused, naming them."""
+    create_tables(db, Precise)
+    row = Precise(code="a")
+    object.__setattr__(row, name, value)
+    with pytest.raises(ValidationError, match=reason) as info:
+        _precise_write(path, [Precise(code="b"), row], db)
+    assert (info.value.column, info.value.value) == (name, value)
+    if path not in UPDATES:
+        assert Precise.find_one(Filter.eq("code", "a"), db) is None
+
+
+def _server_rounds(raw: psycopg.Connection[Any], value: Any, sql_type: str) -> Any:
+    """What PostgreSQL stores for *value* in a column of *sql_type* (the test's oracle)."""
+    cast = sql.SQL("SELECT %s::{}").format(sql.SQL(sql_type))  # the test's own type names
+    (stored,) = raw.execute(cast, (value,), binary=True).fetchone() or (None,)  # a real exactly
+    return stored
+
+
+@pytest.mark.parametrize("path", list(WRITES))
+def test_round_true_stores_what_the_server_would_round_to(
+    db: Database, raw: psycopg.Connection[Any], path: str
+):
+    """round=True rounds real, timestamp(0), time(3) and interval(1) as PostgreSQL does."""
+    create_tables(db, Precise)
+    before = dt.datetime(1999, 12, 31, 23, 59, 58, 500_000, tzinfo=UTC)  # a tie, before 2000
+    given = {
+        "a": (
+            0.1,
+            T0.replace(microsecond=500_000),
+            dt.time(1, 2, 3, 4500),
+            dt.timedelta(0, 1, 50_000),
+        ),
+        "b": (1 / 3, before, dt.time(23, 59, 59, 999_400), dt.timedelta(-2, 5, 949_999)),
+    }
+    rows = [Precise(code=c, near=n, stamp=s, tick=t, lag=g) for c, (n, s, t, g) in given.items()]
+    _precise_write(path, rows, db)
+    stored = {r.code: r for r in Precise.find_all(db)}
+    for code, (near, stamp, tick, lag) in given.items():
+        got = stored[code]
+        assert got.near == _server_rounds(raw, near, "float8::real")
+        assert got.stamp == _server_rounds(raw, stamp, "timestamptz(0)")
+        assert got.tick == _server_rounds(raw, tick, "time(3)")
+        assert got.lag == _server_rounds(raw, lag, "interval(1)")
+    assert stored["a"].stamp == T0.replace(microsecond=0) + dt.timedelta(seconds=1)
+    assert stored["b"].stamp == before.replace(microsecond=0)  # half away from 2000-01-01
+
+
+@settings(max_examples=200)
+@given(
+    moment=st.datetimes(dt.datetime(1, 1, 2), dt.datetime(9999, 12, 30), timezones=st.just(UTC)),  # noqa: DTZ001
+    clock=st.times(),
+    span=st.timedeltas(),
+    number=st.floats(-(2.0**100), 2.0**100, allow_nan=False),
+    digits=st.integers(0, 5),
+)
+def test_rounding_matches_postgresql(
+    raw: psycopg.Connection[Any],
+    moment: dt.datetime,
+    clock: dt.time,
+    span: dt.timedelta,
+    number: float,
+    digits: int,
+):
+    """The rounding round=True applies is the server's own, value for value."""
+    cases = [
+        (f"timestamptz({digits})", TIMESTAMPTZ, moment),
+        (f"time({digits})", TIME, clock),
+        (f"interval({digits})", INTERVAL, span),
+        ("real", FLOAT8, number),
+    ]
+    for sql_type, base, value in cases:
+        ctype = type_from_sql(sql_type, base, round_to_scale=True)
+        oracle = "float8::real" if base is FLOAT8 else sql_type
+        try:
+            ours = ctype.store(value)
+        except Refused:  # 24:00:00, past year 9999, a real's underflow: no Python value holds
+            with pytest.raises(psycopg.Error):
+                _server_rounds(raw, value, oracle)
+            continue
+        assert ours == _server_rounds(raw, value, oracle)
 
 
 # --- item 11: the same datetime checks whatever the COPY format --------------------------------

@@ -132,7 +132,8 @@ def test_strategies_for_gives_a_fresh_dict_in_column_order():
 @settings(max_examples=60, deadline=None)
 @given(strategy(Narrowed))
 def test_sql_types_narrow_what_is_drawn(row: Narrowed):
-    """varchar(n), char(n), numeric(p, s), smallint, integer and real limit the drawn values."""
+    """varchar(n), char(n), numeric(p, s), smallint, integer, real and the fractional digits
+    of timestamp(p), time(p) and interval(p) limit the drawn values."""
     assert len(row.code) <= 12
     assert len(row.iso) == 3
     assert all(len(tag) <= 5 for tag in row.tags)
@@ -143,6 +144,15 @@ def test_sql_types_narrow_what_is_drawn(row: Narrowed):
     assert abs(row.money) < Decimal(10) ** 10
     assert row.whole == row.whole.to_integral_value()
     assert math.isnan(row.single) or float(np.float32(row.single)) == row.single
+    assert (
+        row.moment.microsecond % 1000,
+        row.clock.microsecond,
+        row.span.microseconds % 10_000,
+    ) == (
+        0,
+        0,
+        0,
+    )
 
 
 @settings(max_examples=60, deadline=None)

@@ -238,6 +238,19 @@ def test_pandas_markers_are_missing_once_pandas_is_imported():
         ("integer", int, 2**31, "outside the integer range"),
         ("smallint", int, -(2**15) - 1, "outside the smallint range"),
         ("real", float, 1e39, "outside the range of real"),
+        ("real", float, 0.1, "not exactly a real"),
+        ("float(24)", float, 0.1, "not exactly a real"),
+        ("float4", float, 1e-50, "too small for real"),
+        ("real[]", list[float], [0.5, 0.1], "element 1: 0.1 is not exactly a real"),
+        ("timestamptz(3)", dt.datetime, dt.datetime(2024, 1, 1, 0, 0, 0, 1500, dt.UTC), "3 frac"),
+        (
+            "timestamp(0) with time zone",
+            dt.datetime,
+            dt.datetime(2024, 1, 1, 0, 0, 0, 1, dt.UTC),
+            "0",
+        ),
+        ("time(2)", dt.time, dt.time(1, 2, 3, 4), "more than 2 fractional digits"),
+        ("interval(5)", dt.timedelta, dt.timedelta(microseconds=-1), "more than 5 fractional"),
         ("varchar(2)[]", list[str | None], ["ab", None, "abc"], "element 2: 3 characters"),
     ],
 )
@@ -262,6 +275,12 @@ def test_declared_types_refuse_what_they_cannot_hold(
         ("numeric(5)", int, 99999, 99999),
         ("integer", int, -(2**31), -(2**31)),
         ("real", float, math.inf, math.inf),
+        ("real", float, 0.1875, 0.1875),
+        ("float(25)", float, 0.1, 0.1),  # double precision from 25 bits on
+        ("timestamptz(3)", dt.datetime, dt.datetime(2024, 1, 1, 0, 0, 0, 1000, dt.UTC), None),
+        ("time(0)", dt.time, dt.time(23, 59, 59), dt.time(23, 59, 59)),
+        ("interval(6)", dt.timedelta, dt.timedelta(microseconds=1), dt.timedelta(microseconds=1)),
+        ("timestamp", dt.datetime, dt.datetime(2024, 1, 1, 0, 0, 0, 1, dt.UTC), None),
         ("varchar(2)", str, "ab", "ab"),
         ("text", str, "x" * 10, "x" * 10),
     ],
@@ -269,9 +288,78 @@ def test_declared_types_refuse_what_they_cannot_hold(
 def test_declared_types_store_what_fits_unchanged(
     sql_type: str, annotation: Any, value: Any, stored: Any
 ):
-    """A value that fits is bound as given."""
+    """A value that fits is bound as given (None: as its column's dump binds it)."""
+    ctype = type_from_sql(sql_type, resolve_type(annotation))
+    expected = ctype.dump(value) if stored is None else stored
     # Compared as text: Decimal NaN is not equal to itself.
-    assert str(type_from_sql(sql_type, resolve_type(annotation)).store(value)) == str(stored)
+    assert str(ctype.store(value)) == str(expected)
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "annotation", "value", "stored"),
+    [
+        ("real", float, 0.1, float(np.float32(0.1))),
+        # Just past the largest float4, which it rounds to: no overflow.
+        ("real", float, math.nextafter(3.4028234663852886e38, math.inf), 3.4028234663852886e38),
+        # Half away from PostgreSQL's epoch, 2000-01-01: up after it, down before it.
+        (
+            "timestamptz(0)",
+            dt.datetime,
+            dt.datetime(2024, 1, 1, 0, 0, 0, 500_000, dt.UTC),
+            dt.datetime(2024, 1, 1, 0, 0, 1, tzinfo=dt.UTC),
+        ),
+        (
+            "timestamptz(0)",
+            dt.datetime,
+            dt.datetime(1999, 1, 1, 0, 0, 0, 500_000, dt.UTC),
+            dt.datetime(1999, 1, 1, tzinfo=dt.UTC),
+        ),
+        (
+            "timestamptz(1)",
+            dt.datetime,
+            dt.datetime(1999, 1, 1, 0, 0, 0, 149_999, dt.timezone(dt.timedelta(hours=5))),
+            dt.datetime(1999, 1, 1, 0, 0, 0, 100_000, dt.timezone(dt.timedelta(hours=5))),
+        ),
+        # An offset holding fractions of a second: the instant is rounded, the zone kept.
+        (
+            "timestamptz(0)",
+            dt.datetime,
+            dt.datetime(2024, 1, 1, 0, 0, 0, 0, dt.timezone(dt.timedelta(microseconds=300_000))),
+            dt.datetime(2024, 1, 1, tzinfo=dt.UTC),  # from 23:59:59.7 UTC
+        ),
+        ("time(3)", dt.time, dt.time(1, 59, 59, 999_500), dt.time(2)),
+        (
+            "interval(0)",
+            dt.timedelta,
+            dt.timedelta(days=-1, microseconds=500_000),
+            dt.timedelta(-1, 1),
+        ),
+    ],
+)
+def test_round_true_rounds_as_postgresql(sql_type: str, annotation: Any, value: Any, stored: Any):
+    """round=True binds what the server would round the value to."""
+    ctype = type_from_sql(sql_type, resolve_type(annotation), round_to_scale=True)
+    rounded = ctype.store(value)
+    assert rounded == stored
+    if isinstance(value, dt.datetime):
+        assert rounded.tzinfo is value.tzinfo
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "annotation", "value", "reason"),
+    [
+        ("time(0)", dt.time, dt.time(23, 59, 59, 500_000), "rounds to 24:00:00"),
+        ("timestamptz(0)", dt.datetime, dt.datetime.max.replace(tzinfo=dt.UTC), "rounds past"),
+        ("real", float, 1e-300, "too small for real"),
+        ("real", float, -1e39, "outside the range of real"),
+    ],
+)
+def test_round_true_refuses_what_python_or_postgresql_cannot_hold(
+    sql_type: str, annotation: Any, value: Any, reason: str
+):
+    ctype = type_from_sql(sql_type, resolve_type(annotation), round_to_scale=True)
+    with pytest.raises(Refused, match=reason):
+        ctype.store(value)
 
 
 @given(st.decimals(allow_nan=False, allow_infinity=False), st.integers(1, 12), st.integers(0, 6))
@@ -306,7 +394,7 @@ def test_numeric_fit_agrees_with_exact_arithmetic(value: Decimal, precision: int
 
 def test_round_needs_numeric_with_modifiers():
     """round_to_scale on any other declared type is refused when the model is defined."""
-    for text in ("numeric", "varchar(3)", "integer"):
+    for text in ("numeric", "varchar(3)", "integer", "timestamptz(6)", "interval", "float(25)"):
         with pytest.raises(ValueError, match="round=True needs"):
             type_from_sql(text, types.NUMERIC, round_to_scale=True)
 
