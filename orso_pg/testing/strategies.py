@@ -321,7 +321,7 @@ def _scalar(annotation: Any, sql_type: _SqlType) -> st.SearchStrategy[Any]:
 def _fraction_unit(name: str, args: tuple[int, ...]) -> int:
     """Return the microseconds a ``timestamp(p)``, ``time(p)`` or ``interval(p)`` counts in."""
     if name in ("timestamp", "timestamptz", "time", "timetz", "interval") and args:
-        return 10 ** (6 - min(args[0], 6))
+        return int(10 ** (6 - min(args[0], 6)))
     return 1
 
 
