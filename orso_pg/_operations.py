@@ -406,9 +406,9 @@ def find_by_id(
     lock: RowLock | None = None,
 ) -> M | None:
     """Return the row whose primary key is *key*, or None; locked by *lock* when given."""
-    if type(db) is Pipeline and table_name is None and lock is None:
-        # The pipeline's common case, queued with fewer steps: a single-column key of a
-        # class that needs no look for missing-value markers, which its column accepts.
+    if table_name is None and lock is None:
+        # The common case, in fewer steps: a single-column key of a class that needs no look
+        # for missing-value markers, which its column accepts.
         meta = table_of(cls)
         if key.__class__ in _types.PLAIN and len(meta.key) == 1:
             try:
@@ -417,7 +417,11 @@ def find_by_id(
                 pass  # the general path below raises the error naming the column
             else:
                 stmt = compiler.select_by_key(meta, None, param)
-                return db._enqueue(stmt, ONE, meta.name, _optional(meta))  # type: ignore[return-value]
+                if type(db) is Pipeline:
+                    return db._enqueue(stmt, ONE, meta.name, _optional(meta))  # type: ignore[return-value]
+                label = meta.name
+                row = check_session(db)._read(lambda ex: ex.fetch_one(stmt, table=label))
+                return _optional(meta)(row)  # type: ignore[no-any-return]
     meta, table, label, session = setup(cls, db, table_name)
     session._check_lock(lock, label)
     stmt = compiler.select_by_key(meta, table, dump_key(meta, table, key))
