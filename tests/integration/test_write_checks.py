@@ -143,6 +143,33 @@ def write(path: str, cls: type[Any], rows: Sequence[Any], db: Database) -> None:
     WRITES[path](cls, rows, db)
 
 
+def write_columns(
+    path: str,
+    cls: type[Any],
+    cols: tuple[str, ...],
+    rows: Sequence[Any],
+    db: Database,
+    blank: Callable[[str], Any],
+) -> None:
+    """Write *rows* of *cls* (a ``code`` column first in *cols*) through the path *path*.
+
+    The update paths first store ``blank(code)`` for each row and give *rows* their keys; the
+    row-tuple paths and ``update_where`` write the columns *cols*.
+    """
+    if path in UPDATES:
+        cls.batch_insert([blank(r.code) for r in rows], db)
+        ids = {r.code: r.id for r in cls.find_all(db)}
+        for r in rows:
+            object.__setattr__(r, "id", ids[r.code])
+    if path in ("batch_create_rows", "batch_upsert_rows"):
+        getattr(cls, path)([tuple(getattr(r, c) for c in cols) for r in rows], db, columns=cols)
+    elif path == "update_where":
+        for r in rows:
+            cls.update_where(Filter.eq("code", r.code), {c: getattr(r, c) for c in cols[1:]}, db)
+    else:
+        WRITES[path](cls, rows, db)
+
+
 def _missing(value: object, *, float_column: bool) -> bool:
     """The README rule: which given values are stored as NULL."""
     if value is None or value is pd.NaT or value is pd.NA:
@@ -401,25 +428,7 @@ class Money(Orso):
 
 def _money_write(path: str, rows: list[Money], db: Database) -> None:
     cols = ("code", "exact", "rounded", "whole")
-    if path in UPDATES:
-        Money.batch_insert([Money(code=r.code, exact=Decimal(0)) for r in rows], db)
-        ids = {r.code: r.id for r in Money.find_all(db)}
-        for r in rows:
-            object.__setattr__(r, "id", ids[r.code])
-    if path == "batch_create_rows":
-        Money.batch_create_rows(
-            [tuple(getattr(r, c) for c in cols) for r in rows], db, columns=cols
-        )
-    elif path == "batch_upsert_rows":
-        Money.batch_upsert_rows(
-            [tuple(getattr(r, c) for c in cols) for r in rows], db, columns=cols
-        )
-    elif path == "update_where":
-        for r in rows:
-            values = {c: getattr(r, c) for c in cols[1:]}
-            Money.update_where(Filter.eq("code", r.code), values, db)
-    else:
-        WRITES[path](Money, rows, db)
+    write_columns(path, Money, cols, rows, db, lambda code: Money(code=code, exact=Decimal(0)))
 
 
 @pytest.mark.parametrize("path", list(WRITES))
@@ -503,20 +512,7 @@ PRECISE = ("code", "single", "moment", "clock", "span", "near", "stamp", "tick",
 
 
 def _precise_write(path: str, rows: list[Precise], db: Database) -> None:
-    if path in UPDATES:
-        Precise.batch_insert([Precise(code=r.code) for r in rows], db)
-        ids = {r.code: r.id for r in Precise.find_all(db)}
-        for r in rows:
-            object.__setattr__(r, "id", ids[r.code])
-    if path in ("batch_create_rows", "batch_upsert_rows"):
-        tuples = [tuple(getattr(r, c) for c in PRECISE) for r in rows]
-        getattr(Precise, path)(tuples, db, columns=PRECISE)
-    elif path == "update_where":
-        for r in rows:
-            values = {c: getattr(r, c) for c in PRECISE[1:]}
-            Precise.update_where(Filter.eq("code", r.code), values, db)
-    else:
-        WRITES[path](Precise, rows, db)
+    write_columns(path, Precise, PRECISE, rows, db, lambda code: Precise(code=code))
 
 
 @pytest.mark.parametrize("path", list(WRITES))
@@ -642,19 +638,7 @@ def new_york(server: Server, schema: str) -> Iterator[Database]:
 
 def _clock_write(path: str, rows: list[Clock], db: Database) -> None:
     cols = ("code", "small", "at", "wall")
-    if path in UPDATES:
-        Clock.batch_insert([Clock(code=r.code, small=0, at=T0) for r in rows], db)
-        ids = {r.code: r.id for r in Clock.find_all(db)}
-        for r in rows:
-            object.__setattr__(r, "id", ids[r.code])
-    if path in ("batch_create_rows", "batch_upsert_rows"):
-        method = getattr(Clock, path)
-        method([tuple(getattr(r, c) for c in cols) for r in rows], db, columns=cols)
-    elif path == "update_where":
-        for r in rows:
-            Clock.update_where(Filter.eq("code", r.code), {c: getattr(r, c) for c in cols[1:]}, db)
-    else:
-        WRITES[path](Clock, rows, db)
+    write_columns(path, Clock, cols, rows, db, lambda code: Clock(code=code, small=0, at=T0))
 
 
 @pytest.mark.parametrize("path", list(WRITES))
