@@ -33,6 +33,8 @@ lint: $(STAMP_DEV)
 
 type: $(STAMP_DEV)
 	$(VENV)/bin/mypy
+	@# bench/ imports its peers (SQLAlchemy, pcodec...): checked where `make bench` installed them.
+	@if [ -f $(STAMP_BENCH) ]; then $(VENV)/bin/mypy bench; fi
 
 unit: $(STAMP_DEV)
 	$(PY) -m pytest -m "not db" -q

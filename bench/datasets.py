@@ -128,7 +128,7 @@ def _columns(prefix: str, frame: object, names: dict[str, str]) -> dict[str, np.
 def _times_ms(index: object) -> np.ndarray:
     import pandas as pd
 
-    stamps = pd.DatetimeIndex(pd.to_datetime(index)).as_unit("ms")  # type: ignore[call-overload]
+    stamps = pd.DatetimeIndex(pd.to_datetime(index)).as_unit("ms")
     return np.asarray(stamps.asi8, dtype=np.int64)
 
 

@@ -193,7 +193,7 @@ def connectorx_uri(dsn: str) -> tuple[str | None, str]:
     password = params.get("password")
     auth = f"{user}:{quote(str(password), safe='')}" if password else user
     port = params.get("port", "5432")
-    query = {k: str(params[k]) for k in ("sslmode", "options") if k in params}
+    query: dict[str, str] = {k: str(params[k]) for k in ("sslmode", "options") if k in params}
     tail = ("?" + urlencode(query, quote_via=quote)) if query else ""
     return f"postgresql://{auth}@{where}:{port}/{quote(str(params['dbname']), safe='')}{tail}", ""
 

@@ -60,7 +60,7 @@ class _Replicated:
 
 
 def _lookup(db: Any) -> PerOp:
-    return PerOp(lambda i: Trade.find_by_id(i, db).qty)  # type: ignore[union-attr]
+    return PerOp(lambda i: Trade.find_by_id(i, db).qty)
 
 
 class ReplicaLookups(_Lookups):
