@@ -689,9 +689,10 @@ def _sample_decimals(sample: np.ndarray, most: int) -> int | None:
 def _pack(work: np.ndarray, level: int) -> _Packing:
     """Delta-code, reduce, pack and compress the working integers (steps 2 to 6).
 
-    Large arrays are delta-coded a block at a time, twice: once for the residuals' range,
-    once to write them reduced and narrowed. Each block stays in the CPU's cache, so the
-    full-width residuals are never written to memory and read back.
+    Large arrays are delta-coded a block at a time, so that the full-width residuals are
+    never written to memory and read back: in one pass when the first block's proposal fits
+    them all (:func:`_reduce_in_one_pass`), else twice, once for the residuals' range and
+    once to write them reduced and narrowed.
     """
     order = _choose_order(work)
     count = work.size - order
