@@ -661,7 +661,7 @@ class PipelineExecutor:
         except psycopg.Error as exc:
             # psycopg stops at the first error it raises while sending and leaves the results
             # after it unread: read them, so that every statement gets its own outcome.
-            error: psycopg.Error | None = exc
+            error: psycopg.Error = exc
             for _ in range(len(pipe.result_queue) + 1):
                 if not pipe.result_queue or self.conn.broken:
                     break
@@ -672,7 +672,7 @@ class PipelineExecutor:
             if guard is not None and guard.disarm():
                 self.broken = self.ex._failed(exc, guard, None)
                 guard = None
-            self._check_broken(error or exc)
+            self._check_broken(error)
         if guard is not None:
             guard.disarm()
 
@@ -863,31 +863,51 @@ def loader(meta: TableMeta, *, preloaded: bool = False) -> Callable[[Sequence[An
     if cached is not None:
         return cached
     cls = meta.cls
+    namespace = _row_namespace(meta)
+    namespace |= {"_new": object.__new__, "_cls": cls}
     direct = getattr(cls, "__setattr__", None) is object.__setattr__
-    namespace: dict[str, Any] = {
-        "_new": object.__new__,
-        "_cls": cls,
+    head = ["def load(row):", "  try:", "    o = _new(_cls)"]
+    func: Callable[[Sequence[Any]], Any] = _generate(
+        "load", head, meta, namespace, preloaded=preloaded, direct=direct, tail="    return o"
+    )
+    _LOADERS[meta, preloaded] = func
+    return func
+
+
+def _row_namespace(meta: TableMeta) -> dict[str, Any]:
+    return {
         "_set": object.__setattr__,
         "_Unloadable": Unloadable,
         "_unloadable": functools.partial(unloadable_row, meta),
     }
-    lines = ["def load(row):", "  try:", "    o = _new(_cls)"]
+
+
+def _generate(
+    name: str,
+    head: list[str],
+    meta: TableMeta,
+    namespace: dict[str, Any],
+    *,
+    preloaded: bool = False,
+    direct: bool = False,
+    tail: str = "",
+) -> Any:
+    """Compile function *name*: *head*, then one line setting ``o``'s attribute per column."""
+    lines = list(head)
     for i, col in enumerate(meta.columns):
         expr = f"row[{i}]"
         if col.type.load is not None and not (preloaded and col.type.load_many is not None):
             namespace[f"_l{i}"] = col.type.load
             expr = f"(None if row[{i}] is None else _l{i}(row[{i}]))"
-        if direct:
-            lines.append(f"    o.{col.name} = {expr}")
-        else:
-            lines.append(f"    _set(o, {col.name!r}, {expr})")
-    lines.append("    return o")
+        lines.append(
+            f"    o.{col.name} = {expr}" if direct else f"    _set(o, {col.name!r}, {expr})"
+        )
+    if tail:
+        lines.append(tail)
     # A try costs nothing until it catches (Python 3.11+): the slow path finds the column.
     lines.extend(["  except _Unloadable:", "    raise _unloadable(row) from None"])
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
-    func: Callable[[Sequence[Any]], Any] = namespace["load"]
-    _LOADERS[meta, preloaded] = func
-    return func
+    return namespace[name]
 
 
 def load_rows(meta: TableMeta, rows: Sequence[Sequence[Any]]) -> list[Any]:
@@ -946,42 +966,26 @@ def load_stream(meta: TableMeta, rows: Iterable[Sequence[Any]], batch_size: int)
 _LOADERS: dict[tuple[TableMeta, bool], Callable[[Sequence[Any]], Any]] = {}
 
 
-def fill(instance: object, meta: TableMeta, row: Sequence[Any]) -> None:
-    """Copy a returned row (every column, in order) into an existing instance."""
-    filler(meta)(instance, row)
-
-
 def filler(meta: TableMeta) -> Callable[[object, Sequence[Any]], None]:
-    """Return :func:`fill` for *meta*: generated once per model, as :func:`loader` is.
+    """Return a function copying a returned row (every column, in order) into an instance.
 
-    Values are set with ``object.__setattr__`` (no attrs ``on_setattr`` hook runs: the row came
-    from the table); a row of another length raises ``ValueError``, as ``zip(strict=True)``.
+    Generated once per model, as :func:`loader` is. Values are set with
+    ``object.__setattr__`` (no attrs ``on_setattr`` hook runs: the row came from the table);
+    a row of another length raises ``ValueError``, as ``zip(strict=True)``.
     """
     cached = _FILLERS.get(meta)
     if cached is not None:
         return cached
-    namespace: dict[str, Any] = {
-        "_set": object.__setattr__,
-        "_Unloadable": Unloadable,
-        "_unloadable": functools.partial(unloadable_row, meta),
-    }
     n = len(meta.columns)
-    lines = [
+    head = [
         "def fill(o, row):",
         f"  if len(row) != {n}:",
         f"    raise ValueError('a returned row of ' + str(len(row)) + ' values, not {n}')",
         "  try:",
     ]
-    for i, col in enumerate(meta.columns):
-        expr = f"row[{i}]"
-        if col.type.load is not None:
-            namespace[f"_l{i}"] = col.type.load
-            expr = f"(None if row[{i}] is None else _l{i}(row[{i}]))"
-        lines.append(f"    _set(o, {col.name!r}, {expr})")
-    lines.append("    return None")
-    lines.extend(["  except _Unloadable:", "    raise _unloadable(row) from None"])
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated identifiers
-    func: Callable[[object, Sequence[Any]], None] = namespace["fill"]
+    func: Callable[[object, Sequence[Any]], None] = _generate(
+        "fill", head, meta, _row_namespace(meta)
+    )
     _FILLERS[meta] = func
     return func
 

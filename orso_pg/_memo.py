@@ -1,6 +1,6 @@
 """A bounded store for things built once and asked for again: compiled SQL and its bytes.
 
-Owns the one caching rule the compiler, the filters and the executor share: keep what was
+Owns the one caching rule the compiler and the query builders share: keep what was
 built, empty the store when it is full (the shapes a program uses are few and repeat, so a
 refill is cheap and rare), and let a key name objects by identity. It must not know what it
 stores.

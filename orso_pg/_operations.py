@@ -57,6 +57,7 @@ __all__ = [
     "insert",
     "insert_or_update",
     "key_value",
+    "optional",
     "row_values",
     "run",
     "update",
@@ -110,7 +111,7 @@ def _filled(obj: M, meta: TableMeta) -> Callable[[Any], M]:
     return finish
 
 
-def _optional(meta: TableMeta) -> Callable[[Any], Any]:
+def optional(meta: TableMeta) -> Callable[[Any], Any]:
     """Return the finish of a read of one row: an instance, or None without a row."""
     finish = _OPTIONAL.get(meta)
     if finish is None:
@@ -355,9 +356,7 @@ def insert(obj: M, db: object, table_name: object = None) -> M:
 def _placed(
     meta: TableMeta, table: str | None, obj: object, stmt: Statement, label: str
 ) -> Callable[[Executor], tuple[Any, ...] | None]:
-    """Return the work writing *obj* with *stmt*; a partitioned table gets its partition first."""
-    if meta.placement.partitioning is None:
-        return lambda ex: ex.fetch_one(stmt, table=label)
+    """Return the work writing *obj* with *stmt* into a partitioned table, partition first."""
 
     def work(ex: Executor) -> tuple[Any, ...] | None:
         partitions.ensure_rows(ex, meta, table, (obj,))
@@ -387,14 +386,11 @@ def _write_row(
     A partitioned table's partition must exist before the row is sent: a pipeline makes it
     first (see ``Pipeline._prepare``), any other session in the write's own transaction.
     """
-    partitioned = meta.placement.partitioning is not None
-    if type(session) is Pipeline:
-        if partitioned:
-            session._prepare(lambda ex: partitions.ensure_rows(ex, meta, table, (obj,)))
-        return session._enqueue(stmt, ONE, label, finish)  # type: ignore[return-value]
-    if not partitioned:
-        return run(Step(session, stmt, ONE, label, finish, write=True))
-    return finish(session._write(_placed(meta, table, obj, stmt, label)))
+    if meta.placement.partitioning is not None:
+        if type(session) is not Pipeline:
+            return finish(session._write(_placed(meta, table, obj, stmt, label)))
+        session._prepare(lambda ex: partitions.ensure_rows(ex, meta, table, (obj,)))
+    return run(Step(session, stmt, ONE, label, finish, write=True))
 
 
 def find_by_id(
@@ -418,15 +414,15 @@ def find_by_id(
             else:
                 stmt = compiler.select_by_key(meta, None, param)
                 if type(db) is Pipeline:
-                    return db._enqueue(stmt, ONE, meta.name, _optional(meta))  # type: ignore[return-value]
+                    return db._enqueue(stmt, ONE, meta.name, optional(meta))  # type: ignore[return-value]
                 label = meta.name
                 row = check_session(db)._read(lambda ex: ex.fetch_one(stmt, table=label))
-                return _optional(meta)(row)  # type: ignore[no-any-return]
+                return optional(meta)(row)  # type: ignore[no-any-return]
     meta, table, label, session = setup(cls, db, table_name)
     session._check_lock(lock, label)
     stmt = compiler.select_by_key(meta, table, dump_key(meta, table, key))
     stmt = locked(stmt, lock, label)
-    result: M | None = run(Step(session, stmt, ONE, label, _optional(meta), lock=lock))
+    result: M | None = run(Step(session, stmt, ONE, label, optional(meta), lock=lock))
     return result
 
 

@@ -21,7 +21,7 @@ import operator
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -432,7 +432,6 @@ def update_moving(
     meta: TableMeta,
     table: str | None,
     value: object,
-    run: Callable[[Step[int]], int],
 ) -> int:
     """Run a set-based update that sets the partition column to *value*; return its count.
 
@@ -442,7 +441,6 @@ def update_moving(
     row, so nothing can be made ahead: a row it sends where no partition is fails with a
     :class:`~orso_pg.errors.CheckViolationError` saying how to make the partitions first.
     Outside a pipeline the update runs in a savepoint of its own inside a transaction.
-    *run* runs a step on its session (the operations layer's, passed in to keep layers apart).
     """
     session = step.session
     computed = is_expression(value)
@@ -450,7 +448,7 @@ def update_moving(
         if not computed:
             needed = wanted(meta, table, [value])
             session._prepare(lambda ex: ensure(ex, meta, table, needed))
-        return run(step)
+        return session._queue_step(step)  # type: ignore[return-value]
     if computed:
         # In a savepoint of its own inside a transaction, so the caller may catch the error
         # (make the partitions, try again) and go on.

@@ -22,7 +22,7 @@ from orso_pg import _partitions as partitions
 from orso_pg import _types
 from orso_pg._compiler import Statement
 from orso_pg._executor import ALL, ONE, ROWCOUNT, SCALAR, load_rows, load_stream, loader
-from orso_pg._operations import check_session, dump_keys, dump_value, run, setup
+from orso_pg._operations import check_session, dump_keys, dump_value, optional, run, setup
 from orso_pg._schema import Column, TableMeta, table_of
 from orso_pg.errors import QueryError, ValidationError
 from orso_pg.query._expressions import is_expression, update_statement
@@ -121,10 +121,7 @@ def find_first(
     order = _order(meta, label, with_tiebreak(meta, sorts))
     stmt = compiler.select_where(meta, table, where, params, order_by=order, limit=1)
     stmt = locked(stmt, lock, label)
-    load = loader(meta)
-    found: M | None = run(
-        Step(session, stmt, ONE, label, lambda row: None if row is None else load(row), lock=lock)
-    )
+    found: M | None = run(Step(session, stmt, ONE, label, optional(meta), lock=lock))
     return found
 
 
@@ -311,7 +308,7 @@ def update_where(
         stmt = compiler.update_where(meta, table, names, dumped, where, params)
     step = Step(session, stmt, ROWCOUNT, label, int, write=True)
     if moved:
-        return partitions.update_moving(step, meta, table, moved[0], run)
+        return partitions.update_moving(step, meta, table, moved[0])
     return run(step)
 
 

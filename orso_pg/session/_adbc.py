@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from orso_pg import errors
-from orso_pg.errors import ConfigError, ConnectionLostError
+from orso_pg.errors import ConnectionLostError, ServerUnavailableError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -81,8 +81,9 @@ class AdbcConnections:
             try:
                 conn = dbapi.connect(self._conninfo)
             except dbapi.Error as exc:
+                # The pool connected with the same DSN: the server went away since.
                 msg = f"the columnar reader could not connect: {exc}"
-                raise ConfigError(msg, table=label) from exc
+                raise ServerUnavailableError(msg, table=label) from exc
         try:
             cur = conn.cursor()
             try:

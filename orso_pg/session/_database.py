@@ -105,8 +105,6 @@ class Session:
     fail together.
     """
 
-    _listeners: tuple[Listener, ...]
-
     def _read(self, work: Callable[[Executor], T]) -> T:
         raise NotImplementedError
 
@@ -323,7 +321,7 @@ class Database(Session):
     ) -> None:
         shared = {k: v for k, v in locals().items() if k not in _NOT_SHARED}
         self._router: Router | None = None
-        self._listeners = ()
+        self._listeners: tuple[Listener, ...] = ()
         self._lent: dict[int, _PythonState] = {}
         self._lent_lock = threading.Lock()
         target = _connect.choose(dsn, data_dir)
@@ -930,7 +928,6 @@ class Transaction(Session):
     ) -> None:
         self._db = db
         self._conn = conn
-        self._listeners = db._listeners
         self._deadline = deadline
         self._piped = False  # a pipeline is open on the connection
 

@@ -41,7 +41,6 @@ class Held(Session):
     def __init__(self, db: Database, conn: psycopg.Connection[Any]) -> None:
         self._db = db
         self._conn: psycopg.Connection[Any] | None = conn
-        self._listeners = db._listeners
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else "open"
@@ -90,9 +89,10 @@ class Held(Session):
         self, stmt: Statement, batch_size: int, table: str | None, timeout: float | None = None
     ) -> Iterator[Any]:
         # A stream holds a transaction open while it is read: on a connection of its own, so
-        # that the calls made meanwhile still commit one by one.
+        # that the calls made meanwhile still commit one by one. From the primary, as every
+        # read of the block: a replica may not have the block's writes yet.
         self._connection()
-        return self._db._iterate(stmt, batch_size, table, timeout)
+        return self._db._iterate_primary(stmt, batch_size, table, timeout)
 
 
 @contextlib.contextmanager

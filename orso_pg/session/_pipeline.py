@@ -158,8 +158,8 @@ class Pipeline(Session):
     Obtained from :meth:`Database.pipeline`; not thread-safe. The operations that run here
     (``insert``, ``update``, ``upsert``, ``insert_or_update``, ``delete``, ``find_by_id``,
     ``find_one``, ``find_first_filter``, ``find_latest*``, ``find_where``, ``find_by_field``,
-    ``find_by_field_in``, ``find_all``, ``count``, ``count_where``, ``exists``,
-    ``exists_filter``, ``update_where``, ``delete_where``, ``aggregate`` and their
+    ``find_first_by_field``, ``find_by_field_in``, ``find_all``, ``count``, ``count_where``,
+    ``exists``, ``exists_filter``, ``update_where``, ``delete_where``, ``aggregate`` and their
     ``_with_table`` twins) return a :class:`Pending`; the others raise :class:`QueryError`.
     Checks made before anything is sent (a bad value, an unknown column) raise at the call,
     as with a ``Database``. The pipeline syncs by itself every ``max_pending`` operations or
@@ -175,13 +175,12 @@ class Pipeline(Session):
         transaction: bool,
         max_pending: int,
         max_bytes: int,
-        side: Callable[[Callable[[Executor], Any]], Any] | None = None,
+        side: Callable[[Callable[[Executor], Any]], Any],
         savepoint: sql.Composable | None = None,
     ) -> None:
         self._px = px
         self._side = side
         self._savepoint = savepoint
-        self._listeners = tuple(px.ex.listeners)
         self.transaction = transaction
         self.max_pending = max_pending
         self.max_bytes = max_bytes
@@ -267,9 +266,6 @@ class Pipeline(Session):
         runs on another pooled connection and commits there (an empty partition is harmless
         if the pipeline's own transaction then rolls back); inside one, on its connection.
         """
-        if self._side is None:  # pragma: no cover - Database.pipeline always gives one
-            msg = "this pipeline cannot run preparatory statements"
-            raise QueryError(msg)
         if self._savepoint is None:
             self._side(work)
             return
@@ -447,7 +443,7 @@ def pipelined(
     transaction: bool,
     max_pending: int,
     max_bytes: int,
-    side: Callable[[Callable[[Executor], Any]], Any] | None = None,
+    side: Callable[[Callable[[Executor], Any]], Any],
     savepoint: bool = False,
     synchronous_commit: bool = True,
 ) -> Iterator[Pipeline]:

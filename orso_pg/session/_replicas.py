@@ -267,8 +267,8 @@ class Router:
         """Run *call* with a replica's session (the primary's if none is fit), failing over.
 
         For reads that do more than run statements on a pooled connection: a columnar read
-        opens the chosen server's own ADBC connections. A replica it cannot connect to
-        (``ConfigError`` from the reader) is treated as one that is down.
+        opens the chosen server's own ADBC connections; a replica it cannot connect to is one
+        that is down.
         """
         failed: _Replica | None = None
         for _ in range(2):
@@ -277,7 +277,7 @@ class Router:
                 break
             try:
                 return call(server.member)
-            except (*_ELSEWHERE, ConfigError) as exc:
+            except _ELSEWHERE as exc:
                 self._failed(server, exc)
                 failed = server
         return call(self.primary)

@@ -141,6 +141,21 @@ def test_a_transaction_reads_its_own_writes(replicated: Opener):
     assert {server for server, _ in log.seen} == {db.server}
 
 
+def test_a_held_connection_reads_its_own_writes(replicated: Opener, standby: Standby):
+    """In db.hold() every read runs on the primary, streams included, even with the standby."""
+    db, log = replicated()
+    standby.pause_replay()  # the standby cannot have the block's writes
+    try:
+        with db.hold() as h:
+            item = Item(name="held", n=7).insert(h)
+            assert Item.find_by_id(item.id, h) == item
+            assert [i.name for i in Item.stream_where(Filter.eq("n", 7), h)] == ["held"]
+            assert Item.count_where(Filter.eq("n", 7), h) == 1
+    finally:
+        standby.resume_replay()
+    assert {server for server, _ in log.seen} == {db.server}
+
+
 def test_the_primary_session_reads_from_the_primary(replicated: Opener):
     """db.primary() is a session whose reads, writes and transactions go to the primary."""
     db, log = replicated()
