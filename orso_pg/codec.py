@@ -1,8 +1,8 @@
 """Lossless compression of numeric numpy arrays into self-describing frames.
 
 This module owns the bytes that compressed array columns store in ``BYTEA``. It is pure: numpy,
-zstandard and the standard library only, no database and no other orso_pg module but
-:mod:`orso_pg.errors`. The design and the measurements behind it are in
+zstandard, isal (for the CRC-32) and the standard library only, no database and no other
+orso_pg module but :mod:`orso_pg.errors`. The design and the measurements behind it are in
 ``reference/compression.md`` (section 5, "orso-auto").
 
 Contract
@@ -282,7 +282,7 @@ _POW10_COLUMN: Final = np.array(_POW10)[:, None]
 _FIND_DECIMALS: Final = {4: 8, 8: 12}  # the most places looked for, by float width
 _EXACT_INT: Final = 2.0**53
 _INT64_END: Final = 2.0**63  # the first float beyond int64's range
-_NARROW_Q: Final = 2.0**28  # decimals below this in magnitude are rounded to int32 (see _pack)
+_NARROW_Q: Final = 2.0**28  # decimals below this are rounded to int32 (see _find_decimals)
 _TOO_WIDE: Final = np.empty(0)  # _round_exactly's answer when int32 cannot hold the integers
 
 _ORDER_SAMPLE = 4096  # prefix length on which the delta order is chosen
@@ -642,8 +642,8 @@ def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray
     (*q* is then incomplete). The check divides the rounded floats themselves: within
     int64's range they are integers that convert exactly, so they give what ``q`` gives,
     without converting ``q`` back; values beyond that range (and NaN) have no ``q`` and miss.
-    An int32 *q* takes integers below :data:`_NARROW_Q` only: at the first block beyond,
-    the result is :data:`_TOO_WIDE` (and *q* incomplete).
+    An int32 *q* takes integers below :data:`_NARROW_Q` only: at the first block holding an
+    int64 beyond, the result is :data:`_TOO_WIDE` (and *q* incomplete).
     """
     limit = _INT64_END if q.itemsize == 8 else _NARROW_Q  # noqa: PLR2004
     bits = flat.view(_SIGNED[flat.itemsize])
@@ -664,9 +664,10 @@ def _round_exactly(flat: np.ndarray, decimals: int, q: np.ndarray) -> np.ndarray
             np.copyto(q[start:stop], block, casting="unsafe")
         wrong = back[:size].view(bits.dtype) != bits[start:stop]
         if not -limit <= float(_least(block)) <= float(_greatest(block)) < limit:
-            if limit != _INT64_END:
-                return _TOO_WIDE
-            wrong |= ~((block >= -_INT64_END) & (block < _INT64_END))  # NaN compares false
+            outside = ~((block >= -limit) & (block < limit))  # NaN compares false
+            if limit != _INT64_END and (outside & (np.abs(block) < _INT64_END)).any():
+                return _TOO_WIDE  # an int64, not an int32: rounded again into int64
+            wrong |= outside  # NaN, infinity and beyond int64 have no integer: they miss
         if wrong.any():
             missed.append(flat[start:stop][wrong])
             found += missed[-1].size
@@ -716,7 +717,7 @@ def _pack(work: np.ndarray, level: int) -> _Packing:
         return _Packing(order, seeds, low, 1, 0, 0, _PACKED, b"")
     unsigned = _UNSIGNED[work.itemsize]
     offset = unsigned.type(low % 2 ** (8 * work.itemsize))
-    narrow = _UNSIGNED[_CONTAINER[-(-span.bit_length() // 8)]]  # holds every reduced value
+    narrow = _narrowest(span)  # holds every reduced value
     step = max(1, count // _GCD_SAMPLE)
     sample = _residual_sample(work, order, step, residuals).view(unsigned)
     divisor = math.gcd(int(np.gcd.reduce(sample - offset)), span) if span > 1 else 1
@@ -991,11 +992,7 @@ def _reduce_in_one_pass(work: np.ndarray, order: int) -> tuple[int, int, int, np
     if size > work.itemsize or divisor << (8 * size) > 1 << (bits - 1):
         return None
     floor, ceiling = reference - half * divisor, reference + ((1 << (8 * size)) - half) * divisor
-    twos = (divisor & -divisor).bit_length() - 1
-    odd = divisor >> twos
-    inverse = kind(pow(odd, -1, 1 << bits))
-    most_product = ((1 << bits) - 1) // odd  # beyond it, a product is no multiple of odd
-    low_bits = (1 << twos) - 1
+    twos, odd, inverse, most_product, low_bits = _split_divisor(divisor, unsigned)
     bias = kind(floor % (1 << bits))
     out = np.empty(count, _UNSIGNED[size])
     buffer = np.empty(_BLOCK, unsigned)
@@ -1021,8 +1018,27 @@ def _reduce_in_one_pass(work: np.ndarray, order: int) -> tuple[int, int, int, np
         np.right_shift(block, kind(twos), out=out[start:stop], casting="unsafe")
     span = high - low
     out -= out.dtype.type((low - floor) // divisor)
-    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
+    narrow = _narrowest(span // divisor)
     return low, span, divisor, out if narrow.itemsize == size else out.astype(narrow)
+
+
+class _Split(NamedTuple):
+    """A divisor as the exact division of :func:`_divide_by_gcd` uses it, in *kind* words."""
+
+    twos: int  # its factors of two: the quotient's final right shift
+    odd: int  # the rest
+    inverse: np.unsignedinteger  # odd's inverse modulo the word size
+    most: int  # the largest product of a multiple of odd by the inverse
+    low_bits: int  # a multiple of 2**twos has none of these set
+
+
+def _split_divisor(divisor: int, kind: np.dtype) -> _Split:
+    twos = (divisor & -divisor).bit_length() - 1
+    odd = divisor >> twos
+    modulus = 1 << (8 * kind.itemsize)
+    return _Split(
+        twos, odd, kind.type(pow(odd, -1, modulus)), (modulus - 1) // odd, (1 << twos) - 1
+    )
 
 
 def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.ndarray, int]:
@@ -1039,29 +1055,12 @@ def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.nda
     """
     kind = reduced.dtype.type
     modulus = 1 << (8 * reduced.itemsize)
-    twos = (divisor & -divisor).bit_length() - 1
-    odd = divisor >> twos
-    most = (modulus - 1) // odd
-    low_bits = (1 << twos) - 1
-    inverse = kind(pow(odd, -1, modulus))
-    largest = ored = 0
-    # Quotients go to a narrower array as each block is checked, while it is in the cache;
-    # should a check fail, they are written again below.
-    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
-    early = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else None
-    for start in range(0, reduced.size, _BLOCK):
-        block = reduced[start : start + _BLOCK]
-        if odd > 1:
-            np.multiply(block, inverse, out=block)  # wraps
-            largest = max(largest, int(block.max()))
-        if twos:
-            ored |= int(np.bitwise_or.reduce(block))
-        if early is not None:
-            target = early[start : start + _BLOCK]
-            np.right_shift(block, kind(twos), out=target, casting="unsafe")
-    if early is not None and not (largest > most or ored & low_bits):
-        return early, divisor
-    if largest > most or ored & low_bits:
+    twos, odd, inverse, most, low_bits = _split_divisor(divisor, reduced.dtype)
+    if odd > 1:
+        np.multiply(reduced, inverse, out=reduced)  # wraps
+    if (odd > 1 and int(_greatest(reduced)) > most) or (
+        twos and int(np.bitwise_or.reduce(reduced)) & low_bits
+    ):
         # Some values are not multiples: they alone bring the divisor down to the gcd.
         missed = np.greater(reduced, kind(most))
         if twos:
@@ -1077,13 +1076,18 @@ def _divide_by_gcd(reduced: np.ndarray, divisor: int, span: int) -> tuple[np.nda
         twos = shrunk_twos
         if divisor == 1:
             return reduced, 1
-    narrow = _UNSIGNED[_CONTAINER[-(-(span // divisor).bit_length() // 8)]]
+    narrow = _narrowest(span // divisor)
     out = np.empty(reduced.size, narrow) if narrow.itemsize < reduced.itemsize else reduced
     if twos:
         np.right_shift(reduced, kind(twos), out=out, casting="unsafe")
     elif out is not reduced:
         np.copyto(out, reduced, casting="unsafe")
     return out, divisor
+
+
+def _narrowest(top: int) -> np.dtype:
+    """Return the narrowest unsigned container (1, 2, 4 or 8 bytes) of values up to *top*."""
+    return _UNSIGNED[_CONTAINER[-(-top.bit_length() // 8)]]
 
 
 def _pack_width(top: int) -> int:
@@ -2368,19 +2372,10 @@ def _decompress_each(
 def _decompress_rows(
     joined: np.ndarray, at: np.ndarray, sizes: np.ndarray, size: int
 ) -> np.ndarray:
-    """Decompress the zstd payloads at *at*, each declaring *size* bytes, with one context."""
-    decompress = _decompressor().decompress
-    content_size = zstandard.frame_content_size
-    data = joined.data
-    streams = []
-    try:
-        for at_, length in zip(at.tolist(), sizes.tolist(), strict=True):
-            payload = data[at_ : at_ + length]
-            if content_size(payload) != size:
-                raise CompressionError("corrupt payload")
-            streams.append(decompress(payload, max_output_size=size))
-    except zstandard.ZstdError as exc:
-        raise CompressionError("corrupt payload") from exc
+    """Decompress the zstd payloads at *at*, each of exactly *size* bytes, into rows."""
+    streams = _decompress_each(joined, at, sizes, size)
+    if any(len(stream) != size for stream in streams):
+        raise CompressionError("corrupt payload")
     return np.frombuffer(b"".join(streams), np.uint8).reshape(len(streams), size)
 
 

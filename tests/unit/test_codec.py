@@ -1579,10 +1579,11 @@ def test_decimals_beyond_int64_are_missed_not_stored(odd):
     prices[1234] = odd  # its x * 10**k has no int64 q: a correction, never a wrong integer
     frame = codec.encode(prices)
     assert codec.decode(frame).tobytes() == prices.tobytes()
-    q = np.empty(prices.size, np.int64)
-    missed = codec._round_exactly(prices, 2, q)
-    assert missed is not None
-    assert missed.view(np.int64).tolist() == prices[1234:1235].view(np.int64).tolist()
+    for width in (np.int64, np.int32):  # int32 too: a miss, not a retry in int64
+        missed = codec._round_exactly(prices, 2, np.empty(prices.size, width))
+        assert missed is not None
+        assert missed is not codec._TOO_WIDE
+        assert missed.view(np.int64).tolist() == prices[1234:1235].view(np.int64).tolist()
 
 
 # --- the encoder's fast paths give the general path's frames ------------------------------
