@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, delete, select, update
 from bench import data
 from bench.harness import PerOp, Target, Variant, expect
 from bench.models import Trade, TradeORM, TradeRow, trades_core
-from bench.workloads.common import TradesWorkload
+from bench.workloads.common import TradesWorkload, new_qty
 from orso_pg import Filter
 
 _SELECT = "SELECT id, symbol, ts, price, qty, side, meta FROM trades WHERE id = %s"
@@ -177,10 +177,6 @@ class PooledLookups(_Lookups):
         ]
 
 
-def _new_qty(i: int) -> int:
-    return (i * 7919) % 1000 + 1
-
-
 class RowUpdates(_PerId):
     """W5: update one row per call (a new qty), every call in one transaction."""
 
@@ -192,12 +188,10 @@ class RowUpdates(_PerId):
 
     def setup(self) -> None:
         super().setup()
-        ids = self.warm + self.ids
-        changed = self.data.qty_sum(ids)
-        self.expected = self.data.qty_total - changed + sum(map(_new_qty, ids))
+        self.expect_new_qty(self.warm + self.ids)
 
     def verify(self, _variant: Variant, _result: Any) -> None:
-        self.check_table(self.data.n, self.expected, self.data.meta_count())
+        self.check_new_qty()
 
     def variants(self) -> list[Variant]:
         clients, rows = self.clients, self.data.rows
@@ -208,7 +202,7 @@ class RowUpdates(_PerId):
 
             def call(i: int) -> int:
                 cur.execute(
-                    "UPDATE trades SET qty = %s WHERE id = %s", (_new_qty(i), i), prepare=True
+                    "UPDATE trades SET qty = %s WHERE id = %s", (new_qty(i), i), prepare=True
                 )
                 return 0
 
@@ -224,7 +218,7 @@ class RowUpdates(_PerId):
 
             def call(i: int) -> int:
                 s, ts, p, _, side, m = rows[i - 1]
-                cur.execute(query, (s, ts, p, _new_qty(i), side, m, i), prepare=True)
+                cur.execute(query, (s, ts, p, new_qty(i), side, m, i), prepare=True)
                 cur.fetchone()
                 return 0
 
@@ -235,7 +229,7 @@ class RowUpdates(_PerId):
 
             def call(i: int) -> int:
                 s, ts, p, _, side, m = rows[i - 1]
-                trade = Trade(id=i, symbol=s, ts=ts, price=p, qty=_new_qty(i), side=side, meta=m)
+                trade = Trade(id=i, symbol=s, ts=ts, price=p, qty=new_qty(i), side=side, meta=m)
                 trade.update(tx)
                 return 0
 
@@ -245,7 +239,7 @@ class RowUpdates(_PerId):
             tx, end = clients.transaction()
 
             def call(i: int) -> int:
-                Trade.update_where(Filter.eq("id", i), {"qty": _new_qty(i)}, tx)
+                Trade.update_where(Filter.eq("id", i), {"qty": new_qty(i)}, tx)
                 return 0
 
             return PerOp(call, finish=end, close=end)
@@ -259,7 +253,7 @@ class RowUpdates(_PerId):
             conn = clients.engine.connect()
 
             def call(i: int) -> int:
-                conn.execute(stmt, {"b_id": i, "b_qty": _new_qty(i)})
+                conn.execute(stmt, {"b_id": i, "b_qty": new_qty(i)})
                 return 0
 
             return PerOp(call, finish=conn.commit, close=conn.close)
@@ -268,7 +262,7 @@ class RowUpdates(_PerId):
             session = clients.sessions()
 
             def call(i: int) -> int:
-                stmt = update(TradeORM).where(TradeORM.id == i).values(qty=_new_qty(i))
+                stmt = update(TradeORM).where(TradeORM.id == i).values(qty=new_qty(i))
                 session.execute(stmt, execution_options={"synchronize_session": False})
                 return 0
 

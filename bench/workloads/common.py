@@ -68,6 +68,11 @@ def sizes(quick: bool) -> Sizes:
 
 
 @functools.cache
+def new_qty(i: int) -> int:
+    """The qty the update workloads give row *i*: 1 to 1,000, spread over the ids."""
+    return (i * 7919) % 1000 + 1
+
+
 def trade_data(n: int) -> data.TradeData:
     """Return the trade rows of a run (generated once per size)."""
     return data.trades(n)
@@ -110,6 +115,14 @@ class TradesWorkload(Workload):
         expect("sum(qty)", int(row[1]), qty)
         if meta is not None:
             expect("non-NULL meta", row[2], meta)
+
+    def expect_new_qty(self, ids: list[int]) -> None:
+        """Note the table's ``sum(qty)`` once the rows *ids* hold :func:`new_qty`."""
+        self.qty_after = self.data.qty_total - self.data.qty_sum(ids) + sum(map(new_qty, ids))
+
+    def check_new_qty(self) -> None:
+        """Check every row is there, with the ``sum(qty)`` :meth:`expect_new_qty` noted."""
+        self.check_table(self.data.n, self.qty_after, self.data.meta_count())
 
     def check_every_row(self) -> None:
         """Check that the table holds every generated row (count, ``sum(qty)``, non-NULL meta)."""

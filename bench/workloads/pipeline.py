@@ -16,7 +16,8 @@ import psycopg
 from bench import data
 from bench.harness import PerOp, Target, Variant, expect
 from bench.models import Trade, TradeRow
-from bench.workloads.common import TradesWorkload
+from bench.workloads.calls import _SELECT, _Lookups
+from bench.workloads.common import TradesWorkload, new_qty
 from orso_pg import (
     Aggregate,
     Database,
@@ -30,7 +31,6 @@ from orso_pg import (
     table,
 )
 
-_SELECT = "SELECT id, symbol, ts, price, qty, side, meta FROM trades WHERE id = %s"
 _UPDATE_ROW = (
     "UPDATE trades SET symbol = %s, ts = %s, price = %s, qty = %s, side = %s, meta = %s "
     "WHERE id = %s RETURNING id, symbol, ts, price, qty, side, meta"
@@ -60,10 +60,6 @@ def _qty(trade: Trade | None) -> int:
     """The qty of a row the workload looked up."""
     assert trade is not None  # every id it asks for has a row
     return trade.qty
-
-
-def _new_qty(i: int) -> int:
-    return (i * 7919) % 1000 + 1
 
 
 def _raw_pipeline(
@@ -191,11 +187,10 @@ class PipelinedUpdates(_Pipelined):
 
     def setup(self) -> None:
         super().setup()
-        changed = self.data.qty_sum(self.ids)
-        self.expected = self.data.qty_total - changed + sum(map(_new_qty, self.ids))
+        self.expect_new_qty(self.ids)
 
     def verify(self, _variant: Variant, _result: Any) -> None:
-        self.check_table(self.data.n, self.expected, self.data.meta_count())
+        self.check_new_qty()
 
     def variants(self) -> list[Variant]:
         ids, rows = self.ids, self.data.rows
@@ -204,10 +199,10 @@ class PipelinedUpdates(_Pipelined):
 
         def send_row(cur: psycopg.Cursor[Any], i: int) -> None:
             s, ts, p, _, side, m = rows[i - 1]
-            cur.execute(_UPDATE_ROW, (s, ts, p, _new_qty(i), side, _json(m), i), prepare=True)
+            cur.execute(_UPDATE_ROW, (s, ts, p, new_qty(i), side, _json(m), i), prepare=True)
 
         def send_qty(cur: psycopg.Cursor[Any], i: int) -> None:
-            cur.execute(_UPDATE_QTY, (_new_qty(i), i), prepare=True)
+            cur.execute(_UPDATE_QTY, (new_qty(i), i), prepare=True)
 
         def raw_transaction(
             send: Callable[[psycopg.Cursor[Any], int], None], read: Callable[[Any], int]
@@ -224,7 +219,7 @@ class PipelinedUpdates(_Pipelined):
 
         def trade(i: int) -> Trade:
             s, ts, p, _, side, m = rows[i - 1]
-            return Trade(id=i, symbol=s, ts=ts, price=p, qty=_new_qty(i), side=side, meta=m)
+            return Trade(id=i, symbol=s, ts=ts, price=p, qty=new_qty(i), side=side, meta=m)
 
         def orso(*, transaction: bool) -> Callable[[], int]:
             def run() -> int:
@@ -238,7 +233,7 @@ class PipelinedUpdates(_Pipelined):
         def orso_update_where() -> int:
             with db.pipeline(transaction=True) as p:
                 for i in ids:
-                    Trade.update_where(Filter.eq("id", i), {"qty": _new_qty(i)}, p)
+                    Trade.update_where(Filter.eq("id", i), {"qty": new_qty(i)}, p)
             return 0
 
         return [
@@ -274,11 +269,10 @@ class PipelinedEtl(_Pipelined):
 
     def setup(self) -> None:
         super().setup()
-        changed = self.data.qty_sum(self.ids)
-        self.expected = self.data.qty_total - changed + sum(_new_qty(i) for i in self.ids)
+        self.expect_new_qty(self.ids)
 
     def verify(self, _variant: Variant, _result: Any) -> None:
-        self.check_table(self.data.n, self.expected, self.data.meta_count())
+        self.check_new_qty()
 
     def variants(self) -> list[Variant]:
         ids = self.ids
@@ -288,7 +282,7 @@ class PipelinedEtl(_Pipelined):
             for i in ids:
                 trade = Trade.find_by_id(i, s)
                 assert trade is not None
-                trade.qty = _new_qty(i)
+                trade.qty = new_qty(i)
                 trade.update(s)
 
         def pipelined(p: Pipeline) -> None:
@@ -298,7 +292,7 @@ class PipelinedEtl(_Pipelined):
                 for i, handle in zip(chunk, found, strict=True):
                     trade = handle.result()
                     assert trade is not None
-                    trade.qty = _new_qty(i)
+                    trade.qty = new_qty(i)
                     trade.update(p)
 
         def in_transaction() -> int:
@@ -347,31 +341,11 @@ class PipelinedEtl(_Pipelined):
 # --- latencies through the pool ---------------------------------------------------------------
 
 
-class _Latency(TradesWorkload):
+class _Latency(_Lookups):
     """One operation per call through a pool (a checkout per call): p50 and p99 per call."""
 
-    unit = "ops/s"
     goal = "p99 < 5 ms"
     salt = 20
-
-    def calls(self) -> int:
-        return self.size.lookups
-
-    def setup(self) -> None:
-        super().setup()
-        n = self.calls() + self.size.warm
-        ids = data.sample_ids(self.data.n, n, salt=self.salt)
-        self.warm, self.ids = ids[: self.size.warm], ids[self.size.warm :]
-        self.load()
-
-    def units(self) -> int:
-        return len(self.ids)
-
-    def inputs(self) -> Sequence[Any]:
-        return self.ids
-
-    def warmup_inputs(self) -> Sequence[Any]:
-        return self.warm
 
 
 class LatencyLookup(_Latency):
@@ -379,9 +353,6 @@ class LatencyLookup(_Latency):
 
     key = "LATL"
     title = "latency: a key lookup through the pool"
-
-    def verify(self, _variant: Variant, result: Any) -> None:
-        expect("sum of qty looked up", result, self.data.qty_sum(self.ids))
 
     def variants(self) -> list[Variant]:
         pool, db = self.clients.raw_pool, self.clients.db
@@ -422,12 +393,10 @@ class LatencyUpdate(_Latency):
 
     def setup(self) -> None:
         super().setup()
-        ids = self.warm + self.ids
-        changed = self.data.qty_sum(ids)
-        self.expected = self.data.qty_total - changed + sum(map(_new_qty, ids))
+        self.expect_new_qty(self.warm + self.ids)
 
     def verify(self, _variant: Variant, _result: Any) -> None:
-        self.check_table(self.data.n, self.expected, self.data.meta_count())
+        self.check_new_qty()
 
     def variants(self) -> list[Variant]:
         pool, db, rows = self.clients.raw_pool, self.clients.db, self.data.rows
@@ -437,7 +406,7 @@ class LatencyUpdate(_Latency):
                 s, ts, p, _, side, m = rows[i - 1]
                 with pool.connection() as conn:
                     cur = conn.cursor(binary=True)
-                    cur.execute(_UPDATE_ROW, (s, ts, p, _new_qty(i), side, _json(m), i))
+                    cur.execute(_UPDATE_ROW, (s, ts, p, new_qty(i), side, _json(m), i))
                     cur.fetchone()
                 return 0
 
@@ -446,7 +415,7 @@ class LatencyUpdate(_Latency):
         def orso() -> PerOp:
             def call(i: int) -> int:
                 s, ts, p, _, side, m = rows[i - 1]
-                Trade(id=i, symbol=s, ts=ts, price=p, qty=_new_qty(i), side=side, meta=m).update(db)
+                Trade(id=i, symbol=s, ts=ts, price=p, qty=new_qty(i), side=side, meta=m).update(db)
                 return 0
 
             return PerOp(call)
