@@ -82,7 +82,7 @@ class Env:
         """Open a plain psycopg connection on the run's schema."""
         return psycopg.connect(self.dsn, **kwargs)
 
-    def scalar(self, query: str, params: tuple[Any, ...] = ()) -> Any:
+    def scalar(self, query: str | sql.Composed, params: tuple[Any, ...] = ()) -> Any:
         """Run *query* on the admin connection and return the first value."""
         # Without parameters nothing is parsed for placeholders, so a literal % is just text.
         row = self.admin.execute(query, params or None).fetchone()

@@ -17,10 +17,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
 
 from bench import data
 from bench.env import Env, copy_new_rows, empty_trades
+
+if TYPE_CHECKING:
+    from orso_pg import Database
 
 
 def _status_bytes(field: str) -> int | None:
@@ -77,12 +82,14 @@ def probe(env: Env, impl: str, rows: int) -> dict[str, Any]:
         tail = " ".join(done.stderr.strip().splitlines()[-1:])
         return {"impl": impl, "rows": rows, "status": f"failed: {tail[:200]}"}
     result: dict[str, Any] = json.loads(lines[-1])
+    from bench.workloads.partitions import _PARTED
+
     partitioned = impl == PARTITIONED
-    count = "SELECT count(*) FROM bench_pt_trades" if partitioned else "SELECT count(*) FROM trades"
-    loaded = env.scalar(count)
+    table = sql.Identifier(_PARTED if partitioned else "trades")
+    loaded = env.scalar(sql.SQL("SELECT count(*) FROM {}").format(table))
     result["status"] = "ok" if loaded == rows else f"failed: {loaded} rows arrived, not {rows}"
     if partitioned:
-        env.admin.execute("DROP TABLE bench_pt_trades")
+        env.admin.execute(sql.SQL("DROP TABLE {}").format(table))
     empty_trades(env)
     return result
 
@@ -99,16 +106,22 @@ def _load_raw(rows: int) -> tuple[int, float]:
         return before, time.perf_counter() - start
 
 
-def _load_orso(rows: int) -> tuple[int, float]:
-    from bench.models import Trade
+def _database() -> Database:
+    """The child's Database: one connection to the run's schema."""
     from orso_pg import Database
 
-    with Database(
+    return Database(
         os.environ["ORSO_BENCH_BASE_DSN"],
         schema=os.environ["ORSO_BENCH_SCHEMA"],
         min_size=1,
         max_size=1,
-    ) as db:
+    )
+
+
+def _load_orso(rows: int) -> tuple[int, float]:
+    from bench.models import Trade
+
+    with _database() as db:
         Trade.count(db)
         before = _start_peak()
         start = time.perf_counter()
@@ -123,24 +136,18 @@ def _load_orso(rows: int) -> tuple[int, float]:
 def _load_partitioned(rows: int) -> tuple[int, float]:
     import datetime as dt
 
-    from bench.workloads.partitions import PartTrade
-    from orso_pg import Database, Migrations, migration
+    from bench.workloads.partitions import _DAYS, _START, PartTrade
+    from orso_pg import Migrations, migration
 
-    with Database(
-        os.environ["ORSO_BENCH_BASE_DSN"],
-        schema=os.environ["ORSO_BENCH_SCHEMA"],
-        min_size=1,
-        max_size=1,
-    ) as db:
+    with _database() as db:
         Migrations.init(db, [migration(PartTrade)])
         PartTrade.count(db)
-        start_ts = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-        step = dt.timedelta(days=30) / rows
+        step = dt.timedelta(days=_DAYS) / rows
         before = _start_peak()
         start = time.perf_counter()
-        # The same generated trades, over 30 days: the partitions are made on the way.
+        # The same generated trades, over PT1's days: the partitions are made on the way.
         models = (
-            PartTrade(symbol=s, ts=start_ts + i * step, price=p, qty=q)
+            PartTrade(symbol=s, ts=_START + i * step, price=p, qty=q)
             for i, (s, _, p, q, _, _) in enumerate(data.generate_rows(rows))
         )
         PartTrade.batch_insert(models, db)
