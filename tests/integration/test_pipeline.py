@@ -24,6 +24,7 @@ from orso_pg import (
     MissingTableError,
     NotFoundError,
     Orso,
+    Pagination,
     Pending,
     Pipeline,
     PipelineAbortedError,
@@ -462,6 +463,8 @@ def test_what_cannot_run_in_a_pipeline_says_so(db: Database):
             Item.find_by_ids([1], p)  # type: ignore[arg-type]
         with pytest.raises(QueryError, match="cannot run in a pipeline"):
             list(Item.stream_where(None, p))  # type: ignore[arg-type]
+        with pytest.raises(QueryError, match="cannot run in a pipeline"):
+            Item.find_paginated(Pagination(1, 10), p)  # type: ignore[arg-type]
         with pytest.raises(QueryError, match="transaction=True"):
             Item.find_by_id(1, p, lock=RowLock.update())
         with pytest.raises(QueryError):  # checked before anything is sent
@@ -514,6 +517,18 @@ def test_a_connection_lost_mid_pipeline(server: Server, schema: str, raw: psycop
         assert Item.count(db) == 0  # the pool gave a live connection
 
 
+def test_a_pipeline_syncs_by_itself_past_max_bytes(db: Database):
+    """Parameters over max_bytes send a sync before max_pending operations are queued."""
+    _setup(db)
+    with db.pipeline(max_pending=1_000, max_bytes=2_000) as p:
+        first = Item(name="x" * 1_500).insert(p)
+        assert not first.done()  # under the bound: queued
+        second = Item(name="y" * 1_500).insert(p)
+        assert first.done()
+        assert second.done()
+        assert not p._queue
+
+
 # --- memory -----------------------------------------------------------------------------------
 
 
@@ -533,11 +548,11 @@ def test_two_hundred_thousand_lookups_in_flat_memory(
         for i in range(200_000):
             handle = Item.find_by_id(i % 10 + 1, p)
             assert len(p._queue) < 500
-            if i % 40_000 == 20_000:
+            if i % 40_000 == 20_003:
                 total += handle.result().qty  # type: ignore[union-attr]
                 gc.collect()
                 live.append(len(gc.get_objects()))
-    assert total == sum(i % 10 for i in range(20_000, 200_000, 40_000))
+    assert total == sum(i % 10 for i in range(20_003, 200_000, 40_000))  # row 4, five times
     # The objects alive after 20,000 lookups are all that are alive after 180,000.
     assert max(live) - live[0] < 1_000, live
 

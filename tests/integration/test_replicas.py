@@ -202,6 +202,24 @@ def test_read_your_writes_after_a_transaction_and_a_lent_connection(replicated: 
         assert Item.count_where(Filter.eq("n", i), db) >= 1
 
 
+def test_read_your_writes_after_a_pipeline_and_a_held_connection(
+    replicated: Opener, standby: Standby
+):
+    """A pipeline and a db.hold() block run on the primary and count as writes."""
+    db, log = replicated(read_your_writes=True)
+    standby.pause_replay()  # the standby cannot have these rows
+    try:
+        with db.pipeline() as p:
+            piped = Item(name="piped").insert(p)
+        with db.hold() as h:
+            held = Item(name="held").insert(h)
+        assert Item.find_by_id(piped.result().id, db) is not None
+        assert Item.find_by_id(held.id, db) is not None
+    finally:
+        standby.resume_replay()
+    assert {server for server, _ in log.seen} == {db.server}
+
+
 def test_a_lagging_standby_is_skipped(replicated: Opener, standby: Standby):
     """A standby whose replay is paused beyond max_replica_lag serves no reads until it resumes."""
     db, log = replicated(max_replica_lag=0.3)
