@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.conftest import Server
-from tests.test_readme import python_block
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_block(section: str) -> str:
+    """Return the first ```python block under the README heading *section*."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"## {section}\n")
+    match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, start)
+    assert match is not None, f"no python block under {section!r}"
+    return match.group(1)
 
 
 def run_section(

@@ -5,62 +5,37 @@ from __future__ import annotations
 import re
 import sys
 import types
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.conftest import Server
+from tests.readme_run import README, python_block, run_section
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def python_block(section: str) -> str:
-    """Return the first ```python block under the README heading *section*."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index(f"## {section}\n")
-    match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, start)
-    assert match is not None, f"no python block under {section!r}"
-    return match.group(1)
+__all__ = ["README", "python_block"]  # for the tests that run other README blocks
 
 
 def test_quickstart_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The quickstart block runs unchanged and its own asserts hold."""
-    # The block opens Database() with no argument: point ORSO_PG_DSN at this test's schema.
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
-    module = types.ModuleType("readme_quickstart")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(python_block("Quickstart"), str(README), "exec"), module.__dict__)  # noqa: S102
-    latest = module.__dict__["latest"]
-    assert latest.price == 97_200.0
-    assert latest.created_at == module.__dict__["trade"].created_at
+    ns = run_section("Quickstart", server, schema, monkeypatch)
+    assert ns["latest"].price == 97_200.0
+    assert ns["latest"].created_at == ns["trade"].created_at
 
 
 def test_composite_keys_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The composite primary key example runs unchanged and its own asserts hold."""
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
-    module = types.ModuleType("readme_composite_keys")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    block = python_block("Composite primary keys")
-    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
-    assert module.__dict__["bar"].close == 181.0  # read before the upsert changed the row
-    assert module.__dict__["page"].next_cursor is not None
+    ns = run_section("Composite primary keys", server, schema, monkeypatch)
+    assert ns["bar"].close == 181.0  # read before the upsert changed the row
+    assert ns["page"].next_cursor is not None
 
 
 def test_partitioned_tables_section_runs(
     server: Server, schema: str, monkeypatch: pytest.MonkeyPatch
 ):
     """The partitioned tables example runs unchanged and its own asserts hold."""
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
-    module = types.ModuleType("readme_partitions")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    block = python_block("Partitioned tables")
-    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
-    assert module.__dict__["dropped"][-1] == "market_trades_p20240310"
+    ns = run_section("Partitioned tables", server, schema, monkeypatch)
+    assert ns["dropped"][-1] == "market_trades_p20240310"
 
 
 def test_codec_outside_orso_pg_runs(server: Server, schema: str):
@@ -88,12 +63,7 @@ def test_codec_outside_orso_pg_runs(server: Server, schema: str):
 
 def test_enum_columns_block_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The enum block runs unchanged: the CHECK refuses a stranger's value, a rerun matches."""
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
-    module = types.ModuleType("readme_enums")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(python_block("Enum columns"), str(README), "exec"), module.__dict__)  # noqa: S102
-    assert module.__dict__["refused"] is True
+    assert run_section("Enum columns", server, schema, monkeypatch)["refused"] is True
 
 
 def runnable_blocks() -> list[tuple[str, str]]:
@@ -121,14 +91,9 @@ def test_rows_moving_between_partitions_section_runs(
     server: Server, schema: str, monkeypatch: pytest.MonkeyPatch
 ):
     """The example of updates moving rows between partitions runs and its asserts hold."""
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
-    module = types.ModuleType("readme_partition_moves")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    block = python_block("Rows that move between partitions")
-    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
+    ns = run_section("Rows that move between partitions", server, schema, monkeypatch)
     days = ("20240301", "20240305", "20240306")
-    assert module.__dict__["gone"] == [f"moving_ticks_p{d}" for d in days]
+    assert ns["gone"] == [f"moving_ticks_p{d}" for d in days]
 
 
 def test_readme_examples_run_in_order_twice(
@@ -164,40 +129,26 @@ def test_readme_examples_run_in_order_twice(
 def test_values_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The missing-value, dtype and precision example runs unchanged and its asserts hold."""
     pytest.importorskip("pandas")
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
-    module = types.ModuleType("readme_values")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    block = python_block("Values: missing data, dtypes and precision")
-    exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
-    assert module.__dict__["sol"].fee == module.__dict__["Decimal"]("0.0001")
+    ns = run_section("Values: missing data, dtypes and precision", server, schema, monkeypatch)
+    assert ns["sol"].fee == ns["Decimal"]("0.0001")
+    assert [column for column, _ in ns["refused"]] == ["notional", "filled"]
 
 
 def test_analytics_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The analytics block runs unchanged, its asserts hold, and twice in a row."""
     pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
     for _ in range(2):
-        module = types.ModuleType("readme_analytics")
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-        exec(compile(python_block("Analytics reads"), str(README), "exec"), module.__dict__)  # noqa: S102
-        assert len(module.__dict__["df"]) == 1_000
-        assert module.__dict__["table_"].num_rows == 199  # price > 3200: i > 800
+        ns = run_section("Analytics reads", server, schema, monkeypatch)
+        assert len(ns["df"]) == 1_000
+        assert ns["table_"].num_rows == 199  # price > 3200: i > 800
 
 
 def test_candles_section_runs(server: Server, schema: str, monkeypatch: pytest.MonkeyPatch):
     """The candles block runs twice and its figures match a pandas computation of its rows."""
     pd = pytest.importorskip("pandas")
-    dsn = make_conninfo(server.dsn, options=f"-c search_path={schema}")
-    monkeypatch.setenv("ORSO_PG_DSN", dsn)
     for _ in range(2):
-        module = types.ModuleType("readme_candles")
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-        block = python_block("Candles and rolling statistics")
-        exec(compile(block, str(README), "exec"), module.__dict__)  # noqa: S102
-    ns = module.__dict__
+        ns = run_section("Candles and rolling statistics", server, schema, monkeypatch)
     rolling = ns["rolling"]
     want = pd.Series(rolling["price"]).rolling(5, min_periods=1).mean().to_numpy()
     assert (abs(rolling["ma5"] - want) < 1e-9).all()

@@ -563,7 +563,9 @@ def test_the_readme_pipelines_section_runs(
     """The README's example runs unchanged and its asserts hold."""
     from tests.readme_run import run_section
 
-    run_section("Pipelines", server, schema, monkeypatch)
+    ns = run_section("Pipelines", server, schema, monkeypatch)
+    assert ns["aborted"] == 2  # the operation whose error aborted the later ones
+    assert isinstance(ns["seen"], UniqueViolationError)
 
 
 def test_a_value_python_cannot_hold_fails_its_handle(db: Database, raw: psycopg.Connection[Any]):

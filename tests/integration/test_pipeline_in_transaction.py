@@ -255,4 +255,6 @@ def test_the_readme_section_runs(
     """The README's example runs unchanged and its asserts hold."""
     from tests.readme_run import run_section
 
-    run_section("Pipelines in a transaction", server, schema, monkeypatch)
+    ns = run_section("Pipelines in a transaction", server, schema, monkeypatch)
+    assert ns["refused"] is True
+    assert all(handle.done() for handle in ns["made"])

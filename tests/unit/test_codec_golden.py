@@ -245,6 +245,7 @@ CASES: dict[str, tuple[Callable[[], np.ndarray], dict[str, Any], str]] = {
     ),
 }
 
+
 def _one_ulp_off(values: np.ndarray, seed: int) -> np.ndarray:
     off = _rng(seed).random(values.size) < 0.2
     return np.where(off, np.nextafter(values, np.inf), values).astype(values.dtype)
