@@ -169,10 +169,10 @@ def test_a_computed_list_value_with_no_partition_says_to_write_one_first(db: Dat
     assert Bucket.update_where(Filter.eq("id", 1), {"bucket": col("bucket") + 1}, db) == 1
 
 
-def test_a_list_update_makes_the_value_partition_or_says_to_write_one(
+def test_a_list_update_makes_the_value_partition(
     db: Database, raw: psycopg.Connection[Any]
 ) -> None:
-    """A list partition for a given value is made; a computed value has only the default."""
+    """update_where setting a list partition's column to a given value makes that partition."""
     create_tables(db, PQuote)
     PQuote(venue=Venue.NYSE, symbol="X", ts=T0, bid=1.0).insert(db)
     assert PQuote.update_where(EVERY, {"venue": Venue.LSE}, db) == 1
