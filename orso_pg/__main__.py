@@ -105,9 +105,8 @@ NO_SERVER_CLI = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
-    0: done (``status``: every table matches its model); 1: refused, failed or (``status``)
-    steps are pending; 2: usage error (bad arguments, no server chosen, a module that does
-    not import).
+    0: done, 1: refused, failed or pending, 2: usage or configuration error; each command's
+    own meanings are in :data:`EXIT_STATUSES` (printed at the end of its ``--help``).
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -238,12 +237,9 @@ def _sql_from_schema(args: argparse.Namespace, entries: list[MigrationEntry]) ->
                 with Database(admin.conninfo, schema=schema, min_size=1, max_size=2) as db:
                     notes = offline.prepare(db, tables)
                     plans = Migrations.plan(db, entries, **_options(args))
-        except ConfigError as exc:
-            print(f"orso-pg: {exc}", file=sys.stderr)
-            return _USAGE_ERROR
         except OrsoError as exc:
             print(f"orso-pg: {exc}", file=sys.stderr)
-            return 1
+            return _exit_status(exc)
     for note in notes:
         print(f"orso-pg: offline: not recreated: {note}", file=sys.stderr)
     print(
@@ -362,16 +358,18 @@ def _with_server(
                 print(f"orso-pg: there is no schema {args.schema} on {db.server}", file=sys.stderr)
                 return _USAGE_ERROR
             work(db)
-    except (ConfigError, ValidationError) as exc:
-        # The server cannot be reached, or an argument is wrong: fix the command, not the data.
-        print(f"orso-pg: {exc}", file=sys.stderr)
-        return _USAGE_ERROR
     except OrsoError as exc:
         print(f"orso-pg: {exc}", file=sys.stderr)
-        if dry_run:
+        status = _exit_status(exc)
+        if dry_run and status == 1:
             print("orso-pg: dry run: the real run would fail; nothing was changed", file=sys.stderr)
-        return 1
+        return status
     return 0
+
+
+def _exit_status(exc: OrsoError) -> int:
+    """2 when the server cannot be reached or an argument is wrong (fix the command), else 1."""
+    return _USAGE_ERROR if isinstance(exc, (ConfigError, ValidationError)) else 1
 
 
 _SCHEMA_EXISTS = sql.SQL("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s")
@@ -397,10 +395,18 @@ def _parser() -> argparse.ArgumentParser:
     changes = _change_options()
     running = _run_options()
     commands = parser.add_subparsers(dest="command", required=True)
-    migrate = commands.add_parser(
+
+    def command(name: str, **options: Any) -> argparse.ArgumentParser:
+        """A subcommand whose --help ends with its exit statuses."""
+        return commands.add_parser(
+            name,
+            epilog=EXIT_STATUSES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **options,
+        )
+
+    migrate = command(
         "migrate",
-        epilog=EXIT_STATUSES["migrate"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server, changes, running],
         help="bring the tables of a module's models in line with them",
         description=(
@@ -420,29 +426,26 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--to", type=int, metavar="ID", help="go to the schema history record ID left"
     )
-    status = commands.add_parser(
+    status = command(
         "status",
-        epilog=EXIT_STATUSES["status"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server, changes],
         help="exit 0 when every table matches its model, 1 with the pending steps",
     )
     status.add_argument("module", help="a module name such as app.models, or a .py file")
     status.add_argument("--json", action="store_true", help="print the plans as JSON")
-    sql_command = commands.add_parser(
+    sql_command = command(
         "sql",
-        epilog=EXIT_STATUSES["sql"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server, changes],
         help="print the SQL a migration would run, for review",
     )
     sql_command.add_argument("module", help="a module name such as app.models, or a .py file")
-    sql_command.add_argument(
+    source = sql_command.add_mutually_exclusive_group()
+    source.add_argument(
         "--offline",
         action="store_true",
         help="no server: print the SQL creating every table in an empty database",
     )
-    sql_command.add_argument(
+    source.add_argument(
         "--from-schema",
         metavar="FILE",
         help=(
@@ -450,7 +453,7 @@ def _parser() -> argparse.ArgumentParser:
             "or orso-pg history --json; - reads stdin) in a scratch embedded PostgreSQL"
         ),
     )
-    schema = commands.add_parser(
+    schema = command(
         "schema",
         parents=[server],
         help="print the tables' schemas as JSON, for sql --from-schema",
@@ -459,14 +462,10 @@ def _parser() -> argparse.ArgumentParser:
             "history records it, and what orso_pg owns there; sql --from-schema plans "
             "against it without this server."
         ),
-        epilog=EXIT_STATUSES["schema"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     schema.add_argument("module", help="a module name such as app.models, or a .py file")
-    history = commands.add_parser(
+    history = command(
         "history",
-        epilog=EXIT_STATUSES["history"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server],
         help="list the migrations recorded in orso_pg_migrations, with their steps and SQL",
     )
@@ -474,10 +473,8 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument(
         "--json", action="store_true", help="print the records as JSON, schemas included"
     )
-    rollback = commands.add_parser(
+    rollback = command(
         "rollback",
-        epilog=EXIT_STATUSES["rollback"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[server, changes, running],
         help="bring a table back to the schema before its last migration",
     )

@@ -403,14 +403,13 @@ def stale(ex: Executor, meta: TableMeta, table: str | None, exc: Exception) -> b
     The connection's memory of the table's partitions is cleared; the caller may make them
     again and retry, which is safe only outside a transaction (nothing else was undone).
     """
-    if "no partition of relation" not in str(exc):
+    if _NO_PARTITION not in str(exc):
         return False
-    parent = _parent_text(meta, table)
     with _KNOWN_LOCK:
         known = _KNOWN.get(ex.conn)
         if known is None:
             return False
-        known.difference_update({k for k in known if k[0] == parent})
+        _drop_known(_parent_text(meta, table), [known])
     return ex.idle
 
 
@@ -474,10 +473,14 @@ def update_moving(
 
 def forget_all(meta: TableMeta, table: str | None) -> None:
     """Drop every connection's memory of the table's partitions."""
-    parent = _parent_text(meta, table)
     with _KNOWN_LOCK:
-        for known in list(_KNOWN.values()):
-            known.difference_update({k for k in known if k[0] == parent})
+        _drop_known(_parent_text(meta, table), list(_KNOWN.values()))
+
+
+def _drop_known(parent: str, knowns: Iterable[set[tuple[str, str]]]) -> None:
+    """Forget, in each of *knowns* (callers hold the lock), every partition of *parent*."""
+    for known in knowns:
+        known.difference_update({k for k in known if k[0] == parent})
 
 
 def _unplaced(meta: TableMeta, table: str | None, exc: CheckViolationError) -> CheckViolationError:

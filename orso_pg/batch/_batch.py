@@ -653,11 +653,6 @@ def _options(label: str, given: BatchOptions, chunk_size: int = DEFAULT_CHUNK_SI
     return options
 
 
-def _rest(items: Sequence[Any], start: int) -> Sequence[Any]:
-    """Return the items of *items* from *start* on."""
-    return items if not start else items[start:]
-
-
 def _run(
     op: _Operation[R],
     session: Session,
@@ -701,7 +696,9 @@ def _run(
         out = []
         # One transaction: the partitions made (or found) for a chunk stay there for the next.
         seen: set[str] = set()
-        placed = isinstance(items, Sequence) and op.place(ex, _rest(items, options.start))
+        placed = isinstance(items, Sequence) and op.place(
+            ex, items[options.start :] if options.start else items
+        )
         for offset, source, rows in chunks():
             ready = source if placed else op.prepare(ex, source, seen)
             out.append(op.chunk(ex, offset, ready, rows))

@@ -25,7 +25,7 @@ from orso_pg._operations import check_session
 from orso_pg.errors import DatabaseError, MigrationError, ValidationError
 from orso_pg.migrate import _history as history
 from orso_pg.migrate._introspect import read_table
-from orso_pg.migrate._migrations import MigrationEntry, Migrations, _schema_of
+from orso_pg.migrate._migrations import MigrationEntry, Migrations, _compressed, _schema_of
 from orso_pg.migrate._snapshot import FORMAT, meta_from_snapshot, snapshot
 
 __all__ = ["DOCUMENT_FORMAT", "create_schemas", "prepare", "record_schema", "recorded_tables"]
@@ -51,8 +51,7 @@ def record_schema(db: object, entries: Sequence[MigrationEntry]) -> list[dict[st
                 continue
             previous = history.latest(ex, live.schema, live.name)
             owned = None if previous is None else previous.target
-            compressed = [] if owned is None else [str(c) for c in owned.get("compressed", [])]
-            recorded = snapshot(live, compressed=compressed)
+            recorded = snapshot(live, compressed=_compressed(owned or {}))
             recorded[_OWNED] = owned
             found.append(recorded)
         return found

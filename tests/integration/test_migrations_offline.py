@@ -318,6 +318,10 @@ def test_schema_of_missing_tables_and_modules(server, schema, tmp_path, capsys):
     assert json.loads(out)["tables"] == []
     assert run(capsys, "schema", str(tmp_path / "nope.py"), "--dsn", server.dsn)[0] == 2
     assert run(capsys, "sql", str(tmp_path / "nope.py"), "--from-schema", "-")[0] == 2
+    with pytest.raises(SystemExit) as done:
+        main(["sql", models, "--offline", "--from-schema", "-"])
+    assert done.value.code == 2
+    assert "not allowed with argument --offline" in capsys.readouterr().err
     code, _, err = run(capsys, "schema", models)
     assert code == 2
     assert "no PostgreSQL server chosen" in err
